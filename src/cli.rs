@@ -1,0 +1,362 @@
+//! The command line: `lakecube generate | serve | query | validate`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+
+use crate::config::{Overrides, Settings};
+use crate::datagen::{self, Preset};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::storage::{Lake, schema};
+
+#[derive(Parser, Debug)]
+#[command(name = "lakecube", version, about = "An OLAP cube server for retail analytics, spoken to as PostgreSQL")]
+#[command(after_help = "Examples:\n  lakecube serve                         # serve the demo lake (generated on first start)\n  lakecube generate --lake data/sf1 --preset sf1\n  lakecube query \"SELECT count(*) FROM lake.traffic\"\n\nEvery option can also come from a LAKECUBE_* variable or a YAML file (--config); see docs/config.md.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a deterministic, realistic retail lake (stores, departments, hourly traffic).
+    #[command(after_help = "Examples:\n  lakecube generate --lake data/demo --preset demo\n  lakecube generate --lake /tmp/lake --preset sf1 --seed 7\n  lakecube generate --lake s3://bucket/lake --stores 50 --departments 6 --from 2024-01-01 --to 2024-12-31\n  lakecube generate --lake memory:// --preset tiny")]
+    Generate(GenerateArgs),
+    /// Serve the lake and its cubes over the PostgreSQL wire protocol.
+    #[command(after_help = "Examples:\n  lakecube serve\n  lakecube serve --lake data/sf1 --listen 127.0.0.1:6432\n  LAKECUBE_LAKE=s3://bucket/lake lakecube serve --config lakecube.yaml\n\nThen: psql -h 127.0.0.1 -U lakecube -d lakecube")]
+    Serve(ServeArgs),
+    /// Run one SQL statement in-process and print its result.
+    #[command(after_help = "Examples:\n  lakecube query \"SELECT region, SUM(t.revenue) FROM lake.traffic t JOIN lake.stores s USING (store_id) GROUP BY 1\"\n  lakecube query --format csv --lake data/sf1 \"SELECT * FROM lake.stores\"")]
+    Query(QueryArgs),
+    /// Check the cube definitions and report problems as file:line:column: message.
+    #[command(after_help = "Examples:\n  lakecube validate\n  lakecube validate --cube-defs my-cubes/")]
+    Validate(ValidateArgs),
+}
+
+/// Options every command shares.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// YAML config file (keys as in docs/config.md).
+    #[arg(long, env = "LAKECUBE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, env = "LAKECUBE_LOG", value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Where to write the lake: a folder, file://…, s3://bucket/prefix or memory://.
+    #[arg(long, env = "LAKECUBE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+    /// A named size; --stores, --departments, --from and --to override its parts.
+    #[arg(long, value_enum, default_value = "demo")]
+    pub preset: Preset,
+    #[arg(long, value_name = "N")]
+    pub stores: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub departments: Option<u32>,
+    /// First day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<NaiveDate>,
+    /// Last day, included (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<NaiveDate>,
+    /// Random seed: the same seed and parameters give the same rows.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Replace the lake's tables if they exist.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The lake to serve: a folder, file://…, s3://bucket/prefix or memory://.
+    #[arg(long, env = "LAKECUBE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+    /// Folder of cube definitions.
+    #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
+    pub cube_defs: Option<PathBuf>,
+    /// Address to listen on (HOST:PORT; port 0 picks a free one).
+    #[arg(long, env = "LAKECUBE_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Most client connections at once; more are refused with SQLSTATE 53300.
+    #[arg(long, env = "LAKECUBE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds running queries may go on after SIGINT/SIGTERM.
+    #[arg(long, env = "LAKECUBE_SHUTDOWN_GRACE_SECONDS", value_name = "S")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Accept password-less connections on a non-loopback address (only on a network you trust).
+    #[arg(long, env = "LAKECUBE_TRUST_REMOTE")]
+    pub trust_remote: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The lake to query.
+    #[arg(long, env = "LAKECUBE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+    /// Folder of cube definitions.
+    #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
+    pub cube_defs: Option<PathBuf>,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// The SQL statement.
+    pub sql: String,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Folder of cube definitions.
+    #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
+    pub cube_defs: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn settings(common: &Common, f: impl FnOnce(&mut Overrides)) -> Result<Settings> {
+    let mut o = Overrides { config: common.config.clone(), log: common.log.clone(), ..Default::default() };
+    f(&mut o);
+    let s = Settings::resolve(o)?;
+    crate::telemetry::init(&s.log);
+    Ok(s)
+}
+
+/// Runs a parsed command line. Returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Generate(a) => generate(a).await,
+        Command::Serve(a) => serve(a).await,
+        Command::Query(a) => query(a).await,
+        Command::Validate(a) => validate(a),
+    }
+}
+
+async fn generate(a: GenerateArgs) -> Result<i32> {
+    let s = settings(&a.common, |o| o.lake = a.lake.clone())?;
+    let mut p = a.preset.params();
+    if let Some(v) = a.stores { p.stores = v; }
+    if let Some(v) = a.departments { p.departments = v; }
+    if let Some(v) = a.from { p.from = v; }
+    if let Some(v) = a.to { p.to = v; }
+    if let Some(v) = a.seed { p.seed = v; }
+    p.validate()?;
+    let lake = Lake::open(&s.lake, true)?;
+    let sum = datagen::generate(&lake, &p, datagen::Options { overwrite: a.overwrite, progress: true }).await?;
+    print_summary(&lake, &sum);
+    Ok(0)
+}
+
+fn print_summary(lake: &Lake, s: &datagen::Summary) {
+    let rss = peak_rss_mib().map(|m| format!(", peak RSS {m:.0} MiB")).unwrap_or_default();
+    eprintln!(
+        "generated {}: {} stores, {} departments, {} months, {} traffic rows in {:.1} s ({:.0} rows/s{rss})",
+        lake.display(),
+        s.stores,
+        s.departments,
+        s.months,
+        s.traffic_rows,
+        s.seconds,
+        s.traffic_rows as f64 / s.seconds.max(1e-9),
+    );
+}
+
+/// Peak resident memory of this process, from /proc (Linux).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Opens the lake for serving; a missing lake is generated (demo preset) when the location
+/// holds no table at all.
+async fn open_or_generate(s: &Settings) -> Result<Lake> {
+    let lake = Lake::open(&s.lake, true)?;
+    let present = lake.existing_tables(&schema::ALL_TABLES).await?;
+    if present.is_empty() {
+        eprintln!("no lake at {}: generating the demo lake (first start only)…", lake.display());
+        let sum = datagen::generate(&lake, &Preset::Demo.params(), datagen::Options { overwrite: false, progress: true }).await?;
+        print_summary(&lake, &sum);
+    } else if present.len() < schema::ALL_TABLES.len() {
+        return Err(Error::lake(format!(
+            "the lake at {} is incomplete: it has {} but not all of {}",
+            lake.display(),
+            present.join(", "),
+            schema::ALL_TABLES.join(", ")
+        ))
+        .with_hint(format!("rebuild it with `lakecube generate --lake {} --overwrite`", lake.display())));
+    }
+    Ok(lake)
+}
+
+async fn serve(a: ServeArgs) -> Result<i32> {
+    let s = settings(&a.common, |o| {
+        o.lake = a.lake.clone();
+        o.cube_defs = a.cube_defs.clone();
+        o.listen = a.listen.clone();
+        o.max_connections = a.max_connections;
+        o.shutdown_grace_seconds = a.shutdown_grace_seconds;
+        o.trust_remote = a.trust_remote;
+    })?;
+    let addr = s.listen_addr()?;
+    check_cube_defs(&s)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "another server (PostgreSQL?) uses this port: pass --listen 127.0.0.1:6432, or stop it"
+        } else {
+            "check the address and this user's permissions (ports below 1024 need privileges)"
+        };
+        Error::config(format!("cannot listen on {addr}: {e}")).with_hint(hint)
+    })?;
+    let lake = open_or_generate(&s).await?;
+    let engine = Engine::open(lake).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(lake = %engine.lake().display(), listen = %local, "lakecube is serving");
+    eprintln!(
+        "lakecube serving {} on {local}\nconnect with: psql -h {} -p {} -U lakecube -d lakecube",
+        engine.lake().display(),
+        local.ip(),
+        local.port()
+    );
+    let limits = crate::frontend::server::Limits { max_connections: s.max_connections, shutdown_grace: s.shutdown_grace };
+    crate::frontend::server::run(listener, engine, limits, shutdown_signal()).await?;
+    Ok(0)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The cube definitions must be valid before serving; a missing folder only warns.
+fn check_cube_defs(s: &Settings) -> Result<()> {
+    if !s.cube_defs.exists() {
+        tracing::warn!(dir = %s.cube_defs.display(), "no cube definitions folder; serving the lake tables only");
+        return Ok(());
+    }
+    crate::model::load_dir(&s.cube_defs).map_err(|problems| {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        Error::config(format!("{} problem(s) in the cube definitions in {}", problems.len(), s.cube_defs.display()))
+            .with_hint("fix them (`lakecube validate` lists them) and start again")
+    })?;
+    Ok(())
+}
+
+async fn query(a: QueryArgs) -> Result<i32> {
+    let s = settings(&a.common, |o| {
+        o.lake = a.lake.clone();
+        o.cube_defs = a.cube_defs.clone();
+    })?;
+    let lake = Lake::open(&s.lake, false)?;
+    let engine = Engine::open(lake).await?;
+    let (schema, mut stream) = engine.sql(&a.sql).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match a.format {
+        OutputFormat::Table => {
+            // A table needs every row to size its columns.
+            let mut batches = Vec::new();
+            while let Some(b) = stream.next().await {
+                batches.push(b.map_err(Error::from)?);
+            }
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let table = arrow::util::pretty::pretty_format_batches(&batches)?;
+            if batches.is_empty() {
+                let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                writeln!(out, "{}", names.join(" | "))?;
+            } else {
+                writeln!(out, "{table}")?;
+            }
+            writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
+        }
+        OutputFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut wrote = false;
+            while let Some(b) = stream.next().await {
+                w.write(&b.map_err(Error::from)?)?;
+                wrote = true;
+            }
+            drop(w);
+            if !wrote {
+                let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                writeln!(out, "{}", names.join(","))?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut w = arrow::json::ArrayWriter::new(&mut out);
+            while let Some(b) = stream.next().await {
+                w.write(&b.map_err(Error::from)?)?;
+            }
+            w.finish()?;
+            drop(w);
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn validate(a: ValidateArgs) -> Result<i32> {
+    let s = settings(&a.common, |o| o.cube_defs = a.cube_defs.clone())?;
+    if !s.cube_defs.is_dir() {
+        return Err(Error::config(format!("cube definitions folder {} does not exist", s.cube_defs.display()))
+            .with_hint("pass --cube-defs DIR (or set LAKECUBE_CUBE_DEFS)"));
+    }
+    match crate::model::load_dir(&s.cube_defs) {
+        Ok(d) => {
+            println!(
+                "{}: {} file(s), {} cube(s), {} view(s): OK",
+                s.cube_defs.display(),
+                d.files.len(),
+                d.cube_names.len(),
+                d.view_names.len()
+            );
+            Ok(0)
+        }
+        Err(problems) => {
+            for p in &problems {
+                println!("{p}");
+            }
+            eprintln!("{} problem(s) found", problems.len());
+            Ok(1)
+        }
+    }
+}

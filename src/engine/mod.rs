@@ -1,0 +1,132 @@
+//! The query engine: a DataFusion session over the lake, read-only for clients.
+//!
+//! The session's catalog is named `lakecube` (the database clients connect to). The lake's
+//! Delta tables are in schema `lake`; schema `public` is where the cubes will be served.
+//! [`Engine::sql`] plans one statement and returns a stream of record batches, so that results
+//! flow to the client batch by batch and memory does not grow with the result.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::DataFrame;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::{Lake, schema};
+
+/// The catalog (database) name clients see.
+pub const CATALOG: &str = "lakecube";
+/// The schema holding the raw lake tables.
+pub const LAKE_SCHEMA: &str = "lake";
+
+/// A shared, read-only query engine over one lake.
+#[derive(Clone)]
+pub struct Engine {
+    ctx: SessionContext,
+    lake: Lake,
+}
+
+impl Engine {
+    /// Opens every table of the lake. Tables missing from the lake are an error: a lake is
+    /// only served complete.
+    pub async fn open(lake: Lake) -> Result<Engine> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, "public")
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = ctx
+            .catalog(CATALOG)
+            .ok_or_else(|| Error::internal("default catalog missing"))?;
+        let lake_schema = Arc::new(MemorySchemaProvider::new());
+        catalog
+            .register_schema(LAKE_SCHEMA, lake_schema.clone())
+            .map_err(Error::from)?;
+        // Make the lake's object store known to DataFusion's scans.
+        let store = lake.object_store()?;
+        let mut store_root = lake.root().clone();
+        store_root.set_path("/");
+        ctx.runtime_env().register_object_store(&store_root, store);
+        let mut missing = Vec::new();
+        for name in schema::ALL_TABLES {
+            match lake.open_table(name).await? {
+                Some(table) => {
+                    table.update_datafusion_session(&ctx.state()).map_err(Error::from)?;
+                    let provider = table.table_provider().await.map_err(Error::from)?;
+                    lake_schema.register_table(name.to_string(), provider).map_err(Error::from)?;
+                }
+                None => missing.push(name),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::lake(format!(
+                "the lake at {} has no table {}",
+                lake.display(),
+                missing.join(", ")
+            ))
+            .with_hint(format!("create it with `lakecube generate --lake {}`", lake.display())));
+        }
+        Ok(Engine { ctx, lake })
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// What a client statement may do: read only.
+    fn client_options() -> SQLOptions {
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+    }
+
+    /// Splits a simple-query message into its statements (PostgreSQL lets clients send
+    /// several, separated by `;`).
+    pub fn split(&self, sql: &str) -> Result<Vec<String>> {
+        use datafusion::sql::parser::DFParser;
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+            .map_err(|e| Error::from(datafusion::error::DataFusionError::from(e)))?;
+        Ok(statements.into_iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Plans one SQL statement (with `$n` placeholders allowed) into a logical plan.
+    pub async fn plan(&self, sql: &str) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        let plan = state.create_logical_plan(sql).await.map_err(Error::from)?;
+        Self::client_options().verify_plan(&plan).map_err(read_only_error)?;
+        Ok(plan)
+    }
+
+    /// Runs a planned statement, returning its schema and a stream of batches.
+    pub async fn execute(&self, plan: LogicalPlan) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let df = DataFrame::new(self.ctx.state(), plan);
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await.map_err(Error::from)?;
+        Ok((schema, stream))
+    }
+
+    /// Plans and runs one SQL statement.
+    pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let plan = self.plan(sql).await?;
+        self.execute(plan).await
+    }
+}
+
+fn read_only_error(e: datafusion::error::DataFusionError) -> Error {
+    let msg = e.to_string();
+    let what = msg
+        .split_once(" not supported")
+        .map(|(a, _)| a.trim_start_matches("Error during planning: ").to_string())
+        .unwrap_or_else(|| "this statement".to_string());
+    Error::new(ErrorKind::ReadOnly, format!("lakecube is read-only for SQL clients: {what} is not allowed"))
+        .with_hint("lakecube only answers queries; data enters the lake through `lakecube generate`")
+}

@@ -1,0 +1,229 @@
+//! One error type for the whole crate, and its one mapping to PostgreSQL SQLSTATE codes.
+//!
+//! Every error carries a [`ErrorKind`] (what class of problem it is), a message saying what
+//! went wrong and, where we know one, a `hint` saying what to do about it. The command line
+//! prints `error: …` and `hint: …` lines; the wire protocol sends the SQLSTATE of the kind, the
+//! message and the hint in an ErrorResponse. [`ErrorKind::sqlstate`] is the only place where
+//! SQLSTATE codes are chosen.
+
+use std::fmt;
+
+use datafusion::error::DataFusionError;
+
+/// The class of an error. Each maps to exactly one SQLSTATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A command-line or configuration value is wrong.
+    Config,
+    /// The lake cannot be reached, read or written.
+    Lake,
+    /// A local file or socket operation failed.
+    Io,
+    /// SQL text does not parse.
+    Syntax,
+    /// A table, schema or function that does not exist.
+    UndefinedTable,
+    /// A column that does not exist.
+    UndefinedColumn,
+    /// A statement that would write data or change the server is refused.
+    ReadOnly,
+    /// Valid SQL that lakecube does not support.
+    FeatureNotSupported,
+    /// A value of the wrong type or out of range in a query.
+    DataException,
+    /// Division by zero at execution.
+    DivisionByZero,
+    /// A query was canceled (cancel request or statement timeout).
+    QueryCanceled,
+    /// The server refuses a connection because it is full.
+    TooManyConnections,
+    /// Memory or another resource ran out.
+    ResourceExhausted,
+    /// The server is shutting down.
+    AdminShutdown,
+    /// A bug in lakecube.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The PostgreSQL SQLSTATE reported to SQL clients for this kind of error.
+    pub fn sqlstate(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "F0000",
+            ErrorKind::Lake => "58030",
+            ErrorKind::Io => "58030",
+            ErrorKind::Syntax => "42601",
+            ErrorKind::UndefinedTable => "42P01",
+            ErrorKind::UndefinedColumn => "42703",
+            ErrorKind::ReadOnly => "25006",
+            ErrorKind::FeatureNotSupported => "0A000",
+            ErrorKind::DataException => "22000",
+            ErrorKind::DivisionByZero => "22012",
+            ErrorKind::QueryCanceled => "57014",
+            ErrorKind::TooManyConnections => "53300",
+            ErrorKind::ResourceExhausted => "53200",
+            ErrorKind::AdminShutdown => "57P01",
+            ErrorKind::Internal => "XX000",
+        }
+    }
+}
+
+/// lakecube's error: a kind, a message and an optional hint.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), hint: None }
+    }
+
+    /// Adds a `hint:` line telling the user what to do.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+
+    pub fn lake(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Lake, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn sqlstate(&self) -> &'static str {
+        self.kind.sqlstate()
+    }
+
+    /// Message plus hint, as printed on a terminal.
+    pub fn render(&self) -> String {
+        match &self.hint {
+            Some(h) => format!("error: {}\n  hint: {}", self.message, h),
+            None => format!("error: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, e.to_string())
+    }
+}
+
+impl From<deltalake::DeltaTableError> for Error {
+    fn from(e: deltalake::DeltaTableError) -> Self {
+        Error::lake(format!("lake table error: {e}"))
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::from(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        classify_datafusion(e)
+    }
+}
+
+/// Sorts a DataFusion error into our kinds, keeping DataFusion's message but without the
+/// phase prefixes ("Error during planning: ") that mean nothing to a SQL client.
+fn classify_datafusion(e: DataFusionError) -> Error {
+    use datafusion::common::SchemaError;
+    // Look through context wrappers to the error that decides the class.
+    let root = e.find_root();
+    let message = strip_df_prefix(&root.to_string());
+    match root {
+        DataFusionError::SQL(..) => Error::new(ErrorKind::Syntax, message),
+        DataFusionError::SchemaError(se, _) => match se.as_ref() {
+            SchemaError::FieldNotFound { .. } => Error::new(ErrorKind::UndefinedColumn, message),
+            _ => Error::new(ErrorKind::DataException, message),
+        },
+        DataFusionError::NotImplemented(_) => Error::new(ErrorKind::FeatureNotSupported, message),
+        DataFusionError::ResourcesExhausted(_) => {
+            Error::new(ErrorKind::ResourceExhausted, message)
+                .with_hint("narrow the query with filters or group by fewer columns")
+        }
+        DataFusionError::Plan(m) if m.contains("table") && m.contains("not found") => {
+            Error::new(ErrorKind::UndefinedTable, message)
+                .with_hint("the lake's tables are lake.stores, lake.departments and lake.traffic")
+        }
+        DataFusionError::Plan(_) => Error::new(ErrorKind::Syntax, message),
+        DataFusionError::ArrowError(ae, _)
+            if matches!(ae.as_ref(), datafusion::arrow::error::ArrowError::DivideByZero) =>
+        {
+            Error::new(ErrorKind::DivisionByZero, "division by zero")
+        }
+        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => {
+            if message.contains("Divide by zero") {
+                Error::new(ErrorKind::DivisionByZero, "division by zero")
+            } else {
+                Error::new(ErrorKind::DataException, message)
+            }
+        }
+        DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) | DataFusionError::ParquetError(_) => {
+            Error::new(ErrorKind::Lake, message)
+        }
+        _ => Error::new(ErrorKind::Internal, message),
+    }
+}
+
+fn strip_df_prefix(s: &str) -> String {
+    const PREFIXES: &[&str] = &[
+        "Error during planning: ",
+        "SQL error: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+        "Execution error: ",
+        "Arrow error: ",
+        "Invalid argument error: ",
+        "Resources exhausted: ",
+    ];
+    let mut out = s.trim();
+    loop {
+        let before = out;
+        for p in PREFIXES {
+            if let Some(rest) = out.strip_prefix(p) {
+                out = rest;
+            }
+        }
+        if before == out {
+            break;
+        }
+    }
+    out.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datafusion_errors_get_their_sqlstate() {
+        let e: Error = DataFusionError::NotImplemented("x".into()).into();
+        assert_eq!(e.sqlstate(), "0A000");
+        assert_eq!(e.message, "x");
+        let e: Error = DataFusionError::Plan("table 'lake.nope' not found".into()).into();
+        assert_eq!(e.sqlstate(), "42P01");
+    }
+}

@@ -1,0 +1,7 @@
+//! The PostgreSQL front door: the listener, pgwire handlers and Arrow → wire encoding.
+//!
+//! It knows the [`crate::engine::Engine`] it sends SQL to, and nothing of cubes or of the lake.
+
+pub mod encode;
+pub mod handler;
+pub mod server;

@@ -1,0 +1,122 @@
+//! The TCP listener: accept loop, connection limit and graceful shutdown (after mini-redis).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::handler::Handlers;
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Limits for a running server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// How long running queries may go on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// Serves connections from `listener` until `shutdown` completes, then stops accepting and
+/// gives open connections `limits.shutdown_grace` to finish.
+pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, shutdown: impl Future) -> Result<()> {
+    let handlers = Arc::new(Handlers::new(engine));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            res = listener.accept() => res,
+            _ = &mut shutdown => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Transient accept errors (e.g. too many open files): back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let handlers = handlers.clone();
+                tokio::spawn(async move {
+                    tracing::debug!(%peer, "connection opened");
+                    if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    tracing::debug!(%peer, "connection closed");
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many clients");
+                tokio::spawn(refuse(socket, peer));
+            }
+        }
+    }
+    tracing::info!("shutting down: no new connections; waiting for open ones");
+    let all = limits.max_connections as u32;
+    match tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(
+            open = limits.max_connections - slots.available_permits(),
+            "grace period over; closing remaining connections"
+        ),
+    }
+    Ok(())
+}
+
+/// Answers a connection over the limit the way PostgreSQL does: read its startup packet
+/// (declining TLS), then send ErrorResponse 53300 and close.
+async fn refuse(mut socket: TcpStream, peer: SocketAddr) {
+    let fut = async {
+        loop {
+            let len = socket.read_i32().await? as usize;
+            if !(8..=10_000).contains(&len) {
+                return Ok::<_, std::io::Error>(());
+            }
+            let mut body = vec![0u8; len - 4];
+            socket.read_exact(&mut body).await?;
+            let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            // SSLRequest or GSSENCRequest: decline and wait for the real startup packet.
+            if code == 80877103 || code == 80877104 {
+                socket.write_all(b"N").await?;
+                continue;
+            }
+            break;
+        }
+        let e = Error::new(ErrorKind::TooManyConnections, "sorry, too many clients already")
+            .with_hint("raise max_connections in the lakecube config, or close idle connections");
+        socket.write_all(&error_response("FATAL", &e)).await?;
+        socket.shutdown().await
+    };
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(5), fut).await.unwrap_or(Ok(())) {
+        tracing::debug!(%peer, error = %e, "refusing connection failed");
+    }
+}
+
+/// Encodes an ErrorResponse message.
+fn error_response(severity: &str, e: &Error) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (tag, val) in [(b'S', severity), (b'V', severity), (b'C', e.sqlstate()), (b'M', e.message.as_str())] {
+        fields.push(tag);
+        fields.extend_from_slice(val.as_bytes());
+        fields.push(0);
+    }
+    if let Some(h) = &e.hint {
+        fields.push(b'H');
+        fields.extend_from_slice(h.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&((fields.len() + 4) as i32).to_be_bytes());
+    msg.extend_from_slice(&fields);
+    msg
+}

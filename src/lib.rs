@@ -1,0 +1,24 @@
+//! lakecube: an OLAP cube server for retail analytics over a Delta/Parquet lake, spoken to
+//! as PostgreSQL.
+//!
+//! A map of the code, front to back (dependencies point down this list, never up):
+//!
+//! - [`cli`]: the `lakecube` command line; wires the pieces together.
+//! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, handlers, Arrow → wire
+//!   encoding. Knows the engine, nothing of cubes or the lake.
+//! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables).
+//! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation.
+//! - [`datagen`]: `lakecube generate`, the deterministic retail data generator.
+//! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
+//! - Leaves: [`config`] (layered settings), [`error`] (one error type, one SQLSTATE map),
+//!   [`telemetry`] (logging).
+
+pub mod cli;
+pub mod config;
+pub mod datagen;
+pub mod engine;
+pub mod error;
+pub mod frontend;
+pub mod model;
+pub mod storage;
+pub mod telemetry;
