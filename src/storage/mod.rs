@@ -237,7 +237,14 @@ pub fn store_for_url(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
 /// An S3 store for the URL's bucket, configured from `AWS_*` variables plus `options`.
 fn s3_store(url: &Url, options: &HashMap<String, String>) -> Result<Arc<dyn ObjectStore>> {
     let bucket = url.host_str().unwrap_or_default();
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    // Fail within seconds, not minutes, when the endpoint is down (the default retries for
+    // three minutes), while still riding out a brief hiccup.
+    let retry = object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
+    };
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry);
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .or_else(|_| std::env::var("AWS_ENDPOINT"))
         .ok();

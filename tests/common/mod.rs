@@ -1,0 +1,176 @@
+//! Shared test support: lakes generated once per test binary, an in-process server on a free
+//! port, and the `lakecube` and `psql` binaries.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use lakecube::datagen::{self, Params, Preset};
+use lakecube::engine::Engine;
+use lakecube::frontend::server::{Limits, run};
+use lakecube::storage::Lake;
+use tokio::sync::oneshot;
+
+/// A folder that lives as long as the test process.
+fn scratch(name: &str) -> PathBuf {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let root = ROOT.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    let p = root.path().join(name);
+    std::fs::create_dir_all(&p).expect("scratch dir");
+    p
+}
+
+/// Generates a lake once per test process (with a blocking runtime of its own, so any test
+/// flavor can call it).
+pub fn lake(preset: Preset) -> PathBuf {
+    static LAKES: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let map = LAKES.get_or_init(Default::default);
+    let mut guard = map.lock().unwrap();
+    let key = format!("{preset:?}");
+    if let Some(p) = guard.get(&key) {
+        return p.clone();
+    }
+    let dir = scratch(&format!("lake-{key}"));
+    generate_into(&dir, &preset.params());
+    guard.insert(key, dir.clone());
+    dir
+}
+
+pub fn generate_into(dir: &Path, p: &Params) {
+    let dir = dir.to_path_buf();
+    let p = p.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let lake = Lake::open(dir.to_str().unwrap(), true).unwrap();
+            datagen::generate(&lake, &p, datagen::Options::default()).await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+pub fn fresh_dir(name: &str) -> PathBuf {
+    scratch(name)
+}
+
+/// A server running in this process.
+pub struct TestServer {
+    pub port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    pub done: tokio::task::JoinHandle<lakecube::error::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(lake_dir: &Path, max_connections: usize) -> TestServer {
+        let lake = Lake::open(lake_dir.to_str().unwrap(), false).unwrap();
+        let engine = Engine::open(lake).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = oneshot::channel::<()>();
+        let limits = Limits { max_connections, shutdown_grace: Duration::from_secs(5) };
+        let done = tokio::spawn(run(listener, engine, limits, async move {
+            let _ = rx.await;
+        }));
+        TestServer { port, stop: Some(tx), done }
+    }
+
+    pub fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user=lakecube dbname=lakecube", self.port)
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// Signals shutdown and waits for the server to stop.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.done).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// Runs the `lakecube` binary.
+pub fn lakecube(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lakecube"));
+    c.args(args);
+    for k in ["LAKECUBE_LAKE", "LAKECUBE_LISTEN", "LAKECUBE_CONFIG", "LAKECUBE_CUBE_DEFS"] {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run lakecube")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `lakecube query --format csv` for a lake folder.
+pub fn query_csv(lake: &Path, sql: &str) -> String {
+    let o = lakecube(&["query", "--format", "csv", "--lake", lake.to_str().unwrap(), sql], &[]);
+    assert!(o.status.success(), "lakecube query failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// The real `psql`, with CSV output.
+pub async fn psql_csv(port: u16, sql: &str) -> Output {
+    let sql = sql.to_string();
+    tokio::task::spawn_blocking(move || {
+        Command::new("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "--csv", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "lakecube", "-d", "lakecube", "-c", &sql])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql must be installed (scripts/test.sh installs it)")
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs SQL in-process and returns every cell as text (NULL as "NULL").
+pub async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    use futures::StreamExt;
+    let (_, mut stream) = engine.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", e.message));
+    let mut out = Vec::new();
+    while let Some(b) = stream.next().await {
+        let b = b.unwrap();
+        for r in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| if c.is_null(r) { "NULL".to_string() } else { array_value_to_string(c, r).unwrap() })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The single value of a one-row, one-column query, parsed.
+pub async fn scalar<T: std::str::FromStr>(engine: &Engine, sql: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    let r = rows(engine, sql).await;
+    assert_eq!(r.len(), 1, "{sql}: expected one row, got {r:?}");
+    r[0][0].parse().unwrap_or_else(|e| panic!("{sql}: cannot parse {:?}: {e:?}", r[0][0]))
+}
+
+pub async fn engine(lake_dir: &Path) -> Engine {
+    Engine::open(Lake::open(lake_dir.to_str().unwrap(), false).unwrap()).await.unwrap()
+}

@@ -1,0 +1,155 @@
+//! The PostgreSQL front door, driven by real clients (psql, tokio-postgres) against a server
+//! running in this process on a free port. Answers must equal `lakecube query`'s.
+
+mod common;
+
+use chrono::NaiveDateTime;
+use common::*;
+use lakecube::datagen::Preset;
+use rust_decimal::Decimal;
+use tokio_postgres::SimpleQueryMessage;
+
+const BY_REGION: &str =
+    "SELECT s.region, SUM(t.revenue) AS revenue, SUM(t.footfall) AS footfall FROM lake.traffic t JOIN lake.stores s USING (store_id) GROUP BY 1 ORDER BY 1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn psql_answers_equal_lakecube_query() {
+    let dir = lake(Preset::Tiny);
+    let server = TestServer::start(&dir, 10).await;
+    for sql in [
+        BY_REGION,
+        "SELECT month, count(*) AS n, SUM(units) AS units FROM lake.traffic GROUP BY month ORDER BY month",
+        "SELECT store_code, store_name, opened_on, closed_on FROM lake.stores ORDER BY store_id",
+    ] {
+        let out = psql_csv(server.port, sql).await;
+        assert!(out.status.success(), "psql failed on {sql}: {}", stderr(&out));
+        let served = stdout(&out);
+        let local = query_csv(&dir, sql);
+        assert!(served.lines().count() > 1, "{served}");
+        assert_eq!(served, local, "{sql}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokio_postgres_text_binary_and_parameters() {
+    let dir = lake(Preset::Tiny);
+    let server = TestServer::start(&dir, 10).await;
+    let client = server.client().await;
+
+    // Extended protocol, binary results: the same numbers as the CLI.
+    let rows = client.query(BY_REGION, &[]).await.unwrap();
+    let local = query_csv(&dir, BY_REGION);
+    let expected: Vec<(String, Decimal, i64)> = local
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    let got: Vec<(String, Decimal, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(got, expected);
+
+    // Parameters of several types, bound in binary.
+    let sql = "SELECT count(*) AS n, SUM(t.footfall) AS f FROM lake.traffic t JOIN lake.stores s USING (store_id)
+               WHERE s.region = $1 AND t.ts >= $2 AND t.department_id <= $3";
+    let since = NaiveDateTime::parse_from_str("2025-12-01 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    let stmt = client.prepare(sql).await.unwrap();
+    let r = client.query_one(&stmt, &[&"Île-de-France", &since, &2i32]).await.unwrap();
+    let local = query_csv(
+        &dir,
+        "SELECT count(*), SUM(t.footfall) FROM lake.traffic t JOIN lake.stores s USING (store_id)
+         WHERE s.region = 'Île-de-France' AND t.ts >= TIMESTAMP '2025-12-01 00:00:00' AND t.department_id <= 2",
+    );
+    let want: Vec<i64> = local.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    let n: i64 = r.get(0);
+    let f: i64 = r.get(1);
+    assert!(n > 0);
+    assert_eq!(vec![n, f], want);
+
+    // Timestamps and dates round-trip in binary.
+    let r = client.query_one("SELECT ts, month FROM lake.traffic ORDER BY ts LIMIT 1", &[]).await.unwrap();
+    let ts: NaiveDateTime = r.get(0);
+    let month: chrono::NaiveDate = r.get(1);
+    let local = query_csv(&dir, "SELECT ts, month FROM lake.traffic ORDER BY ts LIMIT 1");
+    assert_eq!(format!("{},{}", ts.format("%Y-%m-%dT%H:%M:%S"), month), local.lines().nth(1).unwrap());
+
+    // The whole table streams through, row for row.
+    let total: i64 = client.query_one("SELECT count(*) FROM lake.traffic", &[]).await.unwrap().get(0);
+    let all = client.query("SELECT * FROM lake.traffic", &[]).await.unwrap();
+    assert_eq!(all.len() as i64, total);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_statements_in_one_message_and_errors_with_sqlstate() {
+    let dir = lake(Preset::Tiny);
+    let server = TestServer::start(&dir, 10).await;
+    let client = server.client().await;
+    let msgs = client.simple_query("SELECT 1 AS a; SELECT 'two' AS b, 3 AS c").await.unwrap();
+    let rows: Vec<Vec<String>> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap().to_string()).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, vec![vec!["1".to_string()], vec!["two".to_string(), "3".to_string()]]);
+    let completes = msgs.iter().filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_))).count();
+    assert_eq!(completes, 2);
+
+    for (sql, code) in [
+        ("SELECT * FROM lake.nowhere", "42P01"),
+        ("SELECT nope FROM lake.stores", "42703"),
+        ("SELEC 1", "42601"),
+        ("CREATE TABLE t (a INT)", "25006"),
+        ("INSERT INTO lake.stores (store_id) VALUES (1)", "25006"),
+        ("DROP TABLE lake.stores", "25006"),
+    ] {
+        let e = client.simple_query(sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
+        // Extended protocol too.
+        let e = client.query(sql, &[]).await.unwrap_err();
+        assert_eq!(e.as_db_error().unwrap().code().code(), code, "{sql} (extended)");
+    }
+    let e = client.simple_query("SELECT * FROM lake.nowhere").await.unwrap_err();
+    assert!(e.as_db_error().unwrap().hint().unwrap().contains("lake.traffic"));
+    // The session is still usable after errors.
+    let n: i64 = client.query_one("SELECT count(*) FROM lake.stores", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_the_connection_limit_is_sqlstate_53300() {
+    let dir = lake(Preset::Tiny);
+    let server = TestServer::start(&dir, 1).await;
+    let first = server.client().await;
+    let err = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls).await.err().expect("second connection refused");
+    assert_eq!(err.as_db_error().expect("an ErrorResponse, not a dropped socket").code().code(), "53300");
+    drop(first);
+    // Once the first leaves, a new client gets in.
+    let mut ok = false;
+    for _ in 0..50 {
+        if tokio_postgres::connect(&server.url(), tokio_postgres::NoTls).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ok);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_stops_accepting() {
+    let dir = lake(Preset::Tiny);
+    let server = TestServer::start(&dir, 4).await;
+    let port = server.port;
+    let _c = server.client().await;
+    drop(_c);
+    server.stop().await;
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
+}
