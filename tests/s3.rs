@@ -25,15 +25,21 @@ impl Drop for Moto {
 
 fn start_moto() -> Moto {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("moto_server must be installed (scripts/test.sh installs moto[server] from PyPI)");
+        .expect("python3 must be installed");
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("moto exited ({status}): install it with `pip install 'moto[server]'` (scripts/test.sh does)");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto did not start: install it with `pip install 'moto[server]'` (scripts/test.sh does)"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
