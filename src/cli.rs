@@ -35,6 +35,9 @@ pub enum Command {
     /// Check the cube definitions and report problems as file:line:column: message.
     #[command(after_help = "Examples:\n  lakecube validate\n  lakecube validate --cube-defs my-cubes/")]
     Validate(ValidateArgs),
+    /// Print the JSON Schema of cube definition files (for editors).
+    #[command(after_help = "Examples:\n  lakecube schema > docs/cube-defs.schema.json\n\nIn a definitions file: # yaml-language-server: $schema=../docs/cube-defs.schema.json")]
+    Schema,
 }
 
 /// Options every command shares.
@@ -148,6 +151,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve(a).await,
         Command::Query(a) => query(a).await,
         Command::Validate(a) => validate(a),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&crate::model::json_schema()).expect("schema serializes"));
+            Ok(0)
+        }
     }
 }
 
@@ -346,8 +353,8 @@ fn validate(a: ValidateArgs) -> Result<i32> {
                 "{}: {} file(s), {} cube(s), {} view(s): OK",
                 s.cube_defs.display(),
                 d.files.len(),
-                d.cube_names.len(),
-                d.view_names.len()
+                d.cubes.len(),
+                d.views.len()
             );
             Ok(0)
         }

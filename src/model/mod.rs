@@ -1,15 +1,20 @@
-//! Cube definitions (`cube-defs/*.yaml`): loading and checking.
+//! Cube definitions (`cube-defs/*.yaml`): the model, loading, and validation.
 //!
-//! This first cut checks that every file is well-formed YAML with only the top-level keys
-//! `cubes` and `views`, each a list of named entries with unique names, and reports problems
-//! as `file:line:column: message`. The full Cube-style model (dimensions, measures, joins,
-//! views, references) is layered on top of this loader.
+//! The YAML follows Cube's (cube.dev) data model keys (see docs/cube-format.md). Loading
+//! parses every file (unknown keys are errors), then [`validate`] checks names, references,
+//! cycles and SQL syntax. Every problem is reported as `file:line:column: message`, with a
+//! did-you-mean hint where a close name exists. The model is pure: it knows nothing of the
+//! lake; [`crate::semantic`] checks types against the lake when it compiles the model.
+
+pub mod refs;
+pub mod types;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+pub use types::*;
 
-/// One problem found in a definition file.
+/// One problem found in a definitions file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub file: PathBuf,
@@ -24,16 +29,88 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// What a definitions folder holds.
-#[derive(Debug, Default)]
-pub struct Definitions {
-    pub files: Vec<PathBuf>,
-    pub cube_names: Vec<String>,
-    pub view_names: Vec<String>,
+/// A cube or view with the file it came from.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub item: T,
+    pub file: PathBuf,
 }
 
-/// The definition files of a folder, sorted (`*.yaml` and `*.yml`, not recursing into
-/// `sources/`, which holds ingestion sources).
+/// Every cube and view of a definitions folder.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub files: Vec<PathBuf>,
+    pub cubes: Vec<Sourced<Cube>>,
+    pub views: Vec<Sourced<View>>,
+    /// The text of each file, for locating problems.
+    texts: Vec<(PathBuf, String)>,
+}
+
+impl Model {
+    pub fn cube(&self, name: &str) -> Option<&Cube> {
+        self.cubes.iter().map(|c| &c.item).find(|c| c.name == name)
+    }
+
+    pub fn view(&self, name: &str) -> Option<&View> {
+        self.views.iter().map(|v| &v.item).find(|v| v.name == name)
+    }
+
+    /// Parses definitions from in-memory text (for tests and tools).
+    pub fn from_texts(files: &[(&str, &str)]) -> Result<Model, Vec<Problem>> {
+        let mut model = Model::default();
+        let mut problems = Vec::new();
+        for (name, text) in files {
+            model.add_file(Path::new(name), text, &mut problems);
+        }
+        validate::validate(&model, &mut problems);
+        if problems.is_empty() { Ok(model) } else { Err(problems) }
+    }
+
+    fn add_file(&mut self, file: &Path, text: &str, problems: &mut Vec<Problem>) {
+        self.files.push(file.to_path_buf());
+        self.texts.push((file.to_path_buf(), text.to_string()));
+        if text.trim().is_empty() {
+            return;
+        }
+        match serde_yaml::from_str::<DefinitionFile>(text) {
+            Ok(f) => {
+                self.cubes.extend(f.cubes.into_iter().map(|item| Sourced { item, file: file.to_path_buf() }));
+                self.views.extend(f.views.into_iter().map(|item| Sourced { item, file: file.to_path_buf() }));
+            }
+            Err(e) => {
+                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+                problems.push(Problem { file: file.to_path_buf(), line, column, message: explain_serde(&e.to_string()) });
+            }
+        }
+    }
+
+    pub(crate) fn text_of(&self, file: &Path) -> &str {
+        self.texts.iter().find(|(f, _)| f == file).map(|(_, t)| t.as_str()).unwrap_or("")
+    }
+}
+
+/// serde_yaml's message without its own position suffix, plus a did-you-mean for unknown keys.
+fn explain_serde(msg: &str) -> String {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    if let Some(rest) = msg.split("unknown field `").nth(1) {
+        let field = rest.split('`').next().unwrap_or("");
+        let expected: Vec<&str> = rest
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| rest.split("expected ").nth(1))
+            .map(|s| s.split(", ").map(|x| x.trim_matches(|c| c == '`' || c == ' ')).collect())
+            .unwrap_or_default();
+        let hint = did_you_mean(field, &expected);
+        let place = msg.split(": unknown field").next().filter(|p| !p.starts_with("unknown")).map(|p| format!("{p}: ")).unwrap_or_default();
+        return format!("{place}unknown key `{field}`{hint} (valid keys: {})", expected.join(", "));
+    }
+    msg.to_string()
+}
+
+/// The definition files of a folder, sorted (`*.yaml`, `*.yml`; not `sources/`).
 pub fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -43,117 +120,50 @@ pub fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads and checks every definition file of `dir`. Returns every problem found, not just
-/// the first.
-pub fn load_dir(dir: &Path) -> Result<Definitions, Vec<Problem>> {
+/// Loads and validates every definition file of `dir`; returns all problems, not just the
+/// first.
+pub fn load_dir(dir: &Path) -> Result<Model, Vec<Problem>> {
     let files = definition_files(dir).map_err(|e| {
         vec![Problem { file: dir.to_path_buf(), line: 0, column: 0, message: format!("cannot read the folder: {e}") }]
     })?;
-    let mut defs = Definitions { files: files.clone(), ..Default::default() };
+    let mut model = Model::default();
     let mut problems = Vec::new();
     for file in &files {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(Problem { file: file.clone(), line: 0, column: 0, message: format!("cannot read: {e}") });
-                continue;
-            }
-        };
-        check_file(file, &text, &mut defs, &mut problems);
-    }
-    if problems.is_empty() { Ok(defs) } else { Err(problems) }
-}
-
-fn check_file(file: &Path, text: &str, defs: &mut Definitions, problems: &mut Vec<Problem>) {
-    let at = |line: usize, column: usize, message: String| Problem { file: file.to_path_buf(), line, column, message };
-    let doc: Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let (l, c) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-            problems.push(at(l, c, format!("not valid YAML: {e}")));
-            return;
-        }
-    };
-    let Value::Mapping(top) = doc else {
-        if !doc.is_null() {
-            problems.push(at(1, 1, "expected a mapping with `cubes:` and/or `views:`".into()));
-        }
-        return;
-    };
-    for (k, v) in &top {
-        let key = k.as_str().unwrap_or("?");
-        let (line, col) = locate_key(text, key, 0);
-        let names = match key {
-            "cubes" => &mut defs.cube_names,
-            "views" => &mut defs.view_names,
-            other => {
-                let hint = did_you_mean(other, &["cubes", "views"]);
-                problems.push(at(line, col, format!("unknown top-level key `{other}`{hint}")));
-                continue;
-            }
-        };
-        let Value::Sequence(items) = v else {
-            problems.push(at(line, col, format!("`{key}` must be a list")));
-            continue;
-        };
-        for item in items {
-            match item.get("name").and_then(Value::as_str) {
-                Some(n) if names.iter().any(|x| x == n) => {
-                    let (l, c) = locate_value(text, "name", n);
-                    problems.push(at(l, c, format!("duplicate {} name `{n}`", &key[..key.len() - 1])));
-                }
-                Some(n) => names.push(n.to_string()),
-                None => problems.push(at(line, col, format!("every entry of `{key}` needs a `name`"))),
-            }
+        match std::fs::read_to_string(file) {
+            Ok(text) => model.add_file(file, &text, &mut problems),
+            Err(e) => problems.push(Problem { file: file.clone(), line: 0, column: 0, message: format!("cannot read: {e}") }),
         }
     }
-}
-
-/// Line and column (1-based) of the first `key:` at the given indentation, or (1, 1).
-fn locate_key(text: &str, key: &str, indent: usize) -> (usize, usize) {
-    for (i, l) in text.lines().enumerate() {
-        if l.len() > indent && l[indent..].starts_with(&format!("{key}:")) && l[..indent].trim().is_empty() {
-            return (i + 1, indent + 1);
-        }
-    }
-    (1, 1)
-}
-
-/// Line and column of the last `key: value` line (the duplicate comes after the original).
-fn locate_value(text: &str, key: &str, value: &str) -> (usize, usize) {
-    let mut found = (1, 1);
-    for (i, l) in text.lines().enumerate() {
-        let t = l.trim_start().trim_start_matches("- ");
-        if let Some(rest) = t.strip_prefix(&format!("{key}:")) {
-            if rest.trim().trim_matches(['"', '\'']) == value {
-                found = (i + 1, l.len() - t.len() + 1);
-            }
-        }
-    }
-    found
+    validate::validate(&model, &mut problems);
+    if problems.is_empty() { Ok(model) } else { Err(problems) }
 }
 
 /// ", did you mean `x`?" when a candidate is close, else "".
 pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (strsim_distance(word, c), c))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d);
-    match best {
-        Some((_, c)) => format!(", did you mean `{c}`?"),
+    match closest(word, candidates) {
+        Some(c) => format!(", did you mean `{c}`?"),
         None => String::new(),
     }
 }
 
-/// Levenshtein distance.
-fn strsim_distance(a: &str, b: &str) -> usize {
+/// The candidate closest to `word`, when close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_lowercase();
+    candidates
+        .iter()
+        .map(|c| (levenshtein(&w, &c.to_lowercase()), *c))
+        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            let cost = if ca == *cb { 0 } else { 1 };
+            let cost = usize::from(ca != *cb);
             cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
@@ -161,29 +171,7 @@ fn strsim_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(text: &str) -> Vec<String> {
-        let mut d = Definitions::default();
-        let mut p = Vec::new();
-        check_file(Path::new("x.yaml"), text, &mut d, &mut p);
-        p.iter().map(|p| p.to_string()).collect()
-    }
-
-    #[test]
-    fn reports_unknown_keys_with_position_and_suggestion() {
-        let p = check("cubes:\n  - name: a\ncubs:\n  - name: b\n");
-        assert_eq!(p, vec!["x.yaml:3:1: unknown top-level key `cubs`, did you mean `cubes`?"]);
-    }
-
-    #[test]
-    fn reports_duplicates_and_bad_yaml() {
-        let p = check("cubes:\n  - name: a\n  - name: a\n");
-        assert_eq!(p, vec!["x.yaml:3:5: duplicate cube name `a`"]);
-        let p = check("cubes: [\n");
-        assert!(p[0].starts_with("x.yaml:"), "{p:?}");
-        assert!(p[0].contains("not valid YAML"), "{p:?}");
-    }
+/// The JSON Schema of a definitions file (for editors; `lakecube schema`).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(DefinitionFile)).expect("schema serializes")
 }

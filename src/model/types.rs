@@ -1,0 +1,236 @@
+//! The cube model: Cube's (cube.dev) YAML keys, as Rust types. Unknown keys are errors.
+
+use serde::{Deserialize, Serialize};
+
+/// One definitions file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionFile {
+    #[serde(default)]
+    pub cubes: Vec<Cube>,
+    #[serde(default)]
+    pub views: Vec<View>,
+}
+
+/// A cube: a lake table (or SQL) with its dimensions, measures, joins and segments.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cube {
+    pub name: String,
+    /// A lake table, e.g. `lake.traffic`.
+    pub sql_table: Option<String>,
+    /// A SQL query over lake tables, instead of `sql_table`.
+    pub sql: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// Whether the cube is a table clients see (default true).
+    pub public: Option<bool>,
+    #[serde(default)]
+    pub joins: Vec<Join>,
+    #[serde(default)]
+    pub dimensions: Vec<Dimension>,
+    #[serde(default)]
+    pub measures: Vec<Measure>,
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    #[serde(default)]
+    pub hierarchies: Vec<Hierarchy>,
+    #[serde(default)]
+    pub pre_aggregations: Vec<PreAggregation>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// The cube joined to.
+    pub name: String,
+    pub relationship: Relationship,
+    /// The join condition, with `{CUBE}` and `{other_cube.member}` references.
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Relationship {
+    #[serde(alias = "belongs_to", alias = "belongsTo", alias = "manyToOne")]
+    ManyToOne,
+    #[serde(alias = "has_many", alias = "hasMany", alias = "oneToMany")]
+    OneToMany,
+    #[serde(alias = "has_one", alias = "hasOne", alias = "oneToOne")]
+    OneToOne,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dimension {
+    pub name: String,
+    pub sql: String,
+    #[serde(rename = "type")]
+    pub kind: DimensionType,
+    #[serde(default)]
+    pub primary_key: bool,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub format: Option<String>,
+    pub public: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DimensionType {
+    String,
+    Number,
+    Time,
+    Boolean,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    pub name: String,
+    /// The column or expression aggregated; for `number`, an expression over other measures
+    /// (`{transactions} / NULLIF({footfall}, 0)`). Optional for `count`.
+    pub sql: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: MeasureType,
+    /// Row filters applied before aggregating (`sql:` boolean expressions).
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    pub format: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub public: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureType {
+    Count,
+    #[serde(alias = "countDistinct")]
+    CountDistinct,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Number,
+}
+
+impl MeasureType {
+    pub fn name(self) -> &'static str {
+        match self {
+            MeasureType::Count => "count",
+            MeasureType::CountDistinct => "count_distinct",
+            MeasureType::Sum => "sum",
+            MeasureType::Avg => "avg",
+            MeasureType::Min => "min",
+            MeasureType::Max => "max",
+            MeasureType::Number => "number",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: String,
+    /// A boolean expression over the cube's columns and members.
+    pub sql: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub public: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hierarchy {
+    pub name: String,
+    pub title: Option<String>,
+    /// Dimension names, coarsest first.
+    pub levels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreAggregation {
+    pub name: String,
+    #[serde(rename = "type", default = "rollup")]
+    pub kind: PreAggregationType,
+    #[serde(default)]
+    pub measures: Vec<String>,
+    #[serde(default)]
+    pub dimensions: Vec<String>,
+    #[serde(default)]
+    pub segments: Vec<String>,
+    pub time_dimension: Option<String>,
+    pub granularity: Option<Granularity>,
+    pub partition_granularity: Option<Granularity>,
+    pub refresh_key: Option<RefreshKey>,
+}
+
+fn rollup() -> PreAggregationType {
+    PreAggregationType::Rollup
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PreAggregationType {
+    Rollup,
+    OriginalSql,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshKey {
+    /// e.g. `1 hour`.
+    pub every: Option<String>,
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+/// A view: a facade over cubes joined from a root.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct View {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub public: Option<bool>,
+    pub cubes: Vec<ViewCube>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ViewCube {
+    /// The root cube, or a dotted path of joins from it (`traffic.stores`).
+    pub join_path: String,
+    /// `"*"` or a list of member names.
+    pub includes: Includes,
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    /// Prefix the members with the cube name (`stores_city`).
+    #[serde(default)]
+    pub prefix: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Includes {
+    All(String),
+    List(Vec<String>),
+}

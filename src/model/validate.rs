@@ -1,0 +1,398 @@
+//! Checks of a parsed model: names, references, cycles, SQL syntax. Each problem is located
+//! at the YAML line of the cube, member or key it is about.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use super::refs::{self, Ref};
+use super::{Cube, Includes, MeasureType, Model, Problem, did_you_mean};
+
+/// Where in a file a problem is: a cube or view, optionally a member, optionally a key.
+struct Place<'a> {
+    file: &'a Path,
+    section: &'a str,
+    owner: &'a str,
+    member: Option<&'a str>,
+    key: Option<&'a str>,
+    /// Which occurrence of the member's name (0 = first; duplicates point at the later one).
+    nth: usize,
+}
+
+impl Model {
+    /// Line and column of a place, found by scanning the YAML text: the owner's `name:` line
+    /// in its section, then the member's `name:` line after it, then the key's line.
+    fn locate(&self, p: &Place) -> (usize, usize) {
+        let text = self.text_of(p.file);
+        let lines: Vec<&str> = text.lines().collect();
+        let name_line = |from: usize, name: &str| {
+            (from..lines.len()).find(|&i| {
+                let t = lines[i].trim_start().trim_start_matches("- ").trim_start();
+                t.strip_prefix("name:").map(|v| v.trim().trim_matches(['"', '\''])) == Some(name)
+            })
+        };
+        let section = (0..lines.len()).find(|&i| lines[i].starts_with(&format!("{}:", p.section))).unwrap_or(0);
+        let Some(mut at) = name_line(section, p.owner) else { return (1, 1) };
+        if let Some(m) = p.member {
+            let mut from = at + 1;
+            for _ in 0..=p.nth {
+                match name_line(from, m) {
+                    Some(i) => {
+                        at = i;
+                        from = i + 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if let Some(k) = p.key {
+            let indent = |l: &str| l.len() - l.trim_start().trim_start_matches("- ").len();
+            let base = indent(lines[at]);
+            for (i, line) in lines.iter().enumerate().skip(at + 1) {
+                let t = line.trim_start();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                if indent(line) < base || t.starts_with("- ") && indent(line) <= base {
+                    break;
+                }
+                if t.starts_with(&format!("{k}:")) {
+                    return (i + 1, line.len() - t.len() + 1);
+                }
+            }
+        }
+        let l = lines[at];
+        let t = l.trim_start().trim_start_matches("- ");
+        (at + 1, l.len() - t.len() + 1)
+    }
+}
+
+struct Checker<'a> {
+    model: &'a Model,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, p: Place, message: String) {
+        let (line, column) = self.model.locate(&p);
+        self.problems.push(Problem { file: p.file.to_path_buf(), line, column, message });
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_lowercase() || ch == '_')
+        && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+}
+
+/// What a cube's member is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Dimension,
+    Measure(MeasureType),
+    Segment,
+}
+
+fn members(c: &Cube) -> Vec<(&str, Kind)> {
+    let mut v: Vec<(&str, Kind)> = c.dimensions.iter().map(|d| (d.name.as_str(), Kind::Dimension)).collect();
+    v.extend(c.measures.iter().map(|m| (m.name.as_str(), Kind::Measure(m.kind))));
+    v.extend(c.segments.iter().map(|s| (s.name.as_str(), Kind::Segment)));
+    v
+}
+
+/// Parses `sql` as a SQL expression after replacing references by plain identifiers.
+fn parse_expr(sql: &str) -> Result<(), String> {
+    let plain = refs::substitute(sql, |r| {
+        Ok(match r {
+            Ref::ThisCube => "cube_".to_string(),
+            Ref::Name(n) => format!("ref_{n}"),
+            Ref::Qualified(c, m) => format!("ref_{c}.ref_{m}"),
+        })
+    })?;
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&plain)
+        .and_then(|mut p| {
+            let e = p.parse_expr()?;
+            p.expect_token(&datafusion::sql::sqlparser::tokenizer::Token::EOF)?;
+            Ok(e)
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string().trim_start_matches("sql parser error: ").to_string())
+}
+
+pub(super) fn validate(model: &Model, problems: &mut Vec<Problem>) {
+    let mut ck = Checker { model, problems };
+    let cube_names: Vec<&str> = model.cubes.iter().map(|c| c.item.name.as_str()).collect();
+    let mut seen: HashMap<&str, &Path> = HashMap::new();
+
+    for sc in &model.cubes {
+        let c = &sc.item;
+        let here = |member: Option<&'static str>| Place { file: &sc.file, section: "cubes", owner: &c.name, member, key: None, nth: 0 };
+        if !valid_name(&c.name) {
+            ck.report(here(None), format!("cube name `{}` must be lowercase letters, digits and _", c.name));
+        }
+        if let Some(prev) = seen.insert(c.name.as_str(), &sc.file) {
+            ck.report(here(None), format!("duplicate name `{}` (also defined in {})", c.name, prev.display()));
+        }
+        match (&c.sql_table, &c.sql) {
+            (None, None) => ck.report(here(None), format!("cube `{}` needs `sql_table` (a lake table) or `sql`", c.name)),
+            (Some(_), Some(_)) => ck.report(here(None), format!("cube `{}` has both `sql_table` and `sql`: keep one", c.name)),
+            (None, Some(sql)) => {
+                if let Err(e) = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).and_then(|mut p| p.parse_statements()) {
+                    ck.report(Place { file: &sc.file, section: "cubes", owner: &c.name, member: None, key: Some("sql"), nth: 0 }, format!("cube `{}`: `sql` does not parse: {e}", c.name));
+                }
+            }
+            (Some(_), None) => {}
+        }
+        check_cube_members(&mut ck, model, sc, &cube_names);
+    }
+
+    for sv in &model.views {
+        let v = &sv.item;
+        let here = Place { file: &sv.file, section: "views", owner: &v.name, member: None, key: None, nth: 0 };
+        if !valid_name(&v.name) {
+            ck.report(here, format!("view name `{}` must be lowercase letters, digits and _", v.name));
+            continue;
+        }
+        if let Some(prev) = seen.insert(v.name.as_str(), &sv.file) {
+            ck.report(here, format!("duplicate name `{}` (also defined in {})", v.name, prev.display()));
+        }
+        let mut exposed: HashMap<String, String> = HashMap::new();
+        for vc in &v.cubes {
+            let at = || Place { file: &sv.file, section: "views", owner: &v.name, member: None, key: Some("join_path"), nth: 0 };
+            let path: Vec<&str> = vc.join_path.split('.').collect();
+            let Some(mut cube) = model.cube(path[0]) else {
+                let hint = did_you_mean(path[0], &cube_names);
+                ck.report(at(), format!("view `{}`: unknown cube `{}` in join_path `{}`{hint}", v.name, path[0], vc.join_path));
+                continue;
+            };
+            let mut ok = true;
+            for step in &path[1..] {
+                match cube.joins.iter().find(|j| j.name == *step).and_then(|j| model.cube(&j.name)) {
+                    Some(next) => cube = next,
+                    None => {
+                        let joins: Vec<&str> = cube.joins.iter().map(|j| j.name.as_str()).collect();
+                        ck.report(at(), format!(
+                            "view `{}`: cube `{}` has no join to `{step}` (join_path `{}`){}",
+                            v.name, cube.name, vc.join_path, did_you_mean(step, &joins)
+                        ));
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
+            let all: Vec<(&str, Kind)> = members(cube);
+            let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+            let included: Vec<&str> = match &vc.includes {
+                Includes::All(s) if s == "*" => {
+                    let public = |n: &str| {
+                        cube.dimensions.iter().find(|d| d.name == n).map(|d| d.public != Some(false))
+                            .or_else(|| cube.measures.iter().find(|m| m.name == n).map(|m| m.public != Some(false)))
+                            .or_else(|| cube.segments.iter().find(|s| s.name == n).map(|s| s.public != Some(false)))
+                            .unwrap_or(true)
+                    };
+                    names.iter().copied().filter(|n| public(n)).collect()
+                }
+                Includes::All(other) => {
+                    ck.report(Place { key: Some("includes"), ..at() }, format!("view `{}`: includes must be \"*\" or a list, not `{other}`", v.name));
+                    continue;
+                }
+                Includes::List(l) => l.iter().map(String::as_str).collect(),
+            };
+            for n in included.iter().copied().chain(vc.excludes.iter().map(String::as_str)) {
+                if !names.contains(&n) {
+                    ck.report(Place { key: Some("includes"), ..at() }, format!(
+                        "view `{}`: cube `{}` has no member `{n}`{}", v.name, cube.name, did_you_mean(n, &names)
+                    ));
+                }
+            }
+            for n in included.iter().filter(|n| !vc.excludes.iter().any(|e| e == *n)) {
+                let exposed_name = if vc.prefix { format!("{}_{n}", cube.name) } else { n.to_string() };
+                if let Some(prev) = exposed.insert(exposed_name.clone(), cube.name.clone()) {
+                    ck.report(Place { key: Some("includes"), ..at() }, format!(
+                        "view `{}`: member name `{exposed_name}` comes from both `{prev}` and `{}`; set `prefix: true` or exclude one",
+                        v.name, cube.name
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn check_cube_members(ck: &mut Checker, model: &Model, sc: &super::Sourced<Cube>, cube_names: &[&str]) {
+    let c = &sc.item;
+    let mems = members(c);
+    let names: Vec<&str> = mems.iter().map(|(n, _)| *n).collect();
+    let mut seen = HashSet::new();
+    for (n, _) in &mems {
+        let nth = usize::from(seen.contains(n));
+        let at = Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(n), key: None, nth };
+        if !valid_name(n) {
+            ck.report(at, format!("cube `{}`: member name `{n}` must be lowercase letters, digits and _", c.name));
+        } else if !seen.insert(*n) {
+            ck.report(at, format!("cube `{}`: duplicate member name `{n}`", c.name));
+        }
+    }
+    let kind_of = |cube: &str, member: &str| -> Option<Kind> {
+        if cube == c.name {
+            mems.iter().find(|(n, _)| *n == member).map(|(_, k)| *k)
+        } else {
+            model.cube(cube).and_then(|o| members(o).into_iter().find(|(n, _)| *n == member).map(|(_, k)| k))
+        }
+    };
+
+    // Checks one SQL string: syntax and references. `want` says which member kinds it may use.
+    let check_sql = |ck: &mut Checker, member: &str, key: &'static str, sql: &str, want: &dyn Fn(Kind) -> Result<(), String>| {
+        let at = || Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(member), key: Some(key), nth: 0 };
+        if let Err(e) = parse_expr(sql) {
+            ck.report(at(), format!("cube `{}`, `{member}`: {key} `{sql}` does not parse: {e}", c.name));
+            return;
+        }
+        let Ok(rs) = refs::refs(sql) else { return };
+        for r in rs {
+            let (cube, m) = match &r {
+                Ref::ThisCube => continue,
+                Ref::Name(n) if cube_names.contains(&n.as_str()) && n != member && !names.contains(&n.as_str()) => continue,
+                Ref::Name(n) => (c.name.as_str(), n.as_str()),
+                Ref::Qualified(q, m) if q == "CUBE" => (c.name.as_str(), m.as_str()),
+                Ref::Qualified(q, m) => (q.as_str(), m.as_str()),
+            };
+            if model.cube(cube).is_none() {
+                ck.report(at(), format!("cube `{}`, `{member}`: unknown cube `{cube}` in `{{{cube}.{m}}}`{}", c.name, did_you_mean(cube, cube_names)));
+                continue;
+            }
+            match kind_of(cube, m) {
+                None => {
+                    let candidates: Vec<&str> = if cube == c.name {
+                        names.clone()
+                    } else {
+                        model.cube(cube).map(|o| members(o).iter().map(|(n, _)| *n).collect::<Vec<_>>()).unwrap_or_default()
+                    };
+                    ck.report(at(), format!(
+                        "cube `{}`, `{member}`: unknown member `{m}` of cube `{cube}`{}",
+                        c.name, did_you_mean(m, &candidates)
+                    ));
+                }
+                Some(k) => {
+                    if let Err(why) = want(k) {
+                        ck.report(at(), format!("cube `{}`, `{member}`: {why} (`{m}`)", c.name));
+                    }
+                }
+            }
+        }
+    };
+
+    let dims_only = |k: Kind| match k {
+        Kind::Dimension => Ok(()),
+        Kind::Measure(_) => Err("row-level SQL may reference dimensions, not measures".to_string()),
+        Kind::Segment => Err("segments cannot be referenced here".to_string()),
+    };
+    for j in &c.joins {
+        if model.cube(&j.name).is_none() {
+            ck.report(Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&j.name), key: None, nth: 0 },
+                format!("cube `{}`: join to unknown cube `{}`{}", c.name, j.name, did_you_mean(&j.name, cube_names)));
+            continue;
+        }
+        check_sql(ck, &j.name, "sql", &j.sql, &dims_only);
+    }
+    for d in &c.dimensions {
+        check_sql(ck, &d.name, "sql", &d.sql, &dims_only);
+    }
+    for s in &c.segments {
+        check_sql(ck, &s.name, "sql", &s.sql, &dims_only);
+    }
+    for m in &c.measures {
+        match (m.kind, &m.sql) {
+            (MeasureType::Number, None) => ck.report(
+                Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&m.name), key: None, nth: 0 },
+                format!("cube `{}`: measure `{}` of type number needs `sql` (an expression over other measures)", c.name, m.name),
+            ),
+            (MeasureType::Number, Some(sql)) => {
+                let number_refs = |k: Kind| match k {
+                    Kind::Measure(_) => Ok(()),
+                    Kind::Dimension => Err("a number measure is calculated from other measures and cannot reference a dimension; make it a measure or aggregate it".to_string()),
+                    Kind::Segment => Err("segments cannot be referenced here".to_string()),
+                };
+                check_sql(ck, &m.name, "sql", sql, &number_refs);
+            }
+            (MeasureType::Count, None) => {}
+            (k, None) => ck.report(
+                Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&m.name), key: None, nth: 0 },
+                format!("cube `{}`: measure `{}` of type {} needs `sql` (the column or expression to aggregate)", c.name, m.name, k.name()),
+            ),
+            (_, Some(sql)) => check_sql(ck, &m.name, "sql", sql, &dims_only),
+        }
+        for f in &m.filters {
+            check_sql(ck, &m.name, "filters", &f.sql, &dims_only);
+        }
+    }
+    // Cycles among measures and dimensions that reference their own cube's members.
+    let deps = |name: &str| -> Vec<String> {
+        let sql = c.measures.iter().find(|m| m.name == name).and_then(|m| m.sql.clone())
+            .or_else(|| c.dimensions.iter().find(|d| d.name == name).map(|d| d.sql.clone()));
+        sql.and_then(|s| refs::refs(&s).ok()).unwrap_or_default().into_iter().filter_map(|r| match r {
+            Ref::Name(n) if names.contains(&n.as_str()) => Some(n),
+            Ref::Qualified(q, m) if q == "CUBE" || q == c.name => Some(m),
+            _ => None,
+        }).collect()
+    };
+    let mut reported = HashSet::new();
+    for (start, _) in &mems {
+        let mut stack = vec![(start.to_string(), vec![start.to_string()])];
+        while let Some((node, path)) = stack.pop() {
+            for d in deps(&node) {
+                if d == *start {
+                    let mut cycle = path.clone();
+                    cycle.push(d.clone());
+                    let mut key: Vec<String> = path.clone();
+                    key.sort();
+                    if reported.insert(key) {
+                        ck.report(Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(start), key: Some("sql"), nth: 0 },
+                            format!("cube `{}`: reference cycle {}", c.name, cycle.join(" -> ")));
+                    }
+                } else if !path.contains(&d) && path.len() < 32 {
+                    let mut p = path.clone();
+                    p.push(d.clone());
+                    stack.push((d, p));
+                }
+            }
+        }
+    }
+    for h in &c.hierarchies {
+        for l in &h.levels {
+            if kind_of(&c.name, l) != Some(Kind::Dimension) {
+                let dims: Vec<&str> = c.dimensions.iter().map(|d| d.name.as_str()).collect();
+                ck.report(Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&h.name), key: Some("levels"), nth: 0 },
+                    format!("cube `{}`, hierarchy `{}`: level `{l}` is not a dimension of the cube{}", c.name, h.name, did_you_mean(l, &dims)));
+            }
+        }
+    }
+    for p in &c.pre_aggregations {
+        let at = || Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&p.name), key: None, nth: 0 };
+        for m in &p.measures {
+            if !matches!(kind_of(&c.name, m), Some(Kind::Measure(_))) {
+                let ms: Vec<&str> = c.measures.iter().map(|m| m.name.as_str()).collect();
+                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: `{m}` is not a measure{}", c.name, p.name, did_you_mean(m, &ms)));
+            }
+        }
+        for d in p.dimensions.iter().chain(p.time_dimension.iter()) {
+            if kind_of(&c.name, d) != Some(Kind::Dimension) {
+                let ds: Vec<&str> = c.dimensions.iter().map(|d| d.name.as_str()).collect();
+                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: `{d}` is not a dimension{}", c.name, p.name, did_you_mean(d, &ds)));
+            }
+        }
+        if let Some(td) = &p.time_dimension {
+            if c.dimensions.iter().any(|d| &d.name == td && d.kind != super::DimensionType::Time) {
+                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: time_dimension `{td}` is not of type time", c.name, p.name));
+            }
+            if p.granularity.is_none() {
+                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: a time_dimension needs a granularity", c.name, p.name));
+            }
+        }
+    }
+}
