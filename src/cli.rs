@@ -226,7 +226,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         o.trust_remote = a.trust_remote;
     })?;
     let addr = s.listen_addr()?;
-    check_cube_defs(&s)?;
+    let model = load_cube_defs(&s)?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             "another server (PostgreSQL?) uses this port: pass --listen 127.0.0.1:6432, or stop it"
@@ -236,7 +236,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         Error::config(format!("cannot listen on {addr}: {e}")).with_hint(hint)
     })?;
     let lake = open_or_generate(&s).await?;
-    let engine = Engine::open(lake).await?;
+    let engine = Engine::open(lake, model.as_ref()).await?;
     let local = listener.local_addr()?;
     tracing::info!(lake = %engine.lake().display(), listen = %local, "lakecube is serving");
     eprintln!(
@@ -271,20 +271,21 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// The cube definitions must be valid before serving; a missing folder only warns.
-fn check_cube_defs(s: &Settings) -> Result<()> {
+/// The cube definitions, which must be valid; a missing folder only warns.
+fn load_cube_defs(s: &Settings) -> Result<Option<crate::model::Model>> {
     if !s.cube_defs.exists() {
         tracing::warn!(dir = %s.cube_defs.display(), "no cube definitions folder; serving the lake tables only");
-        return Ok(());
+        return Ok(None);
     }
-    crate::model::load_dir(&s.cube_defs).map_err(|problems| {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        Error::config(format!("{} problem(s) in the cube definitions in {}", problems.len(), s.cube_defs.display()))
-            .with_hint("fix them (`lakecube validate` lists them) and start again")
-    })?;
-    Ok(())
+    crate::model::load_dir(&s.cube_defs)
+        .map(Some)
+        .map_err(|problems| {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            Error::config(format!("{} problem(s) in the cube definitions in {}", problems.len(), s.cube_defs.display()))
+                .with_hint("fix them (`lakecube validate` lists them) and start again")
+        })
 }
 
 async fn query(a: QueryArgs) -> Result<i32> {
@@ -292,8 +293,9 @@ async fn query(a: QueryArgs) -> Result<i32> {
         o.lake = a.lake.clone();
         o.cube_defs = a.cube_defs.clone();
     })?;
+    let model = load_cube_defs(&s)?;
     let lake = Lake::open(&s.lake, false)?;
-    let engine = Engine::open(lake).await?;
+    let engine = Engine::open(lake, model.as_ref()).await?;
     let (schema, mut stream) = engine.sql(&a.sql).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

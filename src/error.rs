@@ -31,6 +31,8 @@ pub enum ErrorKind {
     FeatureNotSupported,
     /// A value of the wrong type or out of range in a query.
     DataException,
+    /// An aggregate that does not fit a measure, a measure grouped by or filtered in WHERE.
+    InvalidAggregate,
     /// Division by zero at execution.
     DivisionByZero,
     /// A query was canceled (cancel request or statement timeout).
@@ -58,6 +60,7 @@ impl ErrorKind {
             ErrorKind::ReadOnly => "25006",
             ErrorKind::FeatureNotSupported => "0A000",
             ErrorKind::DataException => "22000",
+            ErrorKind::InvalidAggregate => "42803",
             ErrorKind::DivisionByZero => "22012",
             ErrorKind::QueryCanceled => "57014",
             ErrorKind::TooManyConnections => "53300",
@@ -156,7 +159,23 @@ fn classify_datafusion(e: DataFusionError) -> Error {
     match root {
         DataFusionError::SQL(..) => Error::new(ErrorKind::Syntax, message),
         DataFusionError::SchemaError(se, _) => match se.as_ref() {
-            SchemaError::FieldNotFound { .. } => Error::new(ErrorKind::UndefinedColumn, message),
+            SchemaError::FieldNotFound { field, valid_fields } => {
+                let names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
+                let mut hint = match closest(&field.name, &names) {
+                    Some(c) => format!("did you mean `{c}`? "),
+                    None => String::new(),
+                };
+                if !names.is_empty() {
+                    let mut shown: Vec<&str> = names.iter().take(40).copied().collect();
+                    shown.dedup();
+                    hint.push_str(&format!("columns here: {}", shown.join(", ")));
+                    if names.len() > 40 {
+                        hint.push_str(", …");
+                    }
+                }
+                let e = Error::new(ErrorKind::UndefinedColumn, format!("column \"{}\" does not exist", field.name));
+                if hint.is_empty() { e } else { e.with_hint(hint) }
+            }
             _ => Error::new(ErrorKind::DataException, message),
         },
         DataFusionError::NotImplemented(_) => Error::new(ErrorKind::FeatureNotSupported, message),
@@ -186,6 +205,31 @@ fn classify_datafusion(e: DataFusionError) -> Error {
         }
         _ => Error::new(ErrorKind::Internal, message),
     }
+}
+
+/// The candidate closest to `word`, when close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_lowercase();
+    candidates
+        .iter()
+        .map(|c| (levenshtein(&w, &c.to_lowercase()), *c))
+        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn strip_df_prefix(s: &str) -> String {

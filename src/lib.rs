@@ -6,7 +6,10 @@
 //! - [`cli`]: the `lakecube` command line; wires the pieces together.
 //! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, handlers, Arrow → wire
 //!   encoding. Knows the engine, nothing of cubes or the lake.
-//! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables).
+//! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables) and the
+//!   cube tables (`public.*`).
+//! - [`semantic`]: cube definitions compiled into tables, and the rewrite of SQL over them
+//!   into plans over the lake (measures computed at the query's grain).
 //! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation.
 //! - [`datagen`]: `lakecube generate`, the deterministic retail data generator.
 //! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
@@ -20,5 +23,6 @@ pub mod engine;
 pub mod error;
 pub mod frontend;
 pub mod model;
+pub mod semantic;
 pub mod storage;
 pub mod telemetry;

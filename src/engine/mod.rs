@@ -15,24 +15,38 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::Model;
+use crate::semantic::provider::CubeTableProvider;
+use crate::semantic::query::CubeQuery;
+use crate::semantic::{Semantic, measure_fn::MeasureFn, rewrite};
 use crate::storage::{Lake, schema};
 
 /// The catalog (database) name clients see.
 pub const CATALOG: &str = "lakecube";
 /// The schema holding the raw lake tables.
 pub const LAKE_SCHEMA: &str = "lake";
+/// The schema holding the cube tables.
+pub const CUBE_SCHEMA: &str = "public";
 
 /// A shared, read-only query engine over one lake.
 #[derive(Clone)]
 pub struct Engine {
     ctx: SessionContext,
     lake: Lake,
+    semantic: Arc<Semantic>,
+}
+
+/// A statement planned for execution, with the cube queries found in it.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub plan: LogicalPlan,
+    pub cube_queries: Vec<CubeQuery>,
 }
 
 impl Engine {
-    /// Opens every table of the lake. Tables missing from the lake are an error: a lake is
-    /// only served complete.
-    pub async fn open(lake: Lake) -> Result<Engine> {
+    /// Opens every table of the lake and compiles the cube definitions (if any) over it.
+    /// Tables missing from the lake are an error: a lake is only served complete.
+    pub async fn open(lake: Lake, model: Option<&Model>) -> Result<Engine> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(true)
@@ -69,7 +83,24 @@ impl Engine {
             ))
             .with_hint(format!("create it with `lakecube generate --lake {}`", lake.display())));
         }
-        Ok(Engine { ctx, lake })
+        ctx.register_udaf(datafusion::logical_expr::AggregateUDF::from(MeasureFn::new()));
+        let semantic = match model {
+            Some(m) => Semantic::compile(m, &ctx).await?,
+            None => Semantic::default(),
+        };
+        let public = catalog
+            .schema(CUBE_SCHEMA)
+            .ok_or_else(|| Error::internal("schema public missing"))?;
+        for t in semantic.tables() {
+            public
+                .register_table(t.name.clone(), Arc::new(CubeTableProvider { table: t.clone() }))
+                .map_err(Error::from)?;
+        }
+        Ok(Engine { ctx, lake, semantic: Arc::new(semantic) })
+    }
+
+    pub fn semantic(&self) -> &Semantic {
+        &self.semantic
     }
 
     pub fn lake(&self) -> &Lake {
@@ -98,12 +129,19 @@ impl Engine {
         Ok(statements.into_iter().map(|s| s.to_string()).collect())
     }
 
-    /// Plans one SQL statement (with `$n` placeholders allowed) into a logical plan.
+    /// Plans one SQL statement (with `$n` placeholders allowed) into a logical plan, with
+    /// reads of cube tables rewritten into plans over the lake.
     pub async fn plan(&self, sql: &str) -> Result<LogicalPlan> {
+        Ok(self.plan_with_cubes(sql).await?.plan)
+    }
+
+    /// Like [`Engine::plan`], also returning the cube queries the statement became.
+    pub async fn plan_with_cubes(&self, sql: &str) -> Result<Planned> {
         let state = self.ctx.state();
         let plan = state.create_logical_plan(sql).await.map_err(Error::from)?;
         Self::client_options().verify_plan(&plan).map_err(read_only_error)?;
-        Ok(plan)
+        let r = rewrite::rewrite(plan, &self.semantic)?;
+        Ok(Planned { plan: r.plan, cube_queries: r.queries })
     }
 
     /// Runs a planned statement, returning its schema and a stream of batches.

@@ -146,30 +146,7 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     }
 }
 
-/// The candidate closest to `word`, when close enough to be a likely typo.
-pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let w = word.to_lowercase();
-    candidates
-        .iter()
-        .map(|c| (levenshtein(&w, &c.to_lowercase()), *c))
-        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
+pub use crate::error::closest;
 
 /// The JSON Schema of a definitions file (for editors; `lakecube schema`).
 pub fn json_schema() -> serde_json::Value {

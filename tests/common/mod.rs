@@ -67,7 +67,8 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(lake_dir: &Path, max_connections: usize) -> TestServer {
         let lake = Lake::open(lake_dir.to_str().unwrap(), false).unwrap();
-        let engine = Engine::open(lake).await.unwrap();
+        let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
+        let engine = Engine::open(lake, Some(&model)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = oneshot::channel::<()>();
@@ -172,5 +173,6 @@ where
 }
 
 pub async fn engine(lake_dir: &Path) -> Engine {
-    Engine::open(Lake::open(lake_dir.to_str().unwrap(), false).unwrap()).await.unwrap()
+    let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
+    Engine::open(Lake::open(lake_dir.to_str().unwrap(), false).unwrap(), Some(&model)).await.unwrap()
 }

@@ -1,0 +1,503 @@
+//! The cube rewrite: every read of a cube table in a logical plan becomes an aggregate over
+//! the cube's base relation at the query's grain.
+//!
+//! It runs on the plan straight out of the SQL planner, before DataFusion's analyzer, so the
+//! plan it produces is type-checked and optimized like any other. Three shapes are handled,
+//! top-down, so that the outermost match wins:
+//!
+//! 1. **Grouped**: `Aggregate` over a chain of `Filter` / `SubqueryAlias` / `Projection` over a
+//!    cube scan. Measure columns inside SUM/AVG/MIN/MAX/COUNT/MEASURE become the measure's own
+//!    definition at the aggregate's grain (Cube's SQL API semantics); other aggregates
+//!    (`count(DISTINCT store)`, `min(period)`, `count(*)`) run over the base rows.
+//! 2. **Ungrouped**: `Projection` over such a chain (`SELECT region, revenue FROM retail`):
+//!    measures at the grain of the selected dimensions.
+//! 3. **Anything else** reading a cube table: the table at its finest grain (every dimension).
+//!
+//! Wrapped queries (Power BI's and Tableau's subqueries and CTEs) need nothing special: the
+//! SQL planner inlines them, and the inner grouped read is matched where it stands.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchemaRef, TableReference};
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{Aggregate, Cast, Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+
+use super::provider::CubeTableProvider;
+use super::query::{CubeQuery, DimensionUse, MeasureUse};
+use super::{CubeTable, MemberKind, Semantic};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Granularity, MeasureType};
+
+/// A rewritten plan and the cube queries found in it.
+#[derive(Debug)]
+pub struct Rewritten {
+    pub plan: LogicalPlan,
+    pub queries: Vec<CubeQuery>,
+}
+
+/// Rewrites every read of a cube table in `plan`.
+pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
+    if sem.is_empty() {
+        return Ok(Rewritten { plan, queries: vec![] });
+    }
+    let mut queries = Vec::new();
+    let mut failure: Option<Error> = None;
+    let out = plan
+        .transform_down(|node| {
+            if failure.is_some() {
+                return Ok(Transformed::new(node, false, TreeNodeRecursion::Stop));
+            }
+            let attempt = match &node {
+                LogicalPlan::Aggregate(a) => match chain(&a.input, sem) {
+                    Some(scope) => Some(scope.and_then(|s| grouped(a, s))),
+                    None => None,
+                },
+                LogicalPlan::Projection(p) => match chain(&p.input, sem) {
+                    Some(scope) => Some(scope.and_then(|s| ungrouped(&p.expr, p.schema.clone(), s))),
+                    None => None,
+                },
+                LogicalPlan::TableScan(_) => match chain(&node, sem) {
+                    Some(scope) => Some(scope.and_then(|s| {
+                        let exprs: Vec<Expr> = node
+                            .schema()
+                            .iter()
+                            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                            .collect();
+                        ungrouped(&exprs, node.schema().clone(), s)
+                    })),
+                    None => None,
+                },
+                _ => None,
+            };
+            match attempt {
+                None => Ok(Transformed::no(node)),
+                Some(Ok((plan, q))) => {
+                    queries.push(q);
+                    Ok(Transformed::new(plan, true, TreeNodeRecursion::Jump))
+                }
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    Ok(Transformed::new(node, false, TreeNodeRecursion::Stop))
+                }
+            }
+        })
+        .map_err(Error::from)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(Rewritten { plan: out.data, queries })
+}
+
+/// What a column name means inside a chain over a cube scan.
+#[derive(Debug, Clone)]
+enum Item {
+    /// A row-level expression over the base relation.
+    Dim(Expr),
+    Measure(String),
+    /// A column that cannot be used (why).
+    Invalid(String),
+}
+
+struct Scope {
+    table: Arc<CubeTable>,
+    items: HashMap<String, Item>,
+    /// Dimension filters, over the base relation.
+    pre: Vec<Expr>,
+    /// Predicates that reference measures, over scope names.
+    post: Vec<Expr>,
+    /// Filters as the client wrote them, for the cube query.
+    filter_texts: Vec<String>,
+}
+
+fn cube_table(plan: &LogicalPlan) -> Option<Arc<CubeTable>> {
+    let LogicalPlan::TableScan(s) = plan else { return None };
+    let provider = source_as_provider(&s.source).ok()?;
+    provider.downcast_ref::<CubeTableProvider>().map(|p| p.table.clone())
+}
+
+/// Walks a chain of Filter / SubqueryAlias / Projection down to a cube scan.
+fn chain(plan: &LogicalPlan, sem: &Semantic) -> Option<Result<Scope>> {
+    let _ = sem;
+    match plan {
+        LogicalPlan::TableScan(_) => {
+            let table = cube_table(plan)?;
+            let items = table
+                .members
+                .iter()
+                .map(|m| {
+                    let item = match m.kind {
+                        MemberKind::Measure(_) => Item::Measure(m.name.clone()),
+                        _ => Item::Dim(Expr::Column(Column::new_unqualified(&m.name))),
+                    };
+                    (m.name.clone(), item)
+                })
+                .collect();
+            Some(Ok(Scope { table, items, pre: vec![], post: vec![], filter_texts: vec![] }))
+        }
+        LogicalPlan::SubqueryAlias(a) => chain(&a.input, sem),
+        LogicalPlan::Filter(f) => Some(chain(&f.input, sem)?.and_then(|mut s| {
+            for conj in split_conjunction(&f.predicate) {
+                s.filter_texts.push(conj.to_string());
+                let (e, has_measure) = substitute(conj, &s)?;
+                if has_measure {
+                    s.post.push(conj.clone());
+                } else {
+                    s.pre.push(e);
+                }
+            }
+            Ok(s)
+        })),
+        LogicalPlan::Projection(p) => Some(chain(&p.input, sem)?.and_then(|mut s| {
+            let mut items = HashMap::new();
+            for (e, (_, field)) in p.expr.iter().zip(p.schema.iter()) {
+                let inner = strip_alias(e);
+                let item = match inner {
+                    Expr::Column(c) => s.items.get(&c.name).cloned().unwrap_or_else(|| Item::Invalid(format!("unknown column {}", c.name))),
+                    other => match substitute(other, &s) {
+                        Ok((x, false)) => Item::Dim(x),
+                        Ok((_, true)) => Item::Invalid(format!(
+                            "`{}` computes with a measure before aggregating; aggregate the measure instead (SUM(m), MEASURE(m))",
+                            field.name()
+                        )),
+                        Err(e) => return Err(e),
+                    },
+                };
+                items.insert(field.name().clone(), item);
+            }
+            s.items = items;
+            Ok(s)
+        })),
+        _ => None,
+    }
+}
+
+fn strip_alias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip_alias(&a.expr),
+        other => other,
+    }
+}
+
+/// Replaces dimension columns by their base expressions; reports whether a measure was seen.
+fn substitute(e: &Expr, s: &Scope) -> Result<(Expr, bool)> {
+    let mut has_measure = false;
+    let mut bad: Option<String> = None;
+    let out = e
+        .clone()
+        .transform_up(|x| {
+            if let Expr::Column(c) = &x {
+                match s.items.get(&c.name) {
+                    Some(Item::Dim(d)) => return Ok(Transformed::yes(d.clone())),
+                    Some(Item::Measure(_)) => has_measure = true,
+                    Some(Item::Invalid(why)) => bad = Some(why.clone()),
+                    None => {}
+                }
+            }
+            Ok(Transformed::no(x))
+        })
+        .map_err(Error::from)?
+        .data;
+    if let Some(why) = bad {
+        return Err(Error::new(ErrorKind::FeatureNotSupported, why));
+    }
+    Ok((out, has_measure))
+}
+
+/// The measure a (possibly cast) column names, if any.
+fn measure_of(e: &Expr, s: &Scope) -> Option<String> {
+    match e {
+        Expr::Column(c) => match s.items.get(&c.name) {
+            Some(Item::Measure(m)) => Some(m.clone()),
+            _ => None,
+        },
+        Expr::Cast(Cast { expr, .. }) | Expr::TryCast(datafusion::logical_expr::TryCast { expr, .. }) => measure_of(expr, s),
+        Expr::Alias(a) => measure_of(&a.expr, s),
+        _ => None,
+    }
+}
+
+/// Which client aggregates a measure type accepts (after Cube's SQL API).
+fn accepts(kind: MeasureType, func: &str, distinct: bool) -> bool {
+    use MeasureType::*;
+    match (func, distinct) {
+        ("measure", _) => true,
+        ("sum", false) => matches!(kind, Sum | Count | Number),
+        ("count", false) => kind == Count,
+        ("count", true) => kind == CountDistinct,
+        ("avg", false) => matches!(kind, Avg | Number),
+        ("min", false) => matches!(kind, Min | Number),
+        ("max", false) => matches!(kind, Max | Number),
+        _ => false,
+    }
+}
+
+fn wrong_aggregate(measure: &str, kind: MeasureType, func: &str, distinct: bool) -> Error {
+    let call = if distinct { format!("{}(DISTINCT {measure})", func.to_uppercase()) } else { format!("{}({measure})", func.to_uppercase()) };
+    let fitting = match kind {
+        MeasureType::Sum => format!("SUM({measure})"),
+        MeasureType::Count => format!("COUNT({measure}) or SUM({measure})"),
+        MeasureType::CountDistinct => format!("COUNT(DISTINCT {measure})"),
+        MeasureType::Avg => format!("AVG({measure})"),
+        MeasureType::Min => format!("MIN({measure})"),
+        MeasureType::Max => format!("MAX({measure})"),
+        MeasureType::Number => format!("SUM({measure})"),
+    };
+    Error::new(ErrorKind::InvalidAggregate, format!("{call} does not apply to measure `{measure}` of type {}", kind.name()))
+        .with_hint(format!("`{measure}` is a {} measure: write {fitting} or MEASURE({measure}) for its value at the query's grain", kind.name()))
+}
+
+/// An aggregate of the client's query, resolved.
+enum Agg {
+    Measure { measure: String },
+    /// Any other aggregate, over base rows.
+    Other(Expr),
+}
+
+fn grouped(a: &Aggregate, s: Scope) -> Result<(LogicalPlan, CubeQuery)> {
+    if let Some(p) = s.post.first() {
+        return Err(Error::new(ErrorKind::InvalidAggregate, format!("a measure cannot be filtered in WHERE: {p}"))
+            .with_hint("filter measures in HAVING (HAVING SUM(revenue) > 1000)"));
+    }
+    let mut q = CubeQuery { cube: s.table.name.clone(), filters: s.filter_texts.clone(), ..Default::default() };
+    let mut groups = Vec::new();
+    for g in &a.group_expr {
+        if matches!(g, Expr::GroupingSet(_)) {
+            return Err(Error::new(ErrorKind::FeatureNotSupported, "GROUPING SETS, ROLLUP and CUBE over cube tables are not supported yet")
+                .with_hint("group by the dimensions and let the BI tool compute totals"));
+        }
+        let (e, has_measure) = substitute(g, &s)?;
+        if has_measure {
+            return Err(Error::new(ErrorKind::InvalidAggregate, format!("cannot group by a measure: {g}"))
+                .with_hint("group by dimensions; measures are aggregated"));
+        }
+        q.dimensions.push(dimension_use(g, &e));
+        groups.push(e);
+    }
+    let mut aggs = Vec::new();
+    for e in &a.aggr_expr {
+        let inner = strip_alias(e);
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
+            return Err(Error::new(ErrorKind::FeatureNotSupported, format!("unsupported aggregate over a cube table: {e}")));
+        };
+        let name = func.name().to_lowercase();
+        let AggregateFunctionParams { args, distinct, filter, order_by, .. } = params;
+        let measure = if args.len() == 1 { measure_of(&args[0], &s) } else { None };
+        if let Some(m) = measure {
+            let member = s.table.member(&m).expect("scope measures are members");
+            let MemberKind::Measure(kind) = member.kind else { unreachable!("measure item") };
+            if filter.is_some() || !order_by.is_empty() {
+                return Err(Error::new(ErrorKind::FeatureNotSupported, format!("FILTER or ORDER BY inside an aggregate of measure `{m}` is not supported"))
+                    .with_hint("filter the rows in WHERE instead"));
+            }
+            if !accepts(kind, &name, *distinct) {
+                return Err(wrong_aggregate(&m, kind, &name, *distinct));
+            }
+            q.measures.push(MeasureUse { measure: m.clone(), wrapper: Some(name.clone()) });
+            aggs.push(Agg::Measure { measure: m });
+        } else {
+            let mut any_measure = false;
+            let mut new_args = Vec::new();
+            for arg in args {
+                let (x, hm) = substitute(arg, &s)?;
+                any_measure |= hm;
+                new_args.push(x);
+            }
+            if any_measure {
+                return Err(Error::new(ErrorKind::InvalidAggregate, format!("measures can only be aggregated directly, not inside an expression: {inner}"))
+                    .with_hint("write SUM(revenue) * 2 rather than SUM(revenue * 2)"));
+            }
+            let new_filter = match filter {
+                Some(f) => Some(Box::new(substitute(f, &s)?.0)),
+                None => None,
+            };
+            let new = Expr::AggregateFunction(AggregateFunction::new_udf(
+                func.clone(),
+                new_args,
+                *distinct,
+                new_filter,
+                order_by.clone(),
+                params.null_treatment,
+            ));
+            q.other_aggregates.push(inner.to_string());
+            aggs.push(Agg::Other(new));
+        }
+    }
+    let plan = build(&s, &groups, &aggs, &[], a.schema.clone(), |i| i)?;
+    Ok((plan, q))
+}
+
+/// Builds Filter → Aggregate → Projection over the base relation. `output` gives the client's
+/// output schema: group keys first, then one column per aggregate (the grouped case).
+fn build(
+    s: &Scope,
+    groups: &[Expr],
+    aggs: &[Agg],
+    post: &[Expr],
+    output: DFSchemaRef,
+    _map: impl Fn(usize) -> usize,
+) -> Result<LogicalPlan> {
+    let table = &s.table;
+    let mut b = LogicalPlanBuilder::from(table.base.clone());
+    if let Some(p) = conjunction(s.pre.clone()) {
+        b = b.filter(p).map_err(Error::from)?;
+    }
+    let mut leaves = Vec::new();
+    for a in aggs {
+        if let Agg::Measure { measure, .. } = a {
+            table.leaves_of(measure, &mut leaves);
+        }
+    }
+    let mut agg_exprs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
+    for (i, a) in aggs.iter().enumerate() {
+        if let Agg::Other(e) = a {
+            agg_exprs.push(e.clone().alias(format!("__a_{i}")));
+        }
+    }
+    let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
+    b = b.aggregate(group_exprs, agg_exprs).map_err(Error::from)?;
+    if let Some(p) = conjunction(post.to_vec()) {
+        b = b.filter(p).map_err(Error::from)?;
+    }
+    let mut out = Vec::new();
+    for (i, (qualifier, field)) in output.iter().enumerate() {
+        let value = if i < groups.len() {
+            Expr::Column(Column::new_unqualified(format!("__g_{i}")))
+        } else {
+            let k = i - groups.len();
+            match &aggs[k] {
+                Agg::Measure { measure, .. } => table.measure_value(measure).expect("measure has a value"),
+                Agg::Other(_) => Expr::Column(Column::new_unqualified(format!("__a_{k}"))),
+            }
+        };
+        let value = Expr::Cast(Cast::new(Box::new(value), field.data_type().clone()));
+        out.push(value.alias_qualified(qualifier.cloned(), field.name()));
+    }
+    b.project(out).and_then(|b| b.build()).map_err(Error::from)
+}
+
+/// The ungrouped read: measures at the grain of the dimensions the projection selects.
+fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPlan, CubeQuery)> {
+    let table = s.table.clone();
+    let mut q = CubeQuery { cube: table.name.clone(), filters: s.filter_texts.clone(), ungrouped: true, ..Default::default() };
+    // Group keys: every dimension-only projected expression, plus the dimensions used inside
+    // expressions that mix measures and dimensions, plus those of measure filters.
+    let mut keys: Vec<Expr> = Vec::new();
+    let add_key = |e: Expr, keys: &mut Vec<Expr>| {
+        if !keys.contains(&e) {
+            keys.push(e);
+        }
+    };
+    let mut measures: Vec<String> = Vec::new();
+    for e in exprs.iter().chain(s.post.iter()) {
+        let (sub, has_measure) = substitute(e, &s)?;
+        if !has_measure {
+            if !matches!(strip_alias(&sub), Expr::Literal(..)) && s.post.iter().all(|p| p != e) {
+                add_key(strip_alias(&sub).clone(), &mut keys);
+            }
+            continue;
+        }
+        for c in e.column_refs() {
+            match s.items.get(&c.name) {
+                Some(Item::Measure(m)) => {
+                    if !measures.contains(m) {
+                        measures.push(m.clone());
+                    }
+                }
+                Some(Item::Dim(d)) => add_key(d.clone(), &mut keys),
+                _ => {}
+            }
+        }
+    }
+    for k in &keys {
+        q.dimensions.push(dimension_use(k, k));
+    }
+    for m in &measures {
+        q.measures.push(MeasureUse { measure: m.clone(), wrapper: None });
+    }
+    q.measure_filters = s.post.iter().map(|p| p.to_string()).collect();
+
+    // Aggregate at the grain, then compute the projection over group keys and measure values.
+    let mut b = LogicalPlanBuilder::from(table.base.clone());
+    if let Some(p) = conjunction(s.pre.clone()) {
+        b = b.filter(p).map_err(Error::from)?;
+    }
+    let mut leaves = Vec::new();
+    for m in &measures {
+        table.leaves_of(m, &mut leaves);
+    }
+    let aggs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
+    let group_exprs: Vec<Expr> = keys.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
+    b = b.aggregate(group_exprs, aggs).map_err(Error::from)?;
+    // Over the aggregate: a dimension expression is its group key; a measure is its value.
+    let over_groups = |e: &Expr| -> Result<Expr> {
+        let (sub, _) = substitute(e, &s)?;
+        if let Some(i) = keys.iter().position(|k| k == strip_alias(&sub)) {
+            return Ok(Expr::Column(Column::new_unqualified(format!("__g_{i}"))));
+        }
+        e.clone()
+            .transform_up(|x| {
+                if let Expr::Column(c) = &x {
+                    match s.items.get(&c.name) {
+                        Some(Item::Measure(m)) => return Ok(Transformed::yes(table.measure_value(m).expect("measure value"))),
+                        Some(Item::Dim(d)) => {
+                            if let Some(i) = keys.iter().position(|k| k == d) {
+                                return Ok(Transformed::yes(Expr::Column(Column::new_unqualified(format!("__g_{i}")))));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(Transformed::no(x))
+            })
+            .map(|t| t.data)
+            .map_err(Error::from)
+    };
+    if !s.post.is_empty() {
+        let preds = s.post.iter().map(&over_groups).collect::<Result<Vec<_>>>()?;
+        b = b.filter(conjunction(preds).expect("non-empty")).map_err(Error::from)?;
+    }
+    let mut out = Vec::new();
+    for (e, (qualifier, field)) in exprs.iter().zip(output.iter()) {
+        let v = over_groups(strip_alias(e))?;
+        let v = Expr::Cast(Cast::new(Box::new(v), field.data_type().clone()));
+        out.push(v.alias_qualified(qualifier.cloned(), field.name()));
+    }
+    let plan = b.project(out).and_then(|b| b.build()).map_err(Error::from)?;
+    Ok((plan, q))
+}
+
+/// Describes a group key for the cube query: a member, a time member at a granularity, or
+/// an expression.
+fn dimension_use(client: &Expr, base: &Expr) -> DimensionUse {
+    let members: Vec<String> = base.column_refs().iter().map(|c| c.name.clone()).collect();
+    match strip_alias(base) {
+        Expr::Column(c) => DimensionUse::Member(c.name.clone()),
+        Expr::ScalarFunction(f) if f.func.name() == "date_trunc" && f.args.len() == 2 => {
+            let unit = match &f.args[0] {
+                Expr::Literal(v, _) => v.to_string().trim_matches('\'').to_lowercase(),
+                _ => String::new(),
+            };
+            let g = match unit.as_str() {
+                "hour" => Some(Granularity::Hour),
+                "day" => Some(Granularity::Day),
+                "week" => Some(Granularity::Week),
+                "month" => Some(Granularity::Month),
+                "quarter" => Some(Granularity::Quarter),
+                "year" => Some(Granularity::Year),
+                _ => None,
+            };
+            match (g, &f.args[1]) {
+                (Some(granularity), Expr::Column(c)) => DimensionUse::Time { member: c.name.clone(), granularity },
+                _ => DimensionUse::Expr { text: client.to_string(), members },
+            }
+        }
+        _ => DimensionUse::Expr { text: client.to_string(), members },
+    }
+}
+
+#[allow(dead_code)]
+fn _unused(_: TableReference, _: Projection) {}
