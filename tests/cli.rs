@@ -149,9 +149,9 @@ fn validate_reports_file_line_column() {
     std::fs::write(dir.join("a.yaml"), "cubes:\n  - name: traffic\ncubs: []\n").unwrap();
     let o = lakecube(&["validate", "--cube-defs", dir.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("a.yaml:3:1: unknown top-level key `cubs`, did you mean `cubes`?"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("a.yaml:3:1: unknown key `cubs`, did you mean `cubes`? (valid keys: cubes, views)"), "{}", stdout(&o));
     let good = fresh_dir("defs-good");
-    std::fs::write(good.join("a.yaml"), "cubes:\n  - name: traffic\n").unwrap();
+    std::fs::write(good.join("a.yaml"), "cubes:\n  - name: traffic\n    sql_table: lake.traffic\n").unwrap();
     let o = lakecube(&["validate", "--cube-defs", good.to_str().unwrap()], &[]);
     assert!(o.status.success(), "{}", stdout(&o));
 }

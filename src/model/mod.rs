@@ -97,11 +97,10 @@ fn explain_serde(msg: &str) -> String {
     };
     if let Some(rest) = msg.split("unknown field `").nth(1) {
         let field = rest.split('`').next().unwrap_or("");
+        // serde lists the valid keys in backticks after "expected".
         let expected: Vec<&str> = rest
-            .split("expected one of ")
-            .nth(1)
-            .or_else(|| rest.split("expected ").nth(1))
-            .map(|s| s.split(", ").map(|x| x.trim_matches(|c| c == '`' || c == ' ')).collect())
+            .split_once("expected")
+            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
             .unwrap_or_default();
         let hint = did_you_mean(field, &expected);
         let place = msg.split(": unknown field").next().filter(|p| !p.starts_with("unknown")).map(|p| format!("{p}: ")).unwrap_or_default();
