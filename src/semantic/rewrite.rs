@@ -474,7 +474,12 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPl
 /// an expression.
 fn dimension_use(client: &Expr, base: &Expr) -> DimensionUse {
     let members: Vec<String> = base.column_refs().iter().map(|c| c.name.clone()).collect();
-    match strip_alias(base) {
+    // Tableau casts truncated dates: CAST(DATE_TRUNC('MONTH', period) AS DATE).
+    let inner = match strip_alias(base) {
+        Expr::Cast(Cast { expr, .. }) if matches!(expr.as_ref(), Expr::ScalarFunction(f) if f.func.name() == "date_trunc") => expr.as_ref(),
+        other => other,
+    };
+    match inner {
         Expr::Column(c) => DimensionUse::Member(c.name.clone()),
         Expr::ScalarFunction(f) if f.func.name() == "date_trunc" && f.args.len() == 2 => {
             let unit = match &f.args[0] {
