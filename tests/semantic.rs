@@ -41,7 +41,7 @@ async fn rewrites_bi_idioms_into_cube_queries() {
         ("power_bi_wrapped", r#"select "region", "C1" from (select "region", sum("revenue") as "C1" from "public"."retail" "_" group by "region") "_" where "C1" > 0"#,
             &["CubeQuery cube=retail measures=[sum(revenue)] dimensions=[region]"]),
         ("cte", "WITH m AS (SELECT city, SUM(footfall) AS f FROM retail GROUP BY city) SELECT * FROM m ORDER BY f DESC LIMIT 3",
-            &["CubeQuery cube=retail measures=[sum(footfall)] dimensions=[city]"]),
+            &["CubeQuery cube=retail measures=[sum(footfall)] dimensions=[city] order=[m.f DESC] limit=3"]),
         ("year_over_year_join", "SELECT a.region, a.r, b.r FROM (SELECT region, SUM(revenue) r FROM retail WHERE EXTRACT(YEAR FROM period) = 2025 GROUP BY 1) a JOIN (SELECT region, SUM(revenue) r FROM retail WHERE EXTRACT(YEAR FROM period) = 2024 GROUP BY 1) b ON a.region = b.region",
             &["CubeQuery cube=retail measures=[sum(revenue)] dimensions=[region] filters=[date_part(Utf8(\"YEAR\"), retail.period) = Int64(2025)]",
               "CubeQuery cube=retail measures=[sum(revenue)] dimensions=[region] filters=[date_part(Utf8(\"YEAR\"), retail.period) = Int64(2024)]"]),
@@ -53,8 +53,10 @@ async fn rewrites_bi_idioms_into_cube_queries() {
             &["CubeQuery cube=retail measures=[revenue] dimensions=[region] ungrouped"]),
         ("ungrouped_measure_filter", "SELECT region, revenue FROM retail WHERE revenue > 10",
             &["CubeQuery cube=retail measures=[revenue] dimensions=[region] filters=[retail.revenue > Int64(10)] measure_filters=[retail.revenue > Int64(10)] ungrouped"]),
+        ("explain_shows_order_and_limit", "SELECT region, SUM(conversion) FROM retail GROUP BY 1 ORDER BY 2 DESC LIMIT 5 OFFSET 2",
+            &["CubeQuery cube=retail measures=[sum(conversion)] dimensions=[region] order=[sum(retail.conversion) DESC] limit=5 offset=2"]),
         ("metabase_select_star_limit", "SELECT * FROM retail LIMIT 5",
-            &["CubeQuery cube=retail measures=[footfall, transactions, revenue, units, conversion, average_basket, sales_per_visitor, units_per_transaction, store_count, trading_hours] dimensions=[period, store, store_code, city, region, country, store_format, opened_on, department, department_family] ungrouped"]),
+            &["CubeQuery cube=retail measures=[footfall, transactions, revenue, units, conversion, average_basket, sales_per_visitor, units_per_transaction, store_count, trading_hours] dimensions=[period, store, store_code, city, region, country, store_format, opened_on, department, department_family] limit=5 ungrouped"]),
     ];
     for (name, sql, want) in cases {
         let got = cube_queries(&e, sql).await;
@@ -206,4 +208,17 @@ async fn a_one_month_filter_reads_one_month() {
     let physical = plan.iter().find(|r| r[0] == "physical_plan").expect("physical plan")[1].clone();
     let months: Vec<&str> = physical.match_indices("traffic/month=").map(|(i, _)| &physical[i..i + 25]).collect();
     assert_eq!(months, vec!["traffic/month=2025-03-01/"], "{physical}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_shows_the_cube_query_then_the_lake_plan() {
+    let e = engine(&lake(Preset::Tiny)).await;
+    let r = rows(&e, "EXPLAIN SELECT date_trunc('month', period), SUM(revenue) FROM retail WHERE region = 'Wallonie' GROUP BY 1 ORDER BY 1 LIMIT 12").await;
+    assert_eq!(r[0][0], "cube_query");
+    assert_eq!(
+        r[0][1],
+        "CubeQuery cube=retail measures=[sum(revenue)] dimensions=[period by month] filters=[retail.region = Utf8(\"Wallonie\")] order=[date_trunc(Utf8(\"month\"),retail.period) ] limit=12"
+            .replace(" ]", "]")
+    );
+    assert!(r.iter().any(|x| x[0] == "physical_plan" && x[1].contains("traffic/month=")), "{r:?}");
 }

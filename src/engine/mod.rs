@@ -5,6 +5,8 @@
 //! [`Engine::sql`] plans one statement and returns a stream of record batches, so that results
 //! flow to the client batch by batch and memory does not grow with the result.
 
+pub mod pg_functions;
+
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -84,6 +86,7 @@ impl Engine {
             .with_hint(format!("create it with `lakecube generate --lake {}`", lake.display())));
         }
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::from(MeasureFn::new()));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(pg_functions::PgToChar::new()));
         let semantic = match model {
             Some(m) => Semantic::compile(m, &ctx).await?,
             None => Semantic::default(),
@@ -152,10 +155,32 @@ impl Engine {
         Ok((schema, stream))
     }
 
+    /// Runs a planned statement. For `EXPLAIN`, the cube queries come first, as rows of
+    /// plan_type `cube_query`, before DataFusion's plans over the lake.
+    pub async fn execute_planned(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let is_explain = matches!(planned.plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+        if !is_explain || planned.cube_queries.is_empty() {
+            return self.execute(planned.plan).await;
+        }
+        use datafusion::arrow::array::{ArrayRef, StringArray};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use futures::StreamExt;
+        let (schema, mut stream) = self.execute(planned.plan).await?;
+        let n = planned.cube_queries.len();
+        let kinds = StringArray::from(vec!["cube_query"; n]);
+        let texts = StringArray::from(planned.cube_queries.iter().map(|q| q.to_string()).collect::<Vec<_>>());
+        let mut batches = vec![Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(kinds) as ArrayRef, Arc::new(texts) as ArrayRef])?)];
+        while let Some(b) = stream.next().await {
+            batches.push(b);
+        }
+        let s = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(batches));
+        Ok((schema, Box::pin(s)))
+    }
+
     /// Plans and runs one SQL statement.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        let plan = self.plan(sql).await?;
-        self.execute(plan).await
+        let planned = self.plan_with_cubes(sql).await?;
+        self.execute_planned(planned).await
     }
 }
 

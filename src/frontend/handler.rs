@@ -26,7 +26,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rust_decimal::Decimal;
 
 use super::encode::{canonical, encode_batch, field_infos};
-use crate::engine::Engine;
+use crate::engine::{Engine, Planned};
 use crate::error::{Error, ErrorKind};
 
 /// The version reported to clients: drivers parse it to choose their SQL.
@@ -123,6 +123,7 @@ static NEXT_PID: AtomicU64 = AtomicU64::new(10_000);
 pub struct Prepared {
     pub sql: String,
     pub plan: LogicalPlan,
+    pub cube_queries: Vec<crate::semantic::query::CubeQuery>,
     pub param_types: Vec<Type>,
 }
 
@@ -138,7 +139,8 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let plan = self.engine.plan(sql).await.map_err(to_pg_error)?;
+        let planned = self.engine.plan_with_cubes(sql).await.map_err(to_pg_error)?;
+        let (plan, cube_queries) = (planned.plan, planned.cube_queries);
         let inferred = plan.get_parameter_types().map_err(|e| to_pg_error(e.into()))?;
         let count = inferred.len().max(types.len());
         let param_types = (0..count)
@@ -153,7 +155,7 @@ impl QueryParser for Parser {
                 })
             })
             .collect();
-        Ok(Some(Prepared { sql: sql.to_string(), plan, param_types }))
+        Ok(Some(Prepared { sql: sql.to_string(), plan, cube_queries, param_types }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -173,9 +175,9 @@ pub struct Backend {
 
 impl Backend {
     /// Runs a plan and wraps its batches as a stream of DataRows (one batch in memory at a time).
-    async fn run(&self, plan: LogicalPlan, format: &Format, sql: &str, client: String) -> Result<QueryResponse, Error> {
+    async fn run(&self, planned: Planned, format: &Format, sql: &str, client: String) -> Result<QueryResponse, Error> {
         let log = Arc::new(QueryLog { sql: sql.to_string(), client, start: Instant::now(), rows: AtomicU64::new(0) });
-        let (schema, stream) = self.engine.execute(plan).await?;
+        let (schema, stream) = self.engine.execute_planned(planned).await?;
         let fields = Arc::new(field_infos(&schema, format));
         let f2 = fields.clone();
         let rows = stream.flat_map(move |batch| {
@@ -233,8 +235,8 @@ impl SimpleQueryHandler for Backend {
         let statements = self.engine.split(query).map_err(to_pg_error)?;
         let mut out = Vec::with_capacity(statements.len());
         for sql in statements {
-            let res = match self.engine.plan(&sql).await {
-                Ok(plan) => self.run(plan, &Format::UnifiedText, &sql, who.clone()).await,
+            let res = match self.engine.plan_with_cubes(&sql).await {
+                Ok(planned) => self.run(planned, &Format::UnifiedText, &sql, who.clone()).await,
                 Err(e) => Err(e),
             };
             match res {
@@ -279,8 +281,9 @@ impl ExtendedQueryHandler for Backend {
                 .map_err(|e| to_pg_error(e.into()))?
         };
         let who = client.socket_addr().to_string();
+        let planned = Planned { plan, cube_queries: prepared.cube_queries.clone() };
         let resp = self
-            .run(plan, &portal.result_column_format, &prepared.sql, who)
+            .run(planned, &portal.result_column_format, &prepared.sql, who)
             .await
             .map_err(to_pg_error)?;
         Ok(Response::Query(resp))

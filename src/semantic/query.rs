@@ -44,6 +44,11 @@ pub struct CubeQuery {
     pub other_aggregates: Vec<String>,
     /// True when the client did not group: measures at the grain of the selected dimensions.
     pub ungrouped: bool,
+    /// ORDER BY directly over the cube query's result (SQL-ish text).
+    pub order: Vec<String>,
+    /// LIMIT (and OFFSET) directly over the cube query's result.
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
 }
 
 impl fmt::Display for CubeQuery {
@@ -76,6 +81,15 @@ impl fmt::Display for CubeQuery {
         }
         if !self.other_aggregates.is_empty() {
             write!(f, " other=[{}]", self.other_aggregates.join(", "))?;
+        }
+        if !self.order.is_empty() {
+            write!(f, " order=[{}]", self.order.join(", "))?;
+        }
+        if let Some(l) = self.limit {
+            write!(f, " limit={l}")?;
+        }
+        if let Some(o) = self.offset {
+            write!(f, " offset={o}")?;
         }
         if self.ungrouped {
             write!(f, " ungrouped")?;

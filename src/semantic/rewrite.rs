@@ -44,6 +44,8 @@ pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
     if sem.is_empty() {
         return Ok(Rewritten { plan, queries: vec![] });
     }
+    let mut shaping = Vec::new();
+    order_and_limit(&plan, sem, &mut (vec![], None, None), &mut shaping);
     let mut queries = Vec::new();
     let mut failure: Option<Error> = None;
     let out = plan
@@ -89,7 +91,51 @@ pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
     if let Some(e) = failure {
         return Err(e);
     }
+    for (q, (order, limit, offset)) in queries.iter_mut().zip(shaping) {
+        q.order = order;
+        q.limit = limit;
+        q.offset = offset;
+    }
     Ok(Rewritten { plan: out.data, queries })
+}
+
+type Shaping = (Vec<String>, Option<usize>, Option<usize>);
+
+/// Finds, in the same order as the rewrite visits them, the ORDER BY and LIMIT standing
+/// directly over each cube read (through projections, HAVING filters and aliases).
+fn order_and_limit(plan: &LogicalPlan, sem: &Semantic, above: &mut Shaping, out: &mut Vec<Shaping>) {
+    let matched = match plan {
+        LogicalPlan::Aggregate(a) => chain(&a.input, sem).is_some(),
+        LogicalPlan::Projection(p) => chain(&p.input, sem).is_some(),
+        LogicalPlan::TableScan(_) => cube_table(plan).is_some(),
+        _ => false,
+    };
+    if matched {
+        out.push(above.clone());
+        return;
+    }
+    let mut next = match plan {
+        LogicalPlan::Limit(l) => {
+            let fetch = match l.fetch.as_deref() {
+                Some(Expr::Literal(v, _)) => v.to_string().parse().ok(),
+                _ => None,
+            };
+            let skip = match l.skip.as_deref() {
+                Some(Expr::Literal(v, _)) => v.to_string().parse().ok().filter(|s: &usize| *s > 0),
+                _ => None,
+            };
+            (above.0.clone(), fetch, skip)
+        }
+        LogicalPlan::Sort(s) => {
+            let order = s.expr.iter().map(|e| format!("{}{}", e.expr, if e.asc { "" } else { " DESC" })).collect();
+            (order, above.1.or(s.fetch), above.2)
+        }
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => above.clone(),
+        _ => (vec![], None, None),
+    };
+    for child in plan.inputs() {
+        order_and_limit(child, sem, &mut next, out);
+    }
 }
 
 /// What a column name means inside a chain over a cube scan.
