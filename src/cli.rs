@@ -33,7 +33,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  lakecube query \"SELECT region, SUM(t.revenue) FROM lake.traffic t JOIN lake.stores s USING (store_id) GROUP BY 1\"\n  lakecube query --format csv --lake data/sf1 \"SELECT * FROM lake.stores\"")]
     Query(QueryArgs),
     /// Check the cube definitions and report problems as file:line:column: message.
-    #[command(after_help = "Examples:\n  lakecube validate\n  lakecube validate --cube-defs my-cubes/")]
+    #[command(after_help = "Examples:\n  lakecube validate\n  lakecube validate --cube-defs my-cubes/\n  lakecube validate --lake data/demo   # also check types against the lake")]
     Validate(ValidateArgs),
     /// Print the JSON Schema of cube definition files (for editors).
     #[command(after_help = "Examples:\n  lakecube schema > docs/cube-defs.schema.json\n\nIn a definitions file: # yaml-language-server: $schema=../docs/cube-defs.schema.json")]
@@ -132,6 +132,9 @@ pub struct ValidateArgs {
     /// Folder of cube definitions.
     #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
     pub cube_defs: Option<PathBuf>,
+    /// Also compile the definitions against this lake (checks types and SQL over its tables).
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -150,7 +153,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Generate(a) => generate(a).await,
         Command::Serve(a) => serve(a).await,
         Command::Query(a) => query(a).await,
-        Command::Validate(a) => validate(a),
+        Command::Validate(a) => validate(a).await,
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::model::json_schema()).expect("schema serializes"));
             Ok(0)
@@ -343,7 +346,7 @@ async fn query(a: QueryArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn validate(a: ValidateArgs) -> Result<i32> {
+async fn validate(a: ValidateArgs) -> Result<i32> {
     let s = settings(&a.common, |o| o.cube_defs = a.cube_defs.clone())?;
     if !s.cube_defs.is_dir() {
         return Err(Error::config(format!("cube definitions folder {} does not exist", s.cube_defs.display()))
@@ -351,6 +354,10 @@ fn validate(a: ValidateArgs) -> Result<i32> {
     }
     match crate::model::load_dir(&s.cube_defs) {
         Ok(d) => {
+            if let Some(url) = &a.lake {
+                let lake = Lake::open(url, false)?;
+                Engine::open(lake, Some(&d)).await?;
+            }
             println!(
                 "{}: {} file(s), {} cube(s), {} view(s): OK",
                 s.cube_defs.display(),

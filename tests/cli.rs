@@ -155,3 +155,14 @@ fn validate_reports_file_line_column() {
     let o = lakecube(&["validate", "--cube-defs", good.to_str().unwrap()], &[]);
     assert!(o.status.success(), "{}", stdout(&o));
 }
+
+#[test]
+fn validate_against_the_lake_checks_types() {
+    let dir = fresh_dir("defs-types");
+    let text = std::fs::read_to_string("cube-defs/retail.yaml").unwrap().replace("sql: region\n", "sql: surface_m2\n");
+    std::fs::write(dir.join("retail.yaml"), text).unwrap();
+    let o = lakecube(&["validate", "--cube-defs", dir.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "structurally valid: {}", stdout(&o));
+    let o = lakecube(&["validate", "--cube-defs", dir.to_str().unwrap(), "--lake", lake(Preset::Tiny).to_str().unwrap()], &[]);
+    assert_clean_error(&o, "dimension `region` is declared `type: string` but its SQL gives Int32");
+}

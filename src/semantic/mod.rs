@@ -400,11 +400,17 @@ async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>
             leaves.insert(key, Leaf { kind: m.kind, data_type: DataType::Null });
         }
     }
-    let agg_plan = LogicalPlanBuilder::from(base.clone())
-        .aggregate(Vec::<Expr>::new(), leaf_aggs)
-        .and_then(|b| b.build())
-        .map_err(|e| ctx_err("its measures do not aggregate", e.into()))?;
-    let agg_schema: DFSchema = agg_plan.schema().as_ref().clone();
+    let agg_schema: DFSchema = if leaf_aggs.is_empty() {
+        DFSchema::empty()
+    } else {
+        LogicalPlanBuilder::from(base.clone())
+            .aggregate(Vec::<Expr>::new(), leaf_aggs)
+            .and_then(|b| b.build())
+            .map_err(|e| ctx_err("its measures do not aggregate", e.into()))?
+            .schema()
+            .as_ref()
+            .clone()
+    };
     for (key, leaf) in leaves.iter_mut() {
         leaf.data_type = agg_schema
             .field_with_unqualified_name(&format!("{LEAF_AGG}{key}"))
