@@ -188,7 +188,7 @@ impl Semantic {
             }
         }
         if !errors.is_empty() {
-            return Err(Error::config(format!("the cube definitions do not fit the lake:\n  {}", errors.join("\n  ")))
+            return Err(Error::config(format!("the cube definitions do not fit the lake: {}", errors.join("; ")))
                 .with_hint("fix the definitions (`lakecube validate --lake …` lists these problems) and start again"));
         }
         Ok(Semantic { tables })
