@@ -320,7 +320,12 @@ async fn query(a: QueryArgs) -> Result<i32> {
             writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
         }
         OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            // Dates and times as PostgreSQL prints them, so CSV from here and from psql agree.
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_format("%Y-%m-%d %H:%M:%S%.f".to_string())
+                .with_timestamp_tz_format("%Y-%m-%d %H:%M:%S%.f%#z".to_string())
+                .build(&mut out);
             let mut wrote = false;
             while let Some(b) = stream.next().await {
                 w.write(&b.map_err(Error::from)?)?;

@@ -20,6 +20,8 @@ async fn psql_answers_equal_lakecube_query() {
         BY_REGION,
         "SELECT month, count(*) AS n, SUM(units) AS units FROM lake.traffic GROUP BY month ORDER BY month",
         "SELECT store_code, store_name, opened_on, closed_on FROM lake.stores ORDER BY store_id",
+        "SELECT region, SUM(revenue) AS revenue, ROUND(SUM(conversion), 9) AS conversion, COUNT(DISTINCT store_count) AS stores FROM retail GROUP BY region ORDER BY region",
+        "SELECT date_trunc('month', period) AS m, department, SUM(footfall) AS f FROM retail WHERE country = 'France' GROUP BY 1, 2 ORDER BY 1, 2",
     ] {
         let out = psql_csv(server.port, sql).await;
         assert!(out.status.success(), "psql failed on {sql}: {}", stderr(&out));
@@ -68,12 +70,17 @@ async fn tokio_postgres_text_binary_and_parameters() {
     assert!(n > 0);
     assert_eq!(vec![n, f], want);
 
+    // A cube query in binary: the ratio of sums, as a float.
+    let r = client.query_one("SELECT SUM(conversion) AS c, SUM(transactions) AS t, SUM(footfall) AS f FROM retail WHERE region = $1", &[&"Île-de-France"]).await.unwrap();
+    let (c, t, f): (f64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+    assert!((c - t as f64 / f as f64).abs() < 1e-12, "{c} vs {t}/{f}");
+
     // Timestamps and dates round-trip in binary.
     let r = client.query_one("SELECT ts, month FROM lake.traffic ORDER BY ts LIMIT 1", &[]).await.unwrap();
     let ts: NaiveDateTime = r.get(0);
     let month: chrono::NaiveDate = r.get(1);
     let local = query_csv(&dir, "SELECT ts, month FROM lake.traffic ORDER BY ts LIMIT 1");
-    assert_eq!(format!("{},{}", ts.format("%Y-%m-%dT%H:%M:%S"), month), local.lines().nth(1).unwrap());
+    assert_eq!(format!("{},{}", ts.format("%Y-%m-%d %H:%M:%S"), month), local.lines().nth(1).unwrap());
 
     // The whole table streams through, row for row.
     let total: i64 = client.query_one("SELECT count(*) FROM lake.traffic", &[]).await.unwrap().get(0);

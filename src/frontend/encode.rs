@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate, NaiveTime};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
     Float64Array, Int16Array, Int32Array, Int64Array, StringArray, Time64MicrosecondArray,
@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{DataRowEncoder, FieldInfo};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
 use rust_decimal::Decimal;
@@ -78,15 +78,15 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
     let mut enc = DataRowEncoder::new(fields.clone());
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
-        for col in &cols {
-            encode_value(&mut enc, col, row)?;
+        for (col, field) in cols.iter().zip(fields.iter()) {
+            encode_value(&mut enc, col, row, field.format())?;
         }
         rows.push(enc.take_row());
     }
     Ok(rows)
 }
 
-fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize) -> PgWireResult<()> {
+fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: FieldFormat) -> PgWireResult<()> {
     if col.is_null(row) {
         return enc.encode_field(&None::<i32>);
     }
@@ -115,7 +115,23 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize) -> PgWireR
         DataType::Timestamp(_, tz) => {
             let us = col.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("ts").value(row);
             let dt = DateTime::from_timestamp_micros(us).unwrap_or_default();
-            if tz.is_some() { enc.encode_field(&dt) } else { enc.encode_field(&dt.naive_utc()) }
+            let pg_type = if tz.is_some() { Type::TIMESTAMPTZ } else { Type::TIMESTAMP };
+            if format == FieldFormat::Text {
+                // PostgreSQL's text form: fractional seconds only when non-zero, zeros trimmed.
+                let mut text = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
+                let micros = us.rem_euclid(1_000_000);
+                if micros != 0 {
+                    text.push_str(format!(".{micros:06}").trim_end_matches('0'));
+                }
+                if tz.is_some() {
+                    text.push_str("+00");
+                }
+                enc.encode_field_with_type_and_format(&text, &pg_type, format, &Default::default())
+            } else if tz.is_some() {
+                enc.encode_field(&dt)
+            } else {
+                enc.encode_field(&dt.naive_utc())
+            }
         }
         DataType::Time64(_) => {
             let us = col.as_any().downcast_ref::<Time64MicrosecondArray>().expect("time").value(row);
@@ -131,5 +147,3 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize) -> PgWireR
     }
 }
 
-#[allow(dead_code)]
-fn _assert_naive(_: NaiveDateTime) {}
