@@ -253,3 +253,20 @@ async fn the_documented_example_cube_works() {
     assert_eq!(weekend, hand);
     assert!(weekend > 0);
 }
+
+/// Tableau sends quick-filter selections as long IN lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_lists_of_more_than_a_hundred_values() {
+    let e = engine(&lake(Preset::Tiny)).await;
+    let mut values: Vec<String> = (0..150).map(|i| format!("'XX-NOPE-{i:03}'")).collect();
+    values.push("'FR-PAR-001'".into());
+    values.push("'ES-MAD-001'".into());
+    let list = values.join(", ");
+    let cube: i64 = scalar(&e, &format!("SELECT SUM(footfall) FROM retail WHERE store_code IN ({list})")).await;
+    let hand: i64 = scalar(&e, &format!("SELECT SUM(t.footfall) FROM lake.traffic t JOIN lake.stores s USING (store_id) WHERE s.store_code IN ({list})")).await;
+    assert_eq!(cube, hand);
+    let cube_not: i64 = scalar(&e, &format!("SELECT SUM(footfall) FROM retail WHERE store_code NOT IN ({list})")).await;
+    let total: i64 = scalar(&e, "SELECT SUM(footfall) FROM lake.traffic").await;
+    assert_eq!(cube + cube_not, total);
+    assert!(cube_not > 0 && cube > 0);
+}

@@ -571,6 +571,18 @@ pub async fn generate(lake: &Lake, p: &Params, opts: Options) -> Result<Summary>
     })
 }
 
+/// Creates the lake's tables with no rows (for planning benchmarks and schema-only tests).
+pub async fn create_empty(lake: &Lake) -> Result<()> {
+    for (name, schema, partitions) in [
+        (schema::TRAFFIC, schema::traffic_schema(), schema::TRAFFIC_PARTITIONS),
+        (schema::STORES, schema::stores_schema(), &[][..]),
+        (schema::DEPARTMENTS, schema::departments_schema(), &[][..]),
+    ] {
+        TableWriter::new(lake, name, schema, partitions)?.commit().await?;
+    }
+    Ok(())
+}
+
 fn progress_bar(show: bool, months: u64) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {

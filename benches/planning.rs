@@ -1,0 +1,49 @@
+//! Planning overhead: SQL text → physical plan over the lake, for the benchmark queries, on an
+//! empty lake (so no data is read). Prints p50 and p95 per query.
+//!
+//! Run: `cargo bench --bench planning` (figures go in docs/performance.md).
+
+use std::time::{Duration, Instant};
+
+use lakecube::datagen;
+use lakecube::engine::Engine;
+use lakecube::storage::Lake;
+
+const QUERIES: &[(&str, &str)] = &[
+    ("totals_by_region_year", "SELECT region, EXTRACT(YEAR FROM period) AS y, SUM(footfall), SUM(revenue), SUM(conversion) FROM retail GROUP BY 1, 2"),
+    ("store_by_day_90d", "SELECT CAST(period AS DATE) AS d, SUM(footfall), SUM(transactions) FROM retail WHERE store_code = 'FR-PAR-001' AND period >= '2025-01-01' AND period < '2025-04-01' GROUP BY 1 ORDER BY 1"),
+    ("monthly_trend_department", "SELECT date_trunc('month', period) AS m, department, SUM(revenue), MEASURE(average_basket) FROM retail WHERE region = 'Île-de-France' GROUP BY 1, 2"),
+    ("hour_weekday_heatmap", "SELECT EXTRACT(DOW FROM period) AS dow, EXTRACT(HOUR FROM period) AS h, SUM(footfall) FROM retail GROUP BY 1, 2"),
+    ("top_stores_conversion", "SELECT store, SUM(conversion) AS c FROM retail WHERE period >= '2025-07-01' AND period < '2025-10-01' GROUP BY 1 ORDER BY c DESC LIMIT 10"),
+    ("power_bi_wrapped", r#"select "region", "C1" from (select "region", sum("revenue") as "C1" from "public"."retail" "_" group by "region") "_" where "C1" > 0 limit 1000001"#),
+    ("tableau_month", r#"SELECT CAST(DATE_TRUNC('MONTH', "retail"."period") AS DATE) AS "tmn:period:ok", SUM("retail"."revenue") AS "sum:revenue:ok" FROM "public"."retail" "retail" GROUP BY 1"#),
+    ("ungrouped_limit", "SELECT * FROM retail LIMIT 1000"),
+    ("raw_lake_join", "SELECT s.region, SUM(t.revenue) FROM lake.traffic t JOIN lake.stores s USING (store_id) GROUP BY 1"),
+];
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), true).unwrap();
+        datagen::create_empty(&lake).await.unwrap();
+        let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
+        let engine = Engine::open(lake, Some(&model)).await.unwrap();
+        println!("| query | p50 ms | p95 ms |\n|---|---|---|");
+        for (name, sql) in QUERIES {
+            let mut samples: Vec<Duration> = Vec::new();
+            for i in 0..300 {
+                let t = Instant::now();
+                let planned = engine.plan_with_cubes(sql).await.unwrap();
+                let df = datafusion::prelude::DataFrame::new(engine.context().state(), planned.plan);
+                df.create_physical_plan().await.unwrap();
+                if i >= 20 {
+                    samples.push(t.elapsed());
+                }
+            }
+            samples.sort();
+            let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+            println!("| {name} | {:.2} | {:.2} |", p(0.5), p(0.95));
+        }
+    });
+}
