@@ -4,6 +4,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml names these targets; cargo checks that their files exist even for a --bin build.
+COPY benches ./benches
+COPY tests ./tests
 RUN cargo build --release --locked --bin lakecube && strip target/release/lakecube
 
 FROM debian:bookworm-slim

@@ -20,4 +20,14 @@ if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
 fi
 
 echo "toolchain: $(cargo --version); psql: $(psql --version)"
-exec cargo test --locked "$@"
+log=$(mktemp)
+set +e
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# One closing line for the whole suite: every runner's passed and failed counts added up.
+passed=$(grep -hoE '(test result: [a-zA-Z]+\. |sqllogictest: )[0-9]+ passed' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -hoE '([0-9]+ passed; |sqllogictest: [0-9]+ passed, )[0-9]+ failed' "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+echo
+echo "lakecube: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"

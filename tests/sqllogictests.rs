@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::util::display::array_value_to_string;
 use futures::StreamExt;
 use lakecube::datagen::Preset;
 use lakecube::engine::Engine;
@@ -48,15 +47,7 @@ impl sqllogictest::AsyncDB for Db {
             .collect();
         let mut rows = Vec::new();
         while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| fail(e.into()))?;
-            for r in 0..b.num_rows() {
-                rows.push(
-                    b.columns()
-                        .iter()
-                        .map(|c| if c.is_null(r) { "NULL".to_string() } else { array_value_to_string(c, r).unwrap() })
-                        .collect(),
-                );
-            }
+            rows.extend(common::batch_rows(&b.map_err(|e| fail(e.into()))?));
         }
         Ok(DBOutput::Rows { types, rows })
     }

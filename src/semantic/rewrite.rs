@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchemaRef, TableReference};
+use datafusion::common::{Column, DFSchemaRef};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{Aggregate, Cast, Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+use datafusion::logical_expr::{Aggregate, Cast, Expr, LogicalPlan, LogicalPlanBuilder};
 
 use super::provider::CubeTableProvider;
 use super::query::{CubeQuery, DimensionUse, MeasureUse};
@@ -45,7 +45,7 @@ pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
         return Ok(Rewritten { plan, queries: vec![] });
     }
     let mut shaping = Vec::new();
-    order_and_limit(&plan, sem, &mut (vec![], None, None), &mut shaping);
+    order_and_limit(&plan, &mut (vec![], None, None), &mut shaping);
     let mut queries = Vec::new();
     let mut failure: Option<Error> = None;
     let out = plan
@@ -54,15 +54,15 @@ pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
                 return Ok(Transformed::new(node, false, TreeNodeRecursion::Stop));
             }
             let attempt = match &node {
-                LogicalPlan::Aggregate(a) => match chain(&a.input, sem) {
+                LogicalPlan::Aggregate(a) => match chain(&a.input) {
                     Some(scope) => Some(scope.and_then(|s| grouped(a, s))),
                     None => None,
                 },
-                LogicalPlan::Projection(p) => match chain(&p.input, sem) {
+                LogicalPlan::Projection(p) => match chain(&p.input) {
                     Some(scope) => Some(scope.and_then(|s| ungrouped(&p.expr, p.schema.clone(), s))),
                     None => None,
                 },
-                LogicalPlan::TableScan(_) => match chain(&node, sem) {
+                LogicalPlan::TableScan(_) => match chain(&node) {
                     Some(scope) => Some(scope.and_then(|s| {
                         let exprs: Vec<Expr> = node
                             .schema()
@@ -103,10 +103,10 @@ type Shaping = (Vec<String>, Option<usize>, Option<usize>);
 
 /// Finds, in the same order as the rewrite visits them, the ORDER BY and LIMIT standing
 /// directly over each cube read (through projections, HAVING filters and aliases).
-fn order_and_limit(plan: &LogicalPlan, sem: &Semantic, above: &mut Shaping, out: &mut Vec<Shaping>) {
+fn order_and_limit(plan: &LogicalPlan, above: &mut Shaping, out: &mut Vec<Shaping>) {
     let matched = match plan {
-        LogicalPlan::Aggregate(a) => chain(&a.input, sem).is_some(),
-        LogicalPlan::Projection(p) => chain(&p.input, sem).is_some(),
+        LogicalPlan::Aggregate(a) => chain(&a.input).is_some(),
+        LogicalPlan::Projection(p) => chain(&p.input).is_some(),
         LogicalPlan::TableScan(_) => cube_table(plan).is_some(),
         _ => false,
     };
@@ -134,7 +134,7 @@ fn order_and_limit(plan: &LogicalPlan, sem: &Semantic, above: &mut Shaping, out:
         _ => (vec![], None, None),
     };
     for child in plan.inputs() {
-        order_and_limit(child, sem, &mut next, out);
+        order_and_limit(child, &mut next, out);
     }
 }
 
@@ -166,8 +166,7 @@ fn cube_table(plan: &LogicalPlan) -> Option<Arc<CubeTable>> {
 }
 
 /// Walks a chain of Filter / SubqueryAlias / Projection down to a cube scan.
-fn chain(plan: &LogicalPlan, sem: &Semantic) -> Option<Result<Scope>> {
-    let _ = sem;
+fn chain(plan: &LogicalPlan) -> Option<Result<Scope>> {
     match plan {
         LogicalPlan::TableScan(_) => {
             let table = cube_table(plan)?;
@@ -184,8 +183,8 @@ fn chain(plan: &LogicalPlan, sem: &Semantic) -> Option<Result<Scope>> {
                 .collect();
             Some(Ok(Scope { table, items, pre: vec![], post: vec![], filter_texts: vec![] }))
         }
-        LogicalPlan::SubqueryAlias(a) => chain(&a.input, sem),
-        LogicalPlan::Filter(f) => Some(chain(&f.input, sem)?.and_then(|mut s| {
+        LogicalPlan::SubqueryAlias(a) => chain(&a.input),
+        LogicalPlan::Filter(f) => Some(chain(&f.input)?.and_then(|mut s| {
             for conj in split_conjunction(&f.predicate) {
                 s.filter_texts.push(conj.to_string());
                 let (e, has_measure) = substitute(conj, &s)?;
@@ -197,7 +196,7 @@ fn chain(plan: &LogicalPlan, sem: &Semantic) -> Option<Result<Scope>> {
             }
             Ok(s)
         })),
-        LogicalPlan::Projection(p) => Some(chain(&p.input, sem)?.and_then(|mut s| {
+        LogicalPlan::Projection(p) => Some(chain(&p.input)?.and_then(|mut s| {
             let mut items = HashMap::new();
             for (e, (_, field)) in p.expr.iter().zip(p.schema.iter()) {
                 let inner = strip_alias(e);
@@ -372,20 +371,13 @@ fn grouped(a: &Aggregate, s: Scope) -> Result<(LogicalPlan, CubeQuery)> {
             aggs.push(Agg::Other(new));
         }
     }
-    let plan = build(&s, &groups, &aggs, &[], a.schema.clone(), |i| i)?;
+    let plan = build(&s, &groups, &aggs, a.schema.clone())?;
     Ok((plan, q))
 }
 
-/// Builds Filter → Aggregate → Projection over the base relation. `output` gives the client's
-/// output schema: group keys first, then one column per aggregate (the grouped case).
-fn build(
-    s: &Scope,
-    groups: &[Expr],
-    aggs: &[Agg],
-    post: &[Expr],
-    output: DFSchemaRef,
-    _map: impl Fn(usize) -> usize,
-) -> Result<LogicalPlan> {
+/// Builds Filter → Aggregate → Projection over the base relation for a grouped read. `output`
+/// is the client's aggregate schema: group keys first, then one column per aggregate.
+fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef) -> Result<LogicalPlan> {
     let table = &s.table;
     let mut b = LogicalPlanBuilder::from(table.base.clone());
     if let Some(p) = conjunction(s.pre.clone()) {
@@ -405,9 +397,6 @@ fn build(
     }
     let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
     b = b.aggregate(group_exprs, agg_exprs).map_err(Error::from)?;
-    if let Some(p) = conjunction(post.to_vec()) {
-        b = b.filter(p).map_err(Error::from)?;
-    }
     let mut out = Vec::new();
     for (i, (qualifier, field)) in output.iter().enumerate() {
         let value = if i < groups.len() {
@@ -550,5 +539,3 @@ fn dimension_use(client: &Expr, base: &Expr) -> DimensionUse {
     }
 }
 
-#[allow(dead_code)]
-fn _unused(_: TableReference, _: Projection) {}

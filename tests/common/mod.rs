@@ -142,22 +142,26 @@ pub async fn psql_csv(port: u16, sql: &str) -> Output {
     .unwrap()
 }
 
+/// Every cell of a batch as text (NULL as "NULL").
+pub fn batch_rows(b: &datafusion::arrow::record_batch::RecordBatch) -> Vec<Vec<String>> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    (0..b.num_rows())
+        .map(|r| {
+            b.columns()
+                .iter()
+                .map(|c| if c.is_null(r) { "NULL".to_string() } else { array_value_to_string(c, r).unwrap() })
+                .collect()
+        })
+        .collect()
+}
+
 /// Runs SQL in-process and returns every cell as text (NULL as "NULL").
 pub async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
-    use datafusion::arrow::util::display::array_value_to_string;
     use futures::StreamExt;
     let (_, mut stream) = engine.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", e.message));
     let mut out = Vec::new();
     while let Some(b) = stream.next().await {
-        let b = b.unwrap();
-        for r in 0..b.num_rows() {
-            out.push(
-                b.columns()
-                    .iter()
-                    .map(|c| if c.is_null(r) { "NULL".to_string() } else { array_value_to_string(c, r).unwrap() })
-                    .collect(),
-            );
-        }
+        out.extend(batch_rows(&b.unwrap()));
     }
     out
 }
