@@ -87,6 +87,13 @@ pub struct CubeTable {
     /// The joined lake relation: dimension columns under their member names, leaf measure
     /// inputs as `__m_<key>`.
     base: LogicalPlan,
+    /// Narrower variants of `base` (which joined cubes they keep), smallest first; the last
+    /// is `base` itself.
+    bases: Vec<(Vec<String>, LogicalPlan)>,
+    /// The cube alias each base column comes from.
+    column_alias: HashMap<String, String>,
+    /// Each joined cube's parent in the join tree.
+    parent_of: HashMap<String, String>,
     pub members: Vec<Member>,
     pub schema: SchemaRef,
     leaves: BTreeMap<String, Leaf>,
@@ -135,6 +142,30 @@ impl CubeTable {
 
     pub fn base_plan(&self) -> &LogicalPlan {
         &self.base
+    }
+
+    /// The narrowest base relation that has the given base columns.
+    fn base_for<'a>(&self, columns: impl IntoIterator<Item = &'a str>) -> LogicalPlan {
+        let mut needed: Vec<&str> = Vec::new();
+        for c in columns {
+            let mut alias = self.column_alias.get(c).map(String::as_str);
+            while let Some(a) = alias {
+                if !needed.contains(&a) {
+                    needed.push(a);
+                }
+                alias = self.parent_of.get(a).map(String::as_str);
+            }
+        }
+        self.bases
+            .iter()
+            .find(|(set, _)| needed.iter().all(|a| self.parent_of.get(*a).is_none() || set.iter().any(|s| s == a)))
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| self.base.clone())
+    }
+
+    /// The base columns a leaf aggregate reads.
+    fn leaf_input(key: &str) -> String {
+        format!("{LEAF_INPUT}{key}")
     }
 }
 
@@ -342,11 +373,11 @@ fn cube_subquery(c: &Cube, leaf_prefix: &str) -> Result<String> {
     Ok(format!("(SELECT {} FROM {source} AS {src})", cols.join(", ")))
 }
 
-async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<CubeTable> {
-    let ctx_err = |what: &str, e: Error| Error::new(e.kind, format!("`{}`: {what}: {}", spec.name, e.message));
-    // 1. The base relation, as SQL.
+/// SQL of the base relation with the root cube and the joined cubes in `joined`.
+fn base_sql(spec: &TableSpec<'_>, joined: &[String]) -> Result<String> {
+    let included = |alias: &str| spec.cubes.first().is_some_and(|(a, _, _)| a == alias) || joined.iter().any(|j| j == alias);
     let mut from = String::new();
-    for (alias, cube, join) in &spec.cubes {
+    for (alias, cube, join) in spec.cubes.iter().filter(|(a, _, _)| included(a)) {
         let sub = cube_subquery(cube, &format!("{alias}__"))?;
         match join {
             None => from.push_str(&format!("{sub} AS {}", quote(alias))),
@@ -370,24 +401,65 @@ async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>
         }
     }
     let mut select = Vec::new();
-    for (exposed, alias, member) in &spec.exposed {
+    for (exposed, alias, member) in spec.exposed.iter().filter(|(_, a, _)| included(a)) {
         let cube = spec.cubes.iter().find(|(a, _, _)| a == alias).map(|(_, c, _)| *c).expect("alias known");
         if cube.dimensions.iter().any(|d| d.name == *member) || cube.segments.iter().any(|s| s.name == *member) {
             select.push(format!("{}.{} AS {}", quote(alias), quote(&format!("{DIM}{member}")), quote(exposed)));
         }
     }
-    for (alias, cube, _) in &spec.cubes {
+    for (alias, cube, _) in spec.cubes.iter().filter(|(a, _, _)| included(a)) {
         for m in cube.measures.iter().filter(|m| m.kind != MeasureType::Number) {
             let key = format!("{alias}__{}", m.name);
             select.push(format!("{}.{} AS {}", quote(alias), quote(&format!("{LEAF_INPUT}{key}")), quote(&format!("{LEAF_INPUT}{key}"))));
         }
     }
-    let sql = format!("SELECT {} FROM {from}", select.join(", "));
-    let base = ctx
-        .state()
-        .create_logical_plan(&sql)
-        .await
-        .map_err(|e| ctx_err("its SQL does not plan over the lake", e.into()))?;
+    Ok(format!("SELECT {} FROM {from}", select.join(", ")))
+}
+
+async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<CubeTable> {
+    let ctx_err = |what: &str, e: Error| Error::new(e.kind, format!("`{}`: {what}: {}", spec.name, e.message));
+    // 1. The base relation, as SQL: every cube joined; plus, for tables with few joins, one
+    //    variant per subset of joined cubes, so that a query that needs none of a
+    //    many_to_one cube's members does not join it (a LEFT JOIN on a unique key never
+    //    changes the row count, so leaving it out changes no answer).
+    let parent_of: HashMap<String, String> = spec
+        .cubes
+        .iter()
+        .filter_map(|(a, _, j)| j.as_ref().map(|(p, _, _)| (a.clone(), p.clone())))
+        .collect();
+    let joined: Vec<String> = spec.cubes.iter().skip(1).map(|(a, _, _)| a.clone()).collect();
+    let mut subsets: Vec<Vec<String>> = vec![joined.clone()];
+    if joined.len() <= 4 {
+        for mask in 0..(1u32 << joined.len()) {
+            let set: Vec<String> = joined.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, a)| a.clone()).collect();
+            let closed = set.iter().all(|a| parent_of.get(a).is_none_or(|p| *p == spec.cubes[0].0 || set.contains(p)));
+            if closed && set.len() < joined.len() {
+                subsets.push(set);
+            }
+        }
+    }
+    let mut bases = Vec::new();
+    for set in &subsets {
+        let sql = base_sql(spec, set)?;
+        let plan = ctx
+            .state()
+            .create_logical_plan(&sql)
+            .await
+            .map_err(|e| ctx_err("its SQL does not plan over the lake", e.into()))?;
+        bases.push((set.clone(), plan));
+    }
+    // Smallest first, so the rewrite picks the narrowest base that has what a query needs.
+    bases.sort_by_key(|(set, _)| set.len());
+    let base = bases.last().expect("the full base").1.clone();
+    let mut column_alias: HashMap<String, String> = HashMap::new();
+    for (exposed, alias, _) in &spec.exposed {
+        column_alias.insert(exposed.clone(), alias.clone());
+    }
+    for (alias, cube, _) in &spec.cubes {
+        for m in cube.measures.iter().filter(|m| m.kind != MeasureType::Number) {
+            column_alias.insert(format!("{LEAF_INPUT}{alias}__{}", m.name), alias.clone());
+        }
+    }
     let base_schema = base.schema().clone();
 
     // 2. Leaf aggregates and their types.
@@ -517,6 +589,9 @@ async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>
         name: spec.name.clone(),
         description: spec.description.clone(),
         base,
+        bases,
+        column_alias,
+        parent_of,
         members,
         schema: Arc::new(Schema::new(fields)),
         leaves,

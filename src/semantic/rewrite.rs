@@ -379,15 +379,16 @@ fn grouped(a: &Aggregate, s: Scope) -> Result<(LogicalPlan, CubeQuery)> {
 /// is the client's aggregate schema: group keys first, then one column per aggregate.
 fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef) -> Result<LogicalPlan> {
     let table = &s.table;
-    let mut b = LogicalPlanBuilder::from(table.base.clone());
-    if let Some(p) = conjunction(s.pre.clone()) {
-        b = b.filter(p).map_err(Error::from)?;
-    }
     let mut leaves = Vec::new();
     for a in aggs {
         if let Agg::Measure { measure, .. } = a {
             table.leaves_of(measure, &mut leaves);
         }
+    }
+    let others: Vec<&Expr> = aggs.iter().filter_map(|a| if let Agg::Other(e) = a { Some(e) } else { None }).collect();
+    let mut b = LogicalPlanBuilder::from(base_for(table, groups.iter().chain(s.pre.iter()).chain(others), &leaves));
+    if let Some(p) = conjunction(s.pre.clone()) {
+        b = b.filter(p).map_err(Error::from)?;
     }
     let mut agg_exprs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
     for (i, a) in aggs.iter().enumerate() {
@@ -456,13 +457,13 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPl
     q.measure_filters = s.post.iter().map(|p| p.to_string()).collect();
 
     // Aggregate at the grain, then compute the projection over group keys and measure values.
-    let mut b = LogicalPlanBuilder::from(table.base.clone());
-    if let Some(p) = conjunction(s.pre.clone()) {
-        b = b.filter(p).map_err(Error::from)?;
-    }
     let mut leaves = Vec::new();
     for m in &measures {
         table.leaves_of(m, &mut leaves);
+    }
+    let mut b = LogicalPlanBuilder::from(base_for(&table, keys.iter().chain(s.pre.iter()), &leaves));
+    if let Some(p) = conjunction(s.pre.clone()) {
+        b = b.filter(p).map_err(Error::from)?;
     }
     let aggs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
     let group_exprs: Vec<Expr> = keys.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
@@ -503,6 +504,13 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPl
     }
     let plan = b.project(out).and_then(|b| b.build()).map_err(Error::from)?;
     Ok((plan, q))
+}
+
+/// The narrowest base relation with every column the expressions and leaves read.
+fn base_for<'a>(table: &CubeTable, exprs: impl Iterator<Item = &'a Expr>, leaves: &[String]) -> LogicalPlan {
+    let mut cols: Vec<String> = exprs.flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone())).collect();
+    cols.extend(leaves.iter().map(|k| CubeTable::leaf_input(k)));
+    table.base_for(cols.iter().map(String::as_str))
 }
 
 /// Describes a group key for the cube query: a member, a time member at a granularity, or
