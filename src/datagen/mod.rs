@@ -44,7 +44,7 @@ pub enum Preset {
     Tiny,
     /// 20 stores × 8 departments × 2 years: the demo lake.
     Demo,
-    /// 100 stores × 10 departments × 3 years (≈ 12 M traffic rows).
+    /// 100 stores × 10 departments × 3 years (≈ 10 M traffic rows).
     Sf1,
     /// 1,000 stores × 10 departments × 3 years.
     Sf10,
@@ -495,15 +495,9 @@ pub async fn generate(lake: &Lake, p: &Params, opts: Options) -> Result<Summary>
     let t0 = Instant::now();
     lake.check_writable().await?;
     let existing = lake.existing_tables(&schema::ALL_TABLES).await?;
-    if !existing.is_empty() {
-        if !opts.overwrite {
-            return Err(Error::lake(format!(
-                "the lake at {} already has tables: {}",
-                lake.display(),
-                existing.join(", ")
-            ))
+    if !existing.is_empty() && !opts.overwrite {
+        return Err(Error::lake(format!("the lake at {} already has tables: {}", lake.display(), existing.join(", ")))
             .with_hint("pass --overwrite to replace them, or choose another --lake"));
-        }
     }
     let stores = stores(p);
     let months = months(p);

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{Sink, StreamExt};
 use pgwire::api::auth::{
     ServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
@@ -125,6 +125,8 @@ pub struct Prepared {
     pub plan: LogicalPlan,
     pub cube_queries: Vec<crate::semantic::query::CubeQuery>,
     pub param_types: Vec<Type>,
+    /// The type DataFusion inferred for each placeholder, where it inferred one.
+    pub param_data_types: Vec<Option<DataType>>,
 }
 
 pub struct Parser {
@@ -143,19 +145,16 @@ impl QueryParser for Parser {
         let (plan, cube_queries) = (planned.plan, planned.cube_queries);
         let inferred = plan.get_parameter_types().map_err(|e| to_pg_error(e.into()))?;
         let count = inferred.len().max(types.len());
+        let param_data_types: Vec<Option<DataType>> =
+            (0..count).map(|i| inferred.get(&format!("${}", i + 1)).cloned().flatten()).collect();
         let param_types = (0..count)
             .map(|i| {
                 types.get(i).cloned().flatten().unwrap_or_else(|| {
-                    inferred
-                        .get(&format!("${}", i + 1))
-                        .cloned()
-                        .flatten()
-                        .map(|dt| canonical(&dt).1)
-                        .unwrap_or(Type::TEXT)
+                    param_data_types[i].as_ref().map(|dt| canonical(dt).1).unwrap_or(Type::TEXT)
                 })
             })
             .collect();
-        Ok(Some(Prepared { sql: sql.to_string(), plan, cube_queries, param_types }))
+        Ok(Some(Prepared { sql: sql.to_string(), plan, cube_queries, param_types, param_data_types }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -270,7 +269,7 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let params = bind_parameters(portal, &prepared.param_types, &prepared.plan).map_err(to_pg_error)?;
+        let params = bind_parameters(portal, prepared).map_err(to_pg_error)?;
         let plan = if params.is_empty() {
             prepared.plan.clone()
         } else {
@@ -291,8 +290,8 @@ impl ExtendedQueryHandler for Backend {
 }
 
 /// Decodes Bind parameters (text or binary) into DataFusion values of the planned types.
-fn bind_parameters(portal: &Portal<Prepared>, types: &[Type], plan: &LogicalPlan) -> Result<Vec<ScalarValue>, Error> {
-    let inferred = plan.get_parameter_types().map_err(Error::from)?;
+fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec<ScalarValue>, Error> {
+    let types = &prepared.param_types;
     let bad = |i: usize, e: PgWireError| {
         Error::new(ErrorKind::DataException, format!("parameter ${}: {e}", i + 1))
     };
@@ -336,7 +335,7 @@ fn bind_parameters(portal: &Portal<Prepared>, types: &[Type], plan: &LogicalPlan
             }
         };
         // Give DataFusion the type it inferred for the placeholder, where it inferred one.
-        let v = match inferred.get(&format!("${}", i + 1)).cloned().flatten() {
+        let v = match prepared.param_data_types.get(i).cloned().flatten() {
             Some(dt) if dt != v.data_type() && dt != DataType::Null => v.cast_to(&dt).map_err(|e| {
                 Error::new(ErrorKind::DataException, format!("parameter ${}: {}", i + 1, e.find_root()))
             })?,
@@ -346,6 +345,3 @@ fn bind_parameters(portal: &Portal<Prepared>, types: &[Type], plan: &LogicalPlan
     }
     Ok(out)
 }
-
-#[allow(unused_imports)]
-use SinkExt as _;

@@ -84,11 +84,9 @@ struct Leaf {
 pub struct CubeTable {
     pub name: String,
     pub description: Option<String>,
-    /// The joined lake relation: dimension columns under their member names, leaf measure
-    /// inputs as `__m_<key>`.
-    base: LogicalPlan,
-    /// Narrower variants of `base` (which joined cubes they keep), smallest first; the last
-    /// is `base` itself.
+    /// The joined lake relation (dimension columns under their member names, leaf measure
+    /// inputs as `__m_<key>`) in variants by which joined cubes they keep, smallest first;
+    /// the last joins every cube.
     bases: Vec<(Vec<String>, LogicalPlan)>,
     /// The cube alias each base column comes from.
     column_alias: HashMap<String, String>,
@@ -140,8 +138,9 @@ impl CubeTable {
         }
     }
 
+    /// The base relation joining every cube of the table.
     pub fn base_plan(&self) -> &LogicalPlan {
-        &self.base
+        &self.bases.last().expect("the full base is always compiled").1
     }
 
     /// The narrowest base relation that has the given base columns.
@@ -159,8 +158,9 @@ impl CubeTable {
         self.bases
             .iter()
             .find(|(set, _)| needed.iter().all(|a| self.parent_of.get(*a).is_none() || set.iter().any(|s| s == a)))
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| self.base.clone())
+            .unwrap_or_else(|| self.bases.last().expect("the full base is always compiled"))
+            .1
+            .clone()
     }
 
     /// The base columns a leaf aggregate reads.
@@ -200,7 +200,7 @@ impl Semantic {
         let mut errors = Vec::new();
         for c in model.cubes.iter().map(|s| &s.item).filter(|c| c.public != Some(false)) {
             let spec = TableSpec::for_cube(c);
-            match compile_table(model, ctx, &spec).await {
+            match compile_table(ctx, &spec).await {
                 Ok(t) => {
                     tables.insert(t.name.clone(), Arc::new(t));
                 }
@@ -208,8 +208,8 @@ impl Semantic {
             }
         }
         for v in model.views.iter().map(|s| &s.item).filter(|v| v.public != Some(false)) {
-            match TableSpec::for_view(model, v).map(|spec| spec) {
-                Ok(spec) => match compile_table(model, ctx, &spec).await {
+            match TableSpec::for_view(model, v) {
+                Ok(spec) => match compile_table(ctx, &spec).await {
                     Ok(t) => {
                         tables.insert(t.name.clone(), Arc::new(t));
                     }
@@ -416,7 +416,7 @@ fn base_sql(spec: &TableSpec<'_>, joined: &[String]) -> Result<String> {
     Ok(format!("SELECT {} FROM {from}", select.join(", ")))
 }
 
-async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<CubeTable> {
+async fn compile_table(ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<CubeTable> {
     let ctx_err = |what: &str, e: Error| Error::new(e.kind, format!("`{}`: {what}: {}", spec.name, e.message));
     // 1. The base relation, as SQL: every cube joined; plus, for tables with few joins, one
     //    variant per subset of joined cubes, so that a query that needs none of a
@@ -450,7 +450,7 @@ async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>
     }
     // Smallest first, so the rewrite picks the narrowest base that has what a query needs.
     bases.sort_by_key(|(set, _)| set.len());
-    let base = bases.last().expect("the full base").1.clone();
+    let base = bases.last().expect("the full base").1.clone(); // for types and measures below
     let mut column_alias: HashMap<String, String> = HashMap::new();
     for (exposed, alias, _) in &spec.exposed {
         column_alias.insert(exposed.clone(), alias.clone());
@@ -567,7 +567,6 @@ async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>
             });
         }
     }
-    let _ = model;
     // Dimensions first, then segments, then measures: how BI tools list a table's columns.
     members.sort_by_key(|m| match m.kind {
         MemberKind::Dimension(_) => 0,
@@ -588,7 +587,6 @@ async fn compile_table(model: &Model, ctx: &SessionContext, spec: &TableSpec<'_>
     Ok(CubeTable {
         name: spec.name.clone(),
         description: spec.description.clone(),
-        base,
         bases,
         column_alias,
         parent_of,

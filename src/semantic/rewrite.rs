@@ -385,19 +385,12 @@ fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef) -> Resul
             table.leaves_of(measure, &mut leaves);
         }
     }
-    let others: Vec<&Expr> = aggs.iter().filter_map(|a| if let Agg::Other(e) = a { Some(e) } else { None }).collect();
-    let mut b = LogicalPlanBuilder::from(base_for(table, groups.iter().chain(s.pre.iter()).chain(others), &leaves));
-    if let Some(p) = conjunction(s.pre.clone()) {
-        b = b.filter(p).map_err(Error::from)?;
-    }
-    let mut agg_exprs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
-    for (i, a) in aggs.iter().enumerate() {
-        if let Agg::Other(e) = a {
-            agg_exprs.push(e.clone().alias(format!("__a_{i}")));
-        }
-    }
-    let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
-    b = b.aggregate(group_exprs, agg_exprs).map_err(Error::from)?;
+    let others: Vec<Expr> = aggs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| if let Agg::Other(e) = a { Some(e.clone().alias(format!("__a_{i}"))) } else { None })
+        .collect();
+    let b = aggregate_base(s, groups, &leaves, others)?;
     let mut out = Vec::new();
     for (i, (qualifier, field)) in output.iter().enumerate() {
         let value = if i < groups.len() {
@@ -461,13 +454,7 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPl
     for m in &measures {
         table.leaves_of(m, &mut leaves);
     }
-    let mut b = LogicalPlanBuilder::from(base_for(&table, keys.iter().chain(s.pre.iter()), &leaves));
-    if let Some(p) = conjunction(s.pre.clone()) {
-        b = b.filter(p).map_err(Error::from)?;
-    }
-    let aggs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
-    let group_exprs: Vec<Expr> = keys.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
-    b = b.aggregate(group_exprs, aggs).map_err(Error::from)?;
+    let mut b = aggregate_base(&s, &keys, &leaves, vec![])?;
     // Over the aggregate: a dimension expression is its group key; a measure is its value.
     let over_groups = |e: &Expr| -> Result<Expr> {
         let (sub, _) = substitute(e, &s)?;
@@ -506,11 +493,26 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPl
     Ok((plan, q))
 }
 
-/// The narrowest base relation with every column the expressions and leaves read.
-fn base_for<'a>(table: &CubeTable, exprs: impl Iterator<Item = &'a Expr>, leaves: &[String]) -> LogicalPlan {
-    let mut cols: Vec<String> = exprs.flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone())).collect();
+/// Filter → Aggregate over the narrowest base relation that has every column used: the
+/// dimension filters, the group keys (aliased `__g_<i>`), the leaf aggregates (`__l_<key>`)
+/// and any other aggregates (already aliased).
+fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Expr>) -> Result<LogicalPlanBuilder> {
+    let table = &s.table;
+    let mut cols: Vec<String> = groups
+        .iter()
+        .chain(&s.pre)
+        .chain(&others)
+        .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
+        .collect();
     cols.extend(leaves.iter().map(|k| CubeTable::leaf_input(k)));
-    table.base_for(cols.iter().map(String::as_str))
+    let mut b = LogicalPlanBuilder::from(table.base_for(cols.iter().map(String::as_str)));
+    if let Some(p) = conjunction(s.pre.clone()) {
+        b = b.filter(p).map_err(Error::from)?;
+    }
+    let mut aggs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
+    aggs.extend(others);
+    let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
+    b.aggregate(group_exprs, aggs).map_err(Error::from)
 }
 
 /// Describes a group key for the cube query: a member, a time member at a granularity, or
