@@ -25,6 +25,16 @@ pub enum ErrorKind {
     UndefinedTable,
     /// A column that does not exist.
     UndefinedColumn,
+    /// A setting, prepared statement or other named object that does not exist.
+    UndefinedObject,
+    /// A cursor name that is unknown (or already in use, for DECLARE).
+    InvalidCursorName,
+    /// A setting given a value lakecube cannot take.
+    InvalidParameterValue,
+    /// A statement sent inside a transaction block that already failed.
+    InFailedTransaction,
+    /// A client may not do this (e.g. retune the shared engine).
+    InsufficientPrivilege,
     /// A statement that would write data or change the server is refused.
     ReadOnly,
     /// Valid SQL that lakecube does not support.
@@ -57,6 +67,11 @@ impl ErrorKind {
             ErrorKind::Syntax => "42601",
             ErrorKind::UndefinedTable => "42P01",
             ErrorKind::UndefinedColumn => "42703",
+            ErrorKind::UndefinedObject => "42704",
+            ErrorKind::InvalidCursorName => "34000",
+            ErrorKind::InvalidParameterValue => "22023",
+            ErrorKind::InFailedTransaction => "25P02",
+            ErrorKind::InsufficientPrivilege => "42501",
             ErrorKind::ReadOnly => "25006",
             ErrorKind::FeatureNotSupported => "0A000",
             ErrorKind::DataException => "22000",
@@ -77,18 +92,26 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
+    /// For SQL errors, the 1-based character position in the statement the error points at.
+    pub position: Option<usize>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hint: None }
+        Error { kind, message: message.into(), hint: None, position: None }
     }
 
     /// Adds a `hint:` line telling the user what to do.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Points the error at a character of the statement (1-based), as PostgreSQL's `P` field.
+    pub fn with_position(mut self, position: usize) -> Self {
+        self.position = Some(position);
         self
     }
 

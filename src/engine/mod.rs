@@ -1,11 +1,17 @@
 //! The query engine: a DataFusion session over the lake, read-only for clients.
 //!
 //! The session's catalog is named `lakecube` (the database clients connect to). The lake's
-//! Delta tables are in schema `lake`; schema `public` is where the cubes will be served.
-//! [`Engine::sql`] plans one statement and returns a stream of record batches, so that results
-//! flow to the client batch by batch and memory does not grow with the result.
+//! Delta tables are in schema `lake`; schema `public` is where the cubes are served;
+//! `pg_catalog` and `information_schema` describe them as PostgreSQL would ([`catalog`]).
+//! [`Engine::plan_sql`] turns one statement into a plan over the lake ([`sql`] parses it the
+//! PostgreSQL way and applies the session's settings); [`Engine::execute_planned`] runs it as a
+//! stream of record batches, so that results flow to the client batch by batch and memory does
+//! not grow with the result.
 
+pub mod catalog;
 pub mod pg_functions;
+pub mod settings;
+pub mod sql;
 
 use std::sync::Arc;
 
@@ -36,6 +42,7 @@ pub struct Engine {
     ctx: SessionContext,
     lake: Lake,
     semantic: Arc<Semantic>,
+    parser: Arc<datafusion_pg_catalog::sql::PostgresCompatibilityParser>,
 }
 
 /// A statement planned for execution, with the cube queries found in it.
@@ -43,6 +50,39 @@ pub struct Engine {
 pub struct Planned {
     pub plan: LogicalPlan,
     pub cube_queries: Vec<CubeQuery>,
+    /// The result's column names as PostgreSQL gives them, where they differ from the plan's.
+    pub names: Option<Vec<String>>,
+    /// Settings the statement changes for its session (`set_config(…)`).
+    pub setting_changes: sql::SettingChanges,
+}
+
+impl Planned {
+    /// A plan with nothing else to say (no cube query, DataFusion's names).
+    pub fn plain(plan: LogicalPlan) -> Planned {
+        Planned { plan, cube_queries: Vec::new(), names: None, setting_changes: Vec::new() }
+    }
+
+    /// The result schema clients see: the plan's, with PostgreSQL's column names.
+    pub fn schema(&self) -> SchemaRef {
+        let arrow = self.plan.schema().as_arrow().clone();
+        rename(Arc::new(arrow), self.names.as_deref())
+    }
+}
+
+/// `schema` with its fields renamed (Arrow allows the duplicate names PostgreSQL allows).
+fn rename(schema: SchemaRef, names: Option<&[String]>) -> SchemaRef {
+    match names {
+        Some(names) if names.len() == schema.fields().len() => {
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .zip(names)
+                .map(|(f, n)| Arc::new(f.as_ref().clone().with_name(n.clone())))
+                .collect();
+            Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()))
+        }
+        _ => schema,
+    }
 }
 
 impl Engine {
@@ -52,7 +92,7 @@ impl Engine {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true);
+            .with_information_schema(false);
         let ctx = SessionContext::new_with_config(config);
         let catalog = ctx
             .catalog(CATALOG)
@@ -86,7 +126,6 @@ impl Engine {
             .with_hint(format!("create it with `lakecube generate --lake {}`", lake.display())));
         }
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::from(MeasureFn::new()));
-        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(pg_functions::PgToChar::new()));
         let semantic = match model {
             Some(m) => Semantic::compile(m, &ctx).await?,
             None => Semantic::default(),
@@ -99,7 +138,27 @@ impl Engine {
                 .register_table(t.name.clone(), Arc::new(CubeTableProvider { table: t.clone() }))
                 .map_err(Error::from)?;
         }
-        Ok(Engine { ctx, lake, semantic: Arc::new(semantic) })
+        let mut descriptions = Vec::new();
+        for t in semantic.tables() {
+            let mut describe = |column: i32, text: &Option<String>| {
+                if let Some(text) = text {
+                    descriptions.push(catalog::Description {
+                        schema: CUBE_SCHEMA.into(),
+                        table: t.name.clone(),
+                        column,
+                        text: text.clone(),
+                    });
+                }
+            };
+            describe(0, &t.description);
+            for (i, f) in t.schema.fields().iter().enumerate() {
+                describe(i as i32 + 1, &f.metadata().get("description").cloned());
+            }
+        }
+        catalog::install(&ctx, CATALOG, &descriptions).await?;
+        pg_functions::register(&ctx);
+        let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
+        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser })
     }
 
     pub fn semantic(&self) -> &Semantic {
@@ -122,16 +181,6 @@ impl Engine {
             .with_allow_statements(false)
     }
 
-    /// Splits a simple-query message into its statements (PostgreSQL lets clients send
-    /// several, separated by `;`).
-    pub fn split(&self, sql: &str) -> Result<Vec<String>> {
-        use datafusion::sql::parser::DFParser;
-        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-        let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
-            .map_err(|e| Error::from(datafusion::error::DataFusionError::from(e)))?;
-        Ok(statements.into_iter().map(|s| s.to_string()).collect())
-    }
-
     /// Plans one SQL statement (with `$n` placeholders allowed) into a logical plan, with
     /// reads of cube tables rewritten into plans over the lake.
     pub async fn plan(&self, sql: &str) -> Result<LogicalPlan> {
@@ -140,11 +189,31 @@ impl Engine {
 
     /// Like [`Engine::plan`], also returning the cube queries the statement became.
     pub async fn plan_with_cubes(&self, sql: &str) -> Result<Planned> {
+        self.plan_sql(sql, &sql::SessionInfo::default())
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::Syntax, "empty query"))
+    }
+
+    /// Plans one statement for a session; `None` for an empty statement (only comments).
+    pub async fn plan_sql(&self, text: &str, session: &sql::SessionInfo) -> Result<Option<Planned>> {
+        if let Some(what) = writing_statement(text) {
+            return Err(read_only(&what));
+        }
+        let Some(mut stmt) = sql::parse_one(&self.parser, text)? else { return Ok(None) };
+        let pg_names = sql::pg_column_names(&stmt);
+        let setting_changes = sql::rewrite_session(&mut stmt, session)?;
         let state = self.ctx.state();
-        let plan = state.create_logical_plan(sql).await.map_err(Error::from)?;
+        let plan = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
+            .await
+            .map_err(Error::from)?;
         Self::client_options().verify_plan(&plan).map_err(read_only_error)?;
         let r = rewrite::rewrite(plan, &self.semantic)?;
-        Ok(Planned { plan: r.plan, cube_queries: r.queries })
+        let names = pg_names.and_then(|pg| {
+            let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
+            sql::resolve_names(&pg, &df).filter(|n| *n != df)
+        });
+        Ok(Some(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes }))
     }
 
     /// Runs a planned statement, returning its schema and a stream of batches.
@@ -155,12 +224,33 @@ impl Engine {
         Ok((schema, stream))
     }
 
+    /// Runs a plan, its batches carrying the given column names.
+    async fn execute_named(&self, plan: LogicalPlan, names: Option<&[String]>) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let (schema, stream) = self.execute(plan).await?;
+        let renamed = rename(schema.clone(), names);
+        if Arc::ptr_eq(&renamed, &schema) {
+            return Ok((schema, stream));
+        }
+        use futures::StreamExt;
+        let names: Vec<String> = names.map(<[String]>::to_vec).unwrap_or_default();
+        let stream = stream.map(move |b| {
+            // Each batch keeps its own types (the plan's schema may say Utf8 where the
+            // execution produced Utf8View); only the names change.
+            b.and_then(|b| {
+                let schema = rename(b.schema(), Some(&names));
+                Ok(datafusion::arrow::record_batch::RecordBatch::try_new(schema, b.columns().to_vec())?)
+            })
+        });
+        let adapter = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(renamed.clone(), stream);
+        Ok((renamed, Box::pin(adapter)))
+    }
+
     /// Runs a planned statement. For `EXPLAIN`, the cube queries come first, as rows of
     /// plan_type `cube_query`, before DataFusion's plans over the lake.
     pub async fn execute_planned(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let is_explain = matches!(planned.plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         if !is_explain || planned.cube_queries.is_empty() {
-            return self.execute(planned.plan).await;
+            return self.execute_named(planned.plan, planned.names.as_deref()).await;
         }
         use datafusion::arrow::array::{ArrayRef, StringArray};
         use datafusion::arrow::record_batch::RecordBatch;
@@ -190,6 +280,48 @@ fn read_only_error(e: datafusion::error::DataFusionError) -> Error {
         .split_once(" not supported")
         .map(|(a, _)| a.trim_start_matches("Error during planning: ").to_string())
         .unwrap_or_else(|| "this statement".to_string());
+    read_only(&what)
+}
+
+/// The error for a setting the session may not change.
+pub fn set_error(e: settings::SetError) -> Error {
+    match e {
+        settings::SetError::EngineKnob(name) => Error::new(
+            ErrorKind::InsufficientPrivilege,
+            format!("permission denied to set parameter \"{name}\""),
+        )
+        .with_hint("DataFusion's runtime settings are fixed by the server's configuration, not by clients"),
+        settings::SetError::Unknown(name) => {
+            let known: Vec<&str> = settings::DEFAULTS.iter().map(|(n, _, _)| *n).collect();
+            let mut err =
+                Error::new(ErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""));
+            if let Some(c) = crate::error::closest(&name, &known) {
+                err = err.with_hint(format!("did you mean \"{c}\"?"));
+            }
+            err
+        }
+        settings::SetError::BadValue { name, value, hint } => {
+            Error::new(ErrorKind::InvalidParameterValue, format!("invalid value for parameter \"{name}\": {value}"))
+                .with_hint(hint)
+        }
+    }
+}
+
+fn read_only(what: &str) -> Error {
     Error::new(ErrorKind::ReadOnly, format!("lakecube is read-only for SQL clients: {what} is not allowed"))
         .with_hint("lakecube only answers queries; data enters the lake through `lakecube generate`")
+}
+
+/// The statement's leading keywords if it writes data, changes the schema or touches files
+/// (refused before parsing, so that even forms the parser does not know, like
+/// `CREATE EXTERNAL TABLE` or `COPY … FROM`, get 25006 rather than a syntax error).
+fn writing_statement(text: &str) -> Option<String> {
+    const WRITERS: &[&str] = &[
+        "INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "REPLACE", "CREATE", "DROP", "ALTER", "TRUNCATE", "COPY",
+        "GRANT", "REVOKE", "VACUUM", "ANALYZE", "ANALYSE", "REINDEX", "CLUSTER", "COMMENT", "REFRESH", "IMPORT",
+        "SECURITY", "CALL", "DO", "LOAD", "LOCK", "NOTIFY", "LISTEN", "CHECKPOINT", "REASSIGN",
+    ];
+    let words = sql::leading_words(text, 3);
+    let first = words.first()?;
+    WRITERS.contains(&first.as_str()).then(|| words.join(" "))
 }

@@ -151,3 +151,33 @@ mod tests {
         assert_eq!(t("100%"), "100%%");
     }
 }
+
+/// Registers lakecube's PostgreSQL functions (after datafusion-pg-catalog's, so that ours win
+/// where both define one).
+pub fn register(ctx: &datafusion::prelude::SessionContext) {
+    use datafusion::logical_expr::{Volatility, create_udf};
+    ctx.register_udf(ScalarUDF::from(PgToChar::new()));
+    // version(): SQLAlchemy and Npgsql parse "PostgreSQL <major>.<minor>" from it.
+    let version = format!(
+        "PostgreSQL {} (lakecube {}) on {}-linux, compiled by rustc, 64-bit",
+        super::settings::SERVER_VERSION,
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    ctx.register_udf(create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
+    ));
+    // pg_advisory_unlock_all(): asyncpg's pool reset; lakecube takes no advisory locks, so
+    // there is never one to release. PostgreSQL returns void, shown as an empty value.
+    ctx.register_udf(create_udf(
+        "pg_advisory_unlock_all",
+        vec![],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(String::new()))))),
+    ));
+}

@@ -1,4 +1,6 @@
-//! pgwire handlers: startup, simple query and extended query, over an [`Engine`].
+//! pgwire handlers: startup, simple query and extended query, cancel requests, over an
+//! [`Engine`]. Session statements (SET, BEGIN, DECLARE, FETCH, …) are answered by
+//! [`super::session`]; everything else is planned by the engine.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -10,47 +12,59 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::logical_expr::LogicalPlan;
-use futures::{Sink, StreamExt};
+use datafusion::arrow::datatypes::SchemaRef;
+use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{
     ServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::startup::SecretKey;
+use tokio_util::sync::CancellationToken;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rust_decimal::Decimal;
 
 use super::encode::{canonical, encode_batch, field_infos};
+use super::session::{Command, Count, Cursor, Session, parse_command, split_statements};
 use crate::engine::{Engine, Planned};
 use crate::error::{Error, ErrorKind};
 
-/// The version reported to clients: drivers parse it to choose their SQL.
-pub const SERVER_VERSION: &str = "15.8";
+pub use crate::engine::settings::SERVER_VERSION;
 
 /// Turns a lakecube error into a PostgreSQL ErrorResponse.
 pub fn to_pg_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+fn error_info(e: Error) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".to_string(), e.sqlstate().to_string(), e.message);
     info.hint = e.hint;
-    PgWireError::UserError(Box::new(info))
+    info.position = e.position.map(|p| p.to_string());
+    info
 }
 
 /// All handlers of one server, shared by its connections.
 pub struct Handlers {
     backend: Arc<Backend>,
     startup: Arc<Startup>,
+    cancels: Arc<Cancels>,
 }
 
 impl Handlers {
     pub fn new(engine: Engine) -> Self {
-        let parser = Arc::new(Parser { engine: engine.clone() });
+        let cancels = Arc::new(Cancels::default());
+        let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone() });
         Handlers {
-            backend: Arc::new(Backend { engine, parser }),
-            startup: Arc::new(Startup),
+            backend: Arc::new(Backend { engine, parser, cancels: cancels.clone() }),
+            startup: Arc::new(Startup { cancels: cancels.clone() }),
+            cancels,
         }
     }
 }
@@ -65,11 +79,51 @@ impl PgWireServerHandlers for Handlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.startup.clone()
     }
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancels.clone()
+    }
+}
+
+/// The running statement of each connection, by backend pid, for CancelRequest.
+#[derive(Default)]
+pub struct Cancels {
+    by_pid: std::sync::Mutex<HashMap<i32, (i32, CancellationToken)>>,
+}
+
+impl Cancels {
+    /// A fresh token for the statement a connection starts now.
+    fn start(&self, pid: i32, secret: i32) -> CancellationToken {
+        let token = CancellationToken::new();
+        if let Ok(mut m) = self.by_pid.lock() {
+            m.insert(pid, (secret, token.clone()));
+        }
+        token
+    }
+
+    fn forget(&self, pid: i32) {
+        if let Ok(mut m) = self.by_pid.lock() {
+            m.remove(&pid);
+        }
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Cancels {
+    async fn on_cancel_request(&self, req: pgwire::messages::cancel::CancelRequest) {
+        let SecretKey::I32(secret) = req.secret_key else { return };
+        let token = self.by_pid.lock().ok().and_then(|m| m.get(&req.pid).filter(|(s, _)| *s == secret).map(|(_, t)| t.clone()));
+        if let Some(t) = token {
+            tracing::info!(pid = req.pid, "cancel request");
+            t.cancel();
+        }
+    }
 }
 
 /// Startup without a password: only reachable from loopback (the server refuses to listen
 /// elsewhere unless trust is explicitly extended).
-pub struct Startup;
+pub struct Startup {
+    cancels: Arc<Cancels>,
+}
 
 struct Parameters;
 
@@ -90,7 +144,6 @@ impl ServerParameterProvider for Parameters {
         p.insert("is_superuser".into(), "off".into());
         p.insert("session_authorization".into(), user);
         p.insert("application_name".into(), app);
-        p.insert("default_transaction_read_only".into(), "on".into());
         p.insert("in_hot_standby".into(), "off".into());
         Some(p)
     }
@@ -108,7 +161,18 @@ impl StartupHandler for Startup {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
             let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) as i32;
-            client.set_pid_and_secret_key(pid, pgwire::messages::startup::SecretKey::I32(rand::random()));
+            let secret: i32 = rand::random();
+            client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
+            let md = client.metadata();
+            let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
+            let session = Session::new(user, md);
+            client.session_extensions().insert(SessionCell {
+                session: tokio::sync::Mutex::new(session),
+                pid,
+                secret,
+                cancels: self.cancels.clone(),
+                status_after: std::sync::Mutex::new(None),
+            });
             finish_authentication(client, &Parameters).await?;
         }
         Ok(())
@@ -117,33 +181,76 @@ impl StartupHandler for Startup {
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(10_000);
 
-/// A statement prepared by Parse: its SQL, its plan with `$n` placeholders, and the types of
-/// its parameters (the client's where given, else inferred).
+/// A connection's session, kept in pgwire's per-connection extensions; forgets the
+/// connection's cancel key when the connection ends.
+pub struct SessionCell {
+    session: tokio::sync::Mutex<Session>,
+    pid: i32,
+    secret: i32,
+    cancels: Arc<Cancels>,
+    /// The transaction status the last Execute left, applied after pgwire's own bookkeeping.
+    status_after: std::sync::Mutex<Option<TransactionStatus>>,
+}
+
+impl Drop for SessionCell {
+    fn drop(&mut self) {
+        self.cancels.forget(self.pid);
+    }
+}
+
+fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<SessionCell>> {
+    client
+        .session_extensions()
+        .get::<SessionCell>()
+        .ok_or_else(|| to_pg_error(Error::internal("connection has no session")))
+}
+
+/// A statement prepared by Parse.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub sql: String,
-    pub plan: LogicalPlan,
-    pub cube_queries: Vec<crate::semantic::query::CubeQuery>,
-    pub param_types: Vec<Type>,
-    /// The type DataFusion inferred for each placeholder, where it inferred one.
-    pub param_data_types: Vec<Option<DataType>>,
+    pub kind: PreparedKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum PreparedKind {
+    /// A query: its plan with `$n` placeholders, and the types of its parameters (the
+    /// client's where given, else inferred).
+    Query {
+        planned: Planned,
+        param_types: Vec<Type>,
+        /// The type DataFusion inferred for each placeholder, where it inferred one.
+        param_data_types: Vec<Option<DataType>>,
+    },
+    /// A session statement, run at Execute; `columns` is what it returns, if rows.
+    Command { command: Command, columns: Option<SchemaRef> },
 }
 
 pub struct Parser {
     engine: Engine,
+    #[allow(dead_code)]
+    cancels: Arc<Cancels>,
 }
 
 #[async_trait]
 impl QueryParser for Parser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let planned = self.engine.plan_with_cubes(sql).await.map_err(to_pg_error)?;
-        let (plan, cube_queries) = (planned.plan, planned.cube_queries);
-        let inferred = plan.get_parameter_types().map_err(|e| to_pg_error(e.into()))?;
+        let cell = session_of(client)?;
+        if let Some(command) = parse_command(sql).map_err(to_pg_error)? {
+            let session = cell.session.lock().await;
+            let columns = command_columns(&command, &session);
+            return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns } }));
+        }
+        let info = cell.session.lock().await.info();
+        let Some(planned) = self.engine.plan_sql(sql, &info).await.map_err(to_pg_error)? else {
+            return Ok(None);
+        };
+        let inferred = planned.plan.get_parameter_types().map_err(|e| to_pg_error(e.into()))?;
         let count = inferred.len().max(types.len());
         let param_data_types: Vec<Option<DataType>> =
             (0..count).map(|i| inferred.get(&format!("${}", i + 1)).cloned().flatten()).collect();
@@ -154,32 +261,300 @@ impl QueryParser for Parser {
                 })
             })
             .collect();
-        Ok(Some(Prepared { sql: sql.to_string(), plan, cube_queries, param_types, param_data_types }))
+        Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Query { planned, param_types, param_data_types } }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.param_types.clone())
+        Ok(match &stmt.kind {
+            PreparedKind::Query { param_types, .. } => param_types.clone(),
+            PreparedKind::Command { .. } => Vec::new(),
+        })
     }
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        let schema = stmt.plan.schema().as_arrow().clone();
-        Ok(field_infos(&schema, format.unwrap_or(&Format::UnifiedText)))
+        let format = format.unwrap_or(&Format::UnifiedText);
+        Ok(match &stmt.kind {
+            PreparedKind::Query { planned, .. } => field_infos(&planned.schema(), format),
+            PreparedKind::Command { columns: Some(schema), .. } => field_infos(schema, format),
+            PreparedKind::Command { columns: None, .. } => Vec::new(),
+        })
     }
+}
+
+/// The columns a session statement returns (SHOW, FETCH), known before it runs.
+fn command_columns(command: &Command, session: &Session) -> Option<SchemaRef> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    match command {
+        Command::Show(name) => {
+            let col = crate::engine::settings::canonical_name(name).map(str::to_string).unwrap_or_else(|| name.clone());
+            Some(Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, true)])))
+        }
+        Command::ShowAll => Some(Arc::new(Schema::new(
+            ["name", "setting", "description"].map(|n| Field::new(n, DataType::Utf8, true)).to_vec(),
+        ))),
+        Command::Fetch { name, is_move: false, .. } => session.cursors.get(name).map(|c| c.schema.clone()),
+        _ => None,
+    }
+}
+
+/// What a statement produced.
+enum Outcome {
+    /// An empty statement.
+    Empty,
+    /// A command tag, with the settings to report in ParameterStatus.
+    Done { tag: Tag, report: Vec<(String, String)> },
+    /// Rows.
+    Rows(QueryResponse),
+}
+
+/// Settings PostgreSQL reports to the client in ParameterStatus when they change.
+const REPORTED: &[&str] = &[
+    "application_name", "client_encoding", "DateStyle", "IntervalStyle", "is_superuser", "server_encoding",
+    "server_version", "session_authorization", "standard_conforming_strings", "TimeZone", "integer_datetimes",
+];
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
+    Error::new(kind, message)
 }
 
 pub struct Backend {
     engine: Engine,
     parser: Arc<Parser>,
+    cancels: Arc<Cancels>,
 }
 
 impl Backend {
-    /// Runs a plan and wraps its batches as a stream of DataRows (one batch in memory at a time).
-    async fn run(&self, planned: Planned, format: &Format, sql: &str, client: String) -> Result<QueryResponse, Error> {
+    /// Runs one statement of a session. `status` is the transaction status before it and
+    /// becomes the status after it.
+    async fn statement(
+        &self,
+        cell: &SessionCell,
+        sql: &str,
+        prepared: Option<&Prepared>,
+        params: Option<ParamValues>,
+        status: &mut TransactionStatus,
+        format: &Format,
+        who: &str,
+    ) -> Result<Outcome, Error> {
+        let command = match prepared {
+            Some(Prepared { kind: PreparedKind::Command { command, .. }, .. }) => Some(command.clone()),
+            Some(_) => None,
+            None => parse_command(sql)?,
+        };
+        if *status == TransactionStatus::Error
+            && !matches!(command, Some(Command::Commit | Command::Rollback | Command::RollbackTo))
+        {
+            return Err(error(
+                ErrorKind::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+            .with_hint("send ROLLBACK (or ROLLBACK TO a savepoint) to go on"));
+        }
+        let token = self.cancels.start(cell.pid, cell.secret);
+        let Some(command) = command else {
+            let mut session = cell.session.lock().await;
+            let planned = match prepared {
+                Some(Prepared { kind: PreparedKind::Query { planned, .. }, .. }) => {
+                    let mut p = planned.clone();
+                    if let Some(values) = params {
+                        p.plan = p.plan.with_param_values(values).map_err(Error::from)?;
+                    }
+                    p
+                }
+                _ => match self.engine.plan_sql(sql, &session.info()).await? {
+                    Some(p) => p,
+                    None => return Ok(Outcome::Empty),
+                },
+            };
+            for (name, value) in &planned.setting_changes {
+                session.settings.set(name, value).map_err(crate::engine::set_error)?;
+            }
+            let timeout = session.settings.statement_timeout_ms();
+            drop(session);
+            return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), token, timeout).await?));
+        };
+        let mut session = cell.session.lock().await;
+        let in_block = *status != TransactionStatus::Idle;
+        let tag = |t: &str| Ok(Outcome::Done { tag: Tag::new(t), report: Vec::new() });
+        let block_only = |what: &str| {
+            error(ErrorKind::InFailedTransaction, format!("{what} can only be used in transaction blocks"))
+                .with_hint("start one with BEGIN")
+        };
+        match command {
+            Command::Begin => {
+                *status = TransactionStatus::Transaction;
+                tag("BEGIN")
+            }
+            Command::Commit => {
+                let t = if *status == TransactionStatus::Error { "ROLLBACK" } else { "COMMIT" };
+                session.end_transaction();
+                *status = TransactionStatus::Idle;
+                tag(t)
+            }
+            Command::Rollback => {
+                session.end_transaction();
+                *status = TransactionStatus::Idle;
+                tag("ROLLBACK")
+            }
+            Command::RollbackTo => {
+                if !in_block {
+                    return Err(block_only("ROLLBACK TO SAVEPOINT"));
+                }
+                *status = TransactionStatus::Transaction;
+                tag("ROLLBACK")
+            }
+            Command::Savepoint | Command::Release => {
+                let what = if command == Command::Savepoint { "SAVEPOINT" } else { "RELEASE SAVEPOINT" };
+                if !in_block {
+                    return Err(block_only(what));
+                }
+                tag(if command == Command::Savepoint { "SAVEPOINT" } else { "RELEASE" })
+            }
+            Command::Set { name, value } => {
+                match &value {
+                    Some(v) => session.settings.set(&name, v),
+                    None => session.settings.reset(&name),
+                }
+                .map_err(crate::engine::set_error)?;
+                let report = reported(&session, &name);
+                Ok(Outcome::Done { tag: Tag::new("SET"), report })
+            }
+            Command::SetAccepted { tag: t } => tag(t),
+            Command::Reset(name) => {
+                session.settings.reset(&name).map_err(crate::engine::set_error)?;
+                let report = reported(&session, &name);
+                Ok(Outcome::Done { tag: Tag::new("RESET"), report })
+            }
+            Command::ResetAll => {
+                session.reset_all();
+                tag("RESET")
+            }
+            Command::Discard { all } => {
+                if all {
+                    if in_block {
+                        return Err(error(ErrorKind::InFailedTransaction, "DISCARD ALL cannot run inside a transaction block"));
+                    }
+                    session.reset_all();
+                    session.cursors.clear();
+                }
+                tag(if all { "DISCARD ALL" } else { "DISCARD" })
+            }
+            Command::Deallocate(all) => tag(if all.is_none() { "DEALLOCATE ALL" } else { "DEALLOCATE" }),
+            Command::Close(name) => {
+                match name {
+                    Some(n) => {
+                        if session.cursors.remove(&n).is_none() {
+                            return Err(no_cursor(&n));
+                        }
+                    }
+                    None => session.cursors.clear(),
+                }
+                tag("CLOSE CURSOR")
+            }
+            Command::Unlisten => tag("UNLISTEN"),
+            Command::Show(name) => {
+                let value = session.settings.get(&name).ok_or_else(|| {
+                    crate::engine::set_error(crate::engine::settings::SetError::Unknown(name.clone()))
+                })?;
+                let schema = command_columns(&Command::Show(name), &session).expect("SHOW has columns");
+                rows_response(&schema, vec![vec![Some(value)]], format, "SHOW")
+            }
+            Command::ShowAll => {
+                let schema = command_columns(&Command::ShowAll, &session).expect("SHOW ALL has columns");
+                let rows = session.settings.all().into_iter().map(|(n, v, d)| vec![Some(n), Some(v), Some(d)]).collect();
+                rows_response(&schema, rows, format, "SHOW")
+            }
+            Command::Declare { name, binary, hold, scroll, query } => {
+                if !hold && !in_block {
+                    return Err(block_only("DECLARE CURSOR"));
+                }
+                if scroll {
+                    return Err(error(ErrorKind::FeatureNotSupported, "SCROLL cursors are not supported")
+                        .with_hint("lakecube cursors read forward only; declare the cursor NO SCROLL"));
+                }
+                if session.cursors.contains_key(&name) {
+                    return Err(error(ErrorKind::InvalidCursorName, format!("cursor \"{name}\" already exists")));
+                }
+                if parse_command(&query)?.is_some() {
+                    return Err(error(ErrorKind::Syntax, "a cursor is declared FOR a query"));
+                }
+                let planned = self
+                    .engine
+                    .plan_sql(&query, &session.info())
+                    .await?
+                    .ok_or_else(|| error(ErrorKind::Syntax, "a cursor is declared FOR a query"))?;
+                let (schema, stream) = self.engine.execute_planned(planned).await?;
+                session.cursors.insert(name, Cursor::new(schema, stream, binary, hold));
+                tag("DECLARE CURSOR")
+            }
+            Command::Fetch { name, count, is_move } => {
+                let cursor = session.cursors.get_mut(&name).ok_or_else(|| no_cursor(&name))?;
+                let n = match count {
+                    Count::Rows(n) => Some(n),
+                    Count::All => None,
+                    Count::Backward => {
+                        return Err(Error::new(ErrorKind::FeatureNotSupported, "cursor can only scan forward")
+                            .with_hint("lakecube cursors read forward only: FETCH NEXT, FETCH n, FETCH ALL"));
+                    }
+                };
+                let batches = tokio::select! {
+                    r = cursor.take(n) => r?,
+                    _ = token.cancelled() => return Err(canceled()),
+                };
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                if is_move {
+                    return tag(&format!("MOVE {rows}"));
+                }
+                let format = if cursor.binary { Format::UnifiedBinary } else { format.clone() };
+                let fields = Arc::new(field_infos(&cursor.schema, &format));
+                let mut out = Vec::with_capacity(rows);
+                for b in &batches {
+                    out.extend(encode_batch(b, &fields).map_err(|e| Error::internal(e.to_string()))?.into_iter().map(Ok));
+                }
+                let mut resp = QueryResponse::new(fields, futures::stream::iter(out));
+                resp.set_command_tag("FETCH");
+                Ok(Outcome::Rows(resp))
+            }
+        }
+    }
+
+    /// Runs a plan and wraps its batches as a stream of DataRows (one batch in memory at a
+    /// time), stopped by a cancel request or the statement timeout.
+    async fn run(
+        &self,
+        planned: Planned,
+        format: &Format,
+        sql: &str,
+        client: String,
+        token: CancellationToken,
+        timeout_ms: u64,
+    ) -> Result<QueryResponse, Error> {
         let log = Arc::new(QueryLog { sql: sql.to_string(), client, start: Instant::now(), rows: AtomicU64::new(0) });
-        let (schema, stream) = self.engine.execute_planned(planned).await?;
+        let deadline = (timeout_ms > 0).then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms));
+        let (schema, stream) = tokio::select! {
+            r = self.engine.execute_planned(planned) => r?,
+            _ = token.cancelled() => return Err(canceled()),
+            _ = sleep_until(deadline) => return Err(timed_out()),
+        };
         let fields = Arc::new(field_infos(&schema, format));
         let f2 = fields.clone();
-        let rows = stream.flat_map(move |batch| {
+        let guarded = futures::stream::unfold((stream, token, false), move |(mut stream, token, done)| async move {
+            if done {
+                return None;
+            }
+            let next = tokio::select! {
+                biased;
+                _ = token.cancelled() => Err(canceled()),
+                _ = sleep_until(deadline) => Err(timed_out()),
+                b = stream.next() => Ok(b),
+            };
+            match next {
+                Ok(Some(b)) => Some((b.map_err(Error::from), (stream, token, false))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), (stream, token, true))),
+            }
+        });
+        let rows = guarded.flat_map(move |batch| {
             let out: Vec<PgWireResult<_>> = match batch {
                 Ok(b) => match encode_batch(&b, &f2) {
                     Ok(rows) => {
@@ -188,12 +563,55 @@ impl Backend {
                     }
                     Err(e) => vec![Err(e)],
                 },
-                Err(e) => vec![Err(to_pg_error(e.into()))],
+                Err(e) => vec![Err(to_pg_error(e))],
             };
             futures::stream::iter(out)
         });
         Ok(QueryResponse::new(fields, rows))
     }
+}
+
+/// Sleeps until the deadline; never wakes without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => futures::future::pending().await,
+    }
+}
+
+fn canceled() -> Error {
+    Error::new(ErrorKind::QueryCanceled, "canceling statement due to user request")
+}
+
+fn timed_out() -> Error {
+    Error::new(ErrorKind::QueryCanceled, "canceling statement due to statement timeout")
+        .with_hint("raise statement_timeout (SET statement_timeout = '5min') or narrow the query")
+}
+
+fn no_cursor(name: &str) -> Error {
+    Error::new(ErrorKind::InvalidCursorName, format!("cursor \"{name}\" does not exist"))
+}
+
+/// The ParameterStatus a SET/RESET of `name` reports, if PostgreSQL reports that setting.
+fn reported(session: &Session, name: &str) -> Vec<(String, String)> {
+    match crate::engine::settings::canonical_name(name) {
+        Some(n) if REPORTED.contains(&n) => vec![(n.to_string(), session.settings.get(n).unwrap_or_default())],
+        _ => Vec::new(),
+    }
+}
+
+/// A small result of text values (SHOW).
+fn rows_response(schema: &SchemaRef, rows: Vec<Vec<Option<String>>>, format: &Format, tag: &str) -> Result<Outcome, Error> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    let cols: Vec<ArrayRef> = (0..schema.fields().len())
+        .map(|i| Arc::new(StringArray::from(rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>())) as ArrayRef)
+        .collect();
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_new(schema.clone(), cols)?;
+    let fields = Arc::new(field_infos(schema, format));
+    let data = encode_batch(&batch, &fields).map_err(|e| Error::internal(e.to_string()))?;
+    let mut resp = QueryResponse::new(fields, futures::stream::iter(data.into_iter().map(Ok)));
+    resp.set_command_tag(tag);
+    Ok(Outcome::Rows(resp))
 }
 
 /// Logs one line per query when its result stream is dropped (finished, failed or abandoned).
@@ -221,35 +639,111 @@ fn one_line(sql: &str) -> String {
     if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s }
 }
 
+fn log_failure(who: &str, sql: &str, e: &Error) {
+    tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Backend {
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    /// The whole simple-query cycle, so that each statement of a message gets its own
+    /// response, an error ends the message, and the transaction status is lakecube's own.
+    async fn on_query<C>(&self, client: &mut C, query: pgwire::messages::simplequery::Query) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: pgwire::api::store::PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let cell = session_of(client)?;
         let who = client.socket_addr().to_string();
-        let statements = self.engine.split(query).map_err(to_pg_error)?;
-        let mut out = Vec::with_capacity(statements.len());
-        for sql in statements {
-            let res = match self.engine.plan_with_cubes(&sql).await {
-                Ok(planned) => self.run(planned, &Format::UnifiedText, &sql, who.clone()).await,
-                Err(e) => Err(e),
-            };
-            match res {
-                Ok(r) => out.push(Response::Query(r)),
-                Err(e) => {
-                    tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(&sql), "query failed");
-                    let PgWireError::UserError(info) = to_pg_error(e) else { unreachable!() };
-                    out.push(Response::Error(info));
-                    break;
+        let mut status = client.transaction_status();
+        let statements = split_statements(&query.query);
+        let mut failure = None;
+        match statements {
+            Err(e) => failure = Some((e, query.query.clone())),
+            Ok(s) if s.is_empty() => {
+                client.feed(PgWireBackendMessage::EmptyQueryResponse(pgwire::messages::response::EmptyQueryResponse::new())).await?;
+            }
+            Ok(statements) => {
+                for sql in statements {
+                    match self.statement(&cell, &sql, None, None, &mut status, &Format::UnifiedText, &who).await {
+                        Ok(outcome) => {
+                            if let Err(e) = send_outcome(client, outcome, true).await {
+                                match e {
+                                    PgWireError::UserError(info) => {
+                                        client.feed(PgWireBackendMessage::ErrorResponse((*info).into())).await?;
+                                        status = status.to_error_state();
+                                        break;
+                                    }
+                                    other => return Err(other),
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            failure = Some((e, sql));
+                            break;
+                        }
+                    }
                 }
             }
         }
-        Ok(out)
+        if let Some((e, sql)) = failure {
+            log_failure(&who, &sql, &e);
+            client.feed(PgWireBackendMessage::ErrorResponse(error_info(e).into())).await?;
+            status = status.to_error_state();
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        pgwire::api::query::send_ready_for_query(client, status).await
     }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        unreachable!("on_query answers simple queries itself")
+    }
+}
+
+/// Sends a statement's outcome in the simple-query protocol.
+async fn send_outcome<C>(client: &mut C, outcome: Outcome, describe: bool) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    match outcome {
+        Outcome::Empty => {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(pgwire::messages::response::EmptyQueryResponse::new())).await?;
+        }
+        Outcome::Done { tag, report } => {
+            send_report(client, report).await?;
+            pgwire::api::query::send_execution_response(client, tag).await?;
+        }
+        Outcome::Rows(resp) => pgwire::api::query::send_query_response(client, resp, describe).await?,
+    }
+    Ok(())
+}
+
+async fn send_report<C>(client: &mut C, report: Vec<(String, String)>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (k, v) in report {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(pgwire::messages::startup::ParameterStatus::new(k, v)))
+            .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -261,6 +755,23 @@ impl ExtendedQueryHandler for Backend {
         self.parser.clone()
     }
 
+    /// pgwire's Execute, then the transaction status lakecube computed for the statement
+    /// (pgwire's own cannot leave the failed state on ROLLBACK TO SAVEPOINT).
+    async fn on_execute<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let cell = session_of(client)?;
+        self._on_execute(client, message).await?;
+        if let Some(status) = cell.status_after.lock().ok().and_then(|mut s| s.take()) {
+            client.set_transaction_status(status);
+        }
+        Ok(())
+    }
+
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -268,30 +779,47 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let cell = session_of(client)?;
         let prepared = &portal.statement.statement;
-        let params = bind_parameters(portal, prepared).map_err(to_pg_error)?;
-        let plan = if params.is_empty() {
-            prepared.plan.clone()
-        } else {
-            prepared
-                .plan
-                .clone()
-                .with_param_values(ParamValues::List(params.into_iter().map(Into::into).collect()))
-                .map_err(|e| to_pg_error(e.into()))?
+        let params = match &prepared.kind {
+            PreparedKind::Query { .. } => {
+                let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
+                (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()))
+            }
+            PreparedKind::Command { .. } => None,
         };
         let who = client.socket_addr().to_string();
-        let planned = Planned { plan, cube_queries: prepared.cube_queries.clone() };
-        let resp = self
-            .run(planned, &portal.result_column_format, &prepared.sql, who)
-            .await
-            .map_err(to_pg_error)?;
-        Ok(Response::Query(resp))
+        let mut status = client.transaction_status();
+        let outcome = self
+            .statement(&cell, &prepared.sql, Some(prepared), params, &mut status, &portal.result_column_format, &who)
+            .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                log_failure(&who, &prepared.sql, &e);
+                return Err(to_pg_error(e));
+            }
+        };
+        if let Ok(mut s) = cell.status_after.lock() {
+            *s = Some(status);
+        }
+        if let PreparedKind::Command { command: Command::Deallocate(Some(name)), .. } = &prepared.kind {
+            pgwire::api::store::PortalStore::rm_statement(client.portal_store(), name);
+        }
+        Ok(match outcome {
+            Outcome::Empty => Response::EmptyQuery,
+            Outcome::Done { tag, report } => {
+                send_report(client, report).await?;
+                Response::Execution(tag)
+            }
+            Outcome::Rows(resp) => Response::Query(resp),
+        })
     }
 }
 
 /// Decodes Bind parameters (text or binary) into DataFusion values of the planned types.
 fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec<ScalarValue>, Error> {
-    let types = &prepared.param_types;
+    let PreparedKind::Query { param_types: types, param_data_types, .. } = &prepared.kind else { return Ok(Vec::new()) };
     let bad = |i: usize, e: PgWireError| {
         Error::new(ErrorKind::DataException, format!("parameter ${}: {e}", i + 1))
     };
@@ -335,7 +863,7 @@ fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec
             }
         };
         // Give DataFusion the type it inferred for the placeholder, where it inferred one.
-        let v = match prepared.param_data_types.get(i).cloned().flatten() {
+        let v = match param_data_types.get(i).cloned().flatten() {
             Some(dt) if dt != v.data_type() && dt != DataType::Null => v.cast_to(&dt).map_err(|e| {
                 Error::new(ErrorKind::DataException, format!("parameter ${}: {}", i + 1, e.find_root()))
             })?,

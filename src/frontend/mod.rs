@@ -4,4 +4,5 @@
 
 pub mod encode;
 pub mod handler;
+pub mod session;
 pub mod server;

@@ -1,0 +1,423 @@
+//! PostgreSQL's system catalogs over lakecube's tables: `pg_catalog` and `information_schema`,
+//! as BI tools and drivers read them when they connect and browse.
+//!
+//! `pg_catalog` comes from datafusion-pg-catalog: PostgreSQL 17's own static catalog rows
+//! (types, procs, operators, …) plus `pg_namespace`, `pg_class`, `pg_attribute` and
+//! `pg_database` generated from the session's tables. lakecube overrides a few of its tables
+//! with views that say more about lakecube's tables, each for a stated client need:
+//!
+//! - `pg_description`: the cube and member descriptions from `cube-defs/`, which BI tools show
+//!   as table and column comments (and `col_description()` / `obj_description()` read);
+//! - `pg_class`: adds `relhasoids` (always false), which PostgreSQL 12 removed but the psqlODBC
+//!   09.x that Tableau bundles still selects;
+//! - `pg_views`: the cubes and views served in `public` (they are views: computed, not stored);
+//! - `pg_settings`: every setting of [`super::settings::DEFAULTS`] (pgjdbc reads
+//!   `max_index_keys`, DBeaver `search_path`);
+//! - `pg_user`: the users of `pg_roles`.
+//!
+//! `information_schema` is PostgreSQL's own shape (real PostgreSQL type names in `data_type`,
+//! which Power BI maps column types from), written as views over `pg_catalog` as PostgreSQL
+//! itself defines it, so the two never disagree. DataFusion's own `information_schema` (Arrow
+//! type names) is not installed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::ViewTable;
+use datafusion::error::Result as DfResult;
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+
+use super::settings::DEFAULTS;
+use crate::error::{Error, Result};
+
+/// A comment on a table (`column` 0) or on one of its columns (1-based), as PostgreSQL
+/// stores it in `pg_description`.
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub schema: String,
+    pub table: String,
+    pub column: i32,
+    pub text: String,
+}
+
+const PG_CATALOG: &str = "pg_catalog";
+const INFORMATION_SCHEMA: &str = "information_schema";
+/// A table registered only while the catalog views are planned.
+const SCRATCH: &str = "__lakecube_descriptions";
+
+/// Installs `pg_catalog` and `information_schema` into the session's catalog.
+pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description]) -> Result<()> {
+    datafusion_pg_catalog::setup_pg_catalog(ctx, catalog_name, EmptyContextProvider)
+        .map_err(|e| Error::internal(format!("pg_catalog setup: {e}")))?;
+    let catalog = ctx
+        .catalog(catalog_name)
+        .ok_or_else(|| Error::internal("catalog missing after pg_catalog setup"))?;
+    let inner = catalog.schema(PG_CATALOG).ok_or_else(|| Error::internal("pg_catalog missing"))?;
+
+    // Views are planned against the crate's tables, then put in front of them.
+    ctx.register_table(SCRATCH, descriptions_table(descriptions)?).map_err(Error::from)?;
+    let mut overrides: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
+    for (name, sql) in PG_CATALOG_VIEWS {
+        overrides.insert(name.to_string(), view(ctx, sql).await?);
+    }
+    ctx.deregister_table(SCRATCH).map_err(Error::from)?;
+    overrides.insert("pg_settings".into(), settings_table()?);
+    catalog
+        .register_schema(PG_CATALOG, Arc::new(PgCatalog { inner, overrides }))
+        .map_err(Error::from)?;
+
+    register_function_info(ctx).await?;
+
+    let info = Arc::new(MemorySchemaProvider::new());
+    catalog.register_schema(INFORMATION_SCHEMA, info.clone()).map_err(Error::from)?;
+    for (name, sql) in INFORMATION_SCHEMA_VIEWS {
+        info.register_table(name.to_string(), view(ctx, sql).await?).map_err(Error::from)?;
+    }
+    for (name, columns) in INFORMATION_SCHEMA_EMPTY {
+        info.register_table(name.to_string(), view(ctx, &empty_view_sql(columns)).await?).map_err(Error::from)?;
+    }
+    Ok(())
+}
+
+async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>> {
+    let plan = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Error::internal(format!("catalog view does not plan: {e}\n{sql}")))?
+        .into_unoptimized_plan();
+    Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
+}
+
+/// `pg_get_function_result(oid)` and `pg_get_function_arguments(oid)` (psql's `\df`), from
+/// the static `pg_proc`; and the visibility tests, true for every function and type since
+/// all of them live in `pg_catalog`, which is always on the search path.
+async fn register_function_info(ctx: &SessionContext) -> Result<()> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let collect = |sql: &'static str| async move {
+        ctx.sql(sql).await?.collect().await
+    };
+    let as_text = |a: &dyn Array| -> Result<Vec<Option<String>>> {
+        let a = cast(&datafusion::arrow::array::make_array(a.to_data()), &DataType::Utf8)?;
+        let a = a.as_string::<i32>();
+        Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect())
+    };
+    let oid_list = |s: &str| -> Vec<i64> {
+        s.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).filter_map(|t| t.parse().ok()).collect()
+    };
+    let mut type_names: HashMap<i64, String> = HashMap::new();
+    for b in collect("SELECT CAST(oid AS BIGINT), format_type(oid, NULL) FROM pg_catalog.pg_type").await? {
+        let oids = as_text(b.column(0).as_ref())?;
+        let names = as_text(b.column(1).as_ref())?;
+        for (o, n) in oids.into_iter().zip(names) {
+            if let (Some(o), Some(n)) = (o.and_then(|o| o.parse().ok()), n) {
+                type_names.insert(o, n);
+            }
+        }
+    }
+    let name_of = |oid: i64| type_names.get(&oid).cloned().unwrap_or_else(|| oid.to_string());
+    let mut results: HashMap<i64, String> = HashMap::new();
+    let mut arguments: HashMap<i64, String> = HashMap::new();
+    for b in collect("SELECT CAST(oid AS BIGINT), CAST(prorettype AS BIGINT), proargtypes, proretset FROM pg_catalog.pg_proc").await? {
+        let oids = as_text(b.column(0).as_ref())?;
+        let rets = as_text(b.column(1).as_ref())?;
+        let args = as_text(b.column(2).as_ref())?;
+        let sets = as_text(b.column(3).as_ref())?;
+        for i in 0..oids.len() {
+            let Some(oid) = oids[i].as_deref().and_then(|o| o.parse().ok()) else { continue };
+            let ret = rets[i].as_deref().and_then(|r| r.parse().ok()).map(name_of).unwrap_or_default();
+            let setof = matches!(sets[i].as_deref(), Some("true" | "t"));
+            results.insert(oid, if setof { format!("SETOF {ret}") } else { ret });
+            let list = args[i].as_deref().map(oid_list).unwrap_or_default();
+            arguments.insert(oid, list.into_iter().map(name_of).collect::<Vec<_>>().join(", "));
+        }
+    }
+    for (name, map) in [("pg_get_function_result", results), ("pg_get_function_arguments", arguments)] {
+        let map = Arc::new(map);
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int64],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |args: &[ColumnarValue]| {
+                let arrays = ColumnarValue::values_to_arrays(args)?;
+                let oids = arrays[0].as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let out: StringArray =
+                    (0..oids.len()).map(|i| if oids.is_valid(i) { map.get(&oids.value(i)).cloned() } else { None }).collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }),
+        ));
+    }
+    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int64],
+            DataType::Boolean,
+            Volatility::Stable,
+            Arc::new(|args: &[ColumnarValue]| {
+                let arrays = ColumnarValue::values_to_arrays(args)?;
+                let a = &arrays[0];
+                let out: datafusion::arrow::array::BooleanArray = (0..a.len()).map(|i| a.is_valid(i).then_some(true)).collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }),
+        ));
+    }
+    Ok(())
+}
+
+fn descriptions_table(descriptions: &[Description]) -> Result<Arc<MemTable>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("nspname", DataType::Utf8, false),
+        Field::new("relname", DataType::Utf8, false),
+        Field::new("objsubid", DataType::Int32, false),
+        Field::new("description", DataType::Utf8, false),
+    ]));
+    let col = |f: fn(&Description) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from(descriptions.iter().map(f).collect::<Vec<_>>()))
+    };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            col(|d| &d.schema),
+            col(|d| &d.table),
+            Arc::new(Int32Array::from(descriptions.iter().map(|d| d.column).collect::<Vec<_>>())),
+            col(|d| &d.text),
+        ],
+    )?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+fn settings_table() -> Result<Arc<dyn TableProvider>> {
+    let names = ["name", "setting", "unit", "category", "short_desc", "extra_desc", "context", "vartype", "source"];
+    let mut fields: Vec<Field> = names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect();
+    for n in ["min_val", "max_val", "enumvals", "boot_val", "reset_val", "sourcefile"] {
+        fields.push(Field::new(n, DataType::Utf8, true));
+    }
+    fields.push(Field::new("sourceline", DataType::Int32, true));
+    fields.push(Field::new("pending_restart", DataType::Boolean, true));
+    let schema = Arc::new(Schema::new(fields));
+    let n = DEFAULTS.len();
+    let strs = |f: &dyn Fn(&(&str, &str, &str)) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(DEFAULTS.iter().map(f).collect::<Vec<_>>()))
+    };
+    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![Some(v.to_string()); n])) };
+    let none = || -> ArrayRef { Arc::new(StringArray::from(vec![None::<String>; n])) };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            strs(&|(name, _, _)| Some(name.to_string())),
+            strs(&|(_, v, _)| Some(v.to_string())),
+            none(),
+            constant("lakecube"),
+            strs(&|(_, _, d)| Some(d.to_string())),
+            none(),
+            constant("user"),
+            constant("string"),
+            constant("default"),
+            none(),
+            none(),
+            none(),
+            strs(&|(_, v, _)| Some(v.to_string())),
+            strs(&|(_, v, _)| Some(v.to_string())),
+            none(),
+            Arc::new(Int32Array::from(vec![None::<i32>; n])),
+            Arc::new(datafusion::arrow::array::BooleanArray::from(vec![Some(false); n])),
+        ],
+    )?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `pg_catalog` with lakecube's overrides in front of datafusion-pg-catalog's tables.
+#[derive(Debug)]
+struct PgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    overrides: HashMap<String, Arc<dyn TableProvider>>,
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        for k in self.overrides.keys() {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+        names
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.overrides.get(&name.to_ascii_lowercase()) {
+            Some(t) => Ok(Some(t.clone())),
+            None => self.inner.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.overrides.contains_key(&name.to_ascii_lowercase()) || self.inner.table_exist(name)
+    }
+}
+
+/// Views over the crate's `pg_catalog` tables (and, for `pg_description`, the scratch table
+/// of lakecube's descriptions), planned once at start.
+const PG_CATALOG_VIEWS: &[(&str, &str)] = &[
+    (
+        "pg_description",
+        "SELECT CAST(c.oid AS INT) AS objoid, CAST(1259 AS INT) AS classoid, d.objsubid, d.description
+         FROM __lakecube_descriptions d
+         JOIN pg_catalog.pg_class c ON c.relname = d.relname
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = d.nspname
+         UNION ALL
+         SELECT CAST(objoid AS INT), CAST(classoid AS INT), CAST(objsubid AS INT), CAST(description AS VARCHAR)
+         FROM pg_catalog.pg_description",
+    ),
+    (
+        "pg_class",
+        "SELECT *, false AS relhasoids, CAST(NULL AS VARCHAR[]) AS relacl, CAST(NULL AS VARCHAR[]) AS reloptions
+         FROM pg_catalog.pg_class",
+    ),
+    (
+        "pg_views",
+        "SELECT n.nspname AS schemaname, c.relname AS viewname, 'lakecube' AS viewowner,
+                concat('-- lakecube cube ', c.relname, ': computed from the lake by its definition in cube-defs/') AS definition
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'v'",
+    ),
+    (
+        "pg_user",
+        "SELECT rolname AS usename, CAST(oid AS INT) AS usesysid, rolcreatedb AS usecreatedb, rolsuper AS usesuper,
+                rolreplication AS userepl, rolbypassrls AS usebypassrls, '********' AS passwd,
+                rolvaliduntil AS valuntil, CAST(NULL AS VARCHAR) AS useconfig
+         FROM pg_catalog.pg_roles WHERE rolcanlogin",
+    ),
+];
+
+/// `information_schema` views that are empty because lakecube declares no constraints (cube
+/// primary keys are not enforced keys): their columns, `name` text or `name:int`.
+const INFORMATION_SCHEMA_EMPTY: &[(&str, &[&str])] = &[
+    (
+        "table_constraints",
+        &[
+            "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema", "table_name",
+            "constraint_type", "is_deferrable", "initially_deferred", "enforced", "nulls_distinct",
+        ],
+    ),
+    (
+        "key_column_usage",
+        &[
+            "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema", "table_name",
+            "column_name", "ordinal_position:int", "position_in_unique_constraint:int",
+        ],
+    ),
+    (
+        "referential_constraints",
+        &[
+            "constraint_catalog", "constraint_schema", "constraint_name", "unique_constraint_catalog",
+            "unique_constraint_schema", "unique_constraint_name", "match_option", "update_rule", "delete_rule",
+        ],
+    ),
+];
+
+fn empty_view_sql(columns: &[&str]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| match c.split_once(':') {
+            Some((name, _)) => format!("CAST(NULL AS INT) AS {name}"),
+            None => format!("CAST(NULL AS VARCHAR) AS {c}"),
+        })
+        .collect();
+    format!("SELECT {} WHERE false", cols.join(", "))
+}
+
+/// PostgreSQL's `information_schema`, as views over `pg_catalog` (the subset clients read).
+const INFORMATION_SCHEMA_VIEWS: &[(&str, &str)] = &[
+    (
+        "schemata",
+        "SELECT current_database() AS catalog_name, n.nspname AS schema_name, 'lakecube' AS schema_owner,
+                CAST(NULL AS VARCHAR) AS default_character_set_catalog, CAST(NULL AS VARCHAR) AS default_character_set_schema,
+                CAST(NULL AS VARCHAR) AS default_character_set_name, CAST(NULL AS VARCHAR) AS sql_path
+         FROM pg_catalog.pg_namespace n",
+    ),
+    (
+        "tables",
+        "SELECT current_database() AS table_catalog, n.nspname AS table_schema, c.relname AS table_name,
+                CASE WHEN n.nspname LIKE 'pg\\_temp%' THEN 'LOCAL TEMPORARY'
+                     WHEN c.relkind IN ('r', 'p') THEN 'BASE TABLE'
+                     WHEN c.relkind = 'v' THEN 'VIEW'
+                     WHEN c.relkind = 'f' THEN 'FOREIGN'
+                     ELSE NULL END AS table_type,
+                CAST(NULL AS VARCHAR) AS self_referencing_column_name, CAST(NULL AS VARCHAR) AS reference_generation,
+                CAST(NULL AS VARCHAR) AS user_defined_type_catalog, CAST(NULL AS VARCHAR) AS user_defined_type_schema,
+                CAST(NULL AS VARCHAR) AS user_defined_type_name, 'NO' AS is_insertable_into, 'NO' AS is_typed,
+                CAST(NULL AS VARCHAR) AS commit_action
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'v', 'f', 'p')",
+    ),
+    (
+        "views",
+        "SELECT current_database() AS table_catalog, schemaname AS table_schema, viewname AS table_name,
+                definition AS view_definition, 'NONE' AS check_option, 'NO' AS is_updatable,
+                'NO' AS is_insertable_into, 'NO' AS is_trigger_updatable, 'NO' AS is_trigger_deletable,
+                'NO' AS is_trigger_insertable_into
+         FROM pg_catalog.pg_views",
+    ),
+    (
+        "columns",
+        "SELECT current_database() AS table_catalog, n.nspname AS table_schema, c.relname AS table_name,
+                a.attname AS column_name, CAST(a.attnum AS INT) AS ordinal_position,
+                CAST(NULL AS VARCHAR) AS column_default,
+                CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable,
+                CASE t.typname
+                    WHEN 'bool' THEN 'boolean' WHEN 'int2' THEN 'smallint' WHEN 'int4' THEN 'integer'
+                    WHEN 'int8' THEN 'bigint' WHEN 'float4' THEN 'real' WHEN 'float8' THEN 'double precision'
+                    WHEN 'numeric' THEN 'numeric' WHEN 'text' THEN 'text' WHEN 'varchar' THEN 'character varying'
+                    WHEN 'bpchar' THEN 'character' WHEN 'name' THEN 'name' WHEN 'date' THEN 'date'
+                    WHEN 'time' THEN 'time without time zone' WHEN 'timetz' THEN 'time with time zone'
+                    WHEN 'timestamp' THEN 'timestamp without time zone'
+                    WHEN 'timestamptz' THEN 'timestamp with time zone'
+                    WHEN 'interval' THEN 'interval' WHEN 'bytea' THEN 'bytea' WHEN 'oid' THEN 'oid'
+                    ELSE CASE WHEN t.typcategory = 'A' THEN 'ARRAY' ELSE 'USER-DEFINED' END
+                END AS data_type,
+                CAST(NULL AS INT) AS character_maximum_length,
+                CASE WHEN t.typname IN ('text', 'varchar', 'bpchar') THEN 1073741824 ELSE CAST(NULL AS INT) END AS character_octet_length,
+                CASE t.typname WHEN 'int2' THEN 16 WHEN 'int4' THEN 32 WHEN 'int8' THEN 64 WHEN 'float4' THEN 24
+                    WHEN 'float8' THEN 53 ELSE CAST(NULL AS INT) END AS numeric_precision,
+                CASE WHEN t.typname IN ('int2', 'int4', 'int8', 'float4', 'float8') THEN 2
+                     WHEN t.typname = 'numeric' THEN 10 ELSE CAST(NULL AS INT) END AS numeric_precision_radix,
+                CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 0 ELSE CAST(NULL AS INT) END AS numeric_scale,
+                CASE WHEN t.typname = 'date' THEN 0
+                     WHEN t.typname IN ('time', 'timetz', 'timestamp', 'timestamptz', 'interval') THEN 6
+                     ELSE CAST(NULL AS INT) END AS datetime_precision,
+                CAST(NULL AS VARCHAR) AS interval_type, CAST(NULL AS INT) AS interval_precision,
+                CAST(NULL AS VARCHAR) AS character_set_catalog, CAST(NULL AS VARCHAR) AS character_set_schema,
+                CAST(NULL AS VARCHAR) AS character_set_name, CAST(NULL AS VARCHAR) AS collation_catalog,
+                CAST(NULL AS VARCHAR) AS collation_schema, CAST(NULL AS VARCHAR) AS collation_name,
+                CAST(NULL AS VARCHAR) AS domain_catalog, CAST(NULL AS VARCHAR) AS domain_schema,
+                CAST(NULL AS VARCHAR) AS domain_name, current_database() AS udt_catalog, 'pg_catalog' AS udt_schema,
+                t.typname AS udt_name, CAST(NULL AS VARCHAR) AS scope_catalog, CAST(NULL AS VARCHAR) AS scope_schema,
+                CAST(NULL AS VARCHAR) AS scope_name, CAST(NULL AS INT) AS maximum_cardinality,
+                CAST(a.attnum AS VARCHAR) AS dtd_identifier, 'NO' AS is_self_referencing, 'NO' AS is_identity,
+                CAST(NULL AS VARCHAR) AS identity_generation, CAST(NULL AS VARCHAR) AS identity_start,
+                CAST(NULL AS VARCHAR) AS identity_increment, CAST(NULL AS VARCHAR) AS identity_maximum,
+                CAST(NULL AS VARCHAR) AS identity_minimum, CAST(NULL AS VARCHAR) AS identity_cycle,
+                'NEVER' AS is_generated, CAST(NULL AS VARCHAR) AS generation_expression, 'NO' AS is_updatable
+         FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_class c ON a.attrelid = c.oid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'f', 'p')",
+    ),
+    (
+        "character_sets",
+        "SELECT CAST(NULL AS VARCHAR) AS character_set_catalog, CAST(NULL AS VARCHAR) AS character_set_schema,
+                'UTF8' AS character_set_name, 'UCS' AS character_repertoire, 'UTF8' AS form_of_use,
+                current_database() AS default_collate_catalog, 'pg_catalog' AS default_collate_schema,
+                'C' AS default_collate_name",
+    ),
+];

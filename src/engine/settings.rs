@@ -1,0 +1,225 @@
+//! Session settings as PostgreSQL clients see them: `SET`, `SHOW`, `RESET`,
+//! `current_setting()`, `set_config()` and `pg_settings` all read the one table here.
+//!
+//! lakecube is read-only and has one time zone (UTC) and one encoding (UTF8), so most settings
+//! only need to be remembered and echoed back: drivers send them at connect and some read them
+//! back (`SHOW transaction_isolation`, `current_setting('server_version_num')`). The few that
+//! change lakecube's behaviour say so in their description.
+
+use std::collections::BTreeMap;
+
+/// The version reported to clients: drivers parse it to choose their SQL.
+pub const SERVER_VERSION: &str = "15.8";
+/// [`SERVER_VERSION`] as `server_version_num`.
+pub const SERVER_VERSION_NUM: &str = "150008";
+
+/// Every setting lakecube knows: (name, default, short description).
+pub const DEFAULTS: &[(&str, &str, &str)] = &[
+    ("application_name", "", "Sets the application name to be reported in statistics and logs."),
+    ("bytea_output", "hex", "Sets the output format for bytea."),
+    ("client_encoding", "UTF8", "Sets the client's character set encoding (lakecube speaks UTF8 only)."),
+    ("client_min_messages", "notice", "Sets the message levels that are sent to the client."),
+    ("DateStyle", "ISO, MDY", "Sets the display format for date and time values."),
+    ("default_transaction_isolation", "read committed", "Sets the transaction isolation level of each new transaction."),
+    ("default_transaction_read_only", "on", "Sets the default read-only status of new transactions (lakecube is read-only)."),
+    ("extra_float_digits", "1", "Sets the number of digits displayed for floating-point values."),
+    ("idle_in_transaction_session_timeout", "0", "Sets the maximum allowed idle time between queries, when in a transaction."),
+    ("in_hot_standby", "off", "Shows whether hot standby is currently active."),
+    ("integer_datetimes", "on", "Shows whether datetimes are integer based."),
+    ("IntervalStyle", "postgres", "Sets the display format for interval values."),
+    ("is_superuser", "off", "Shows whether the current user is a superuser."),
+    ("jit", "off", "Allow JIT compilation."),
+    ("lc_collate", "C", "Shows the collation order locale."),
+    ("lc_ctype", "C", "Shows the character classification and case conversion locale."),
+    ("lc_messages", "C", "Sets the language in which messages are displayed."),
+    ("lc_monetary", "C", "Sets the locale for formatting monetary amounts."),
+    ("lc_numeric", "C", "Sets the locale for formatting numbers."),
+    ("lc_time", "C", "Sets the locale for formatting date and time values."),
+    ("lock_timeout", "0", "Sets the maximum allowed duration of any wait for a lock."),
+    ("max_identifier_length", "63", "Shows the maximum identifier length."),
+    ("max_index_keys", "32", "Shows the maximum number of index keys."),
+    ("search_path", "\"$user\", public", "Sets the schema search order for names that are not schema-qualified."),
+    ("server_encoding", "UTF8", "Shows the server (database) character set encoding."),
+    ("server_version", SERVER_VERSION, "Shows the server version."),
+    ("server_version_num", SERVER_VERSION_NUM, "Shows the server version as an integer."),
+    ("session_authorization", "", "Sets the session user name."),
+    ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
+    ("statement_timeout", "0", "Sets the maximum allowed duration of any statement (0 turns this off)."),
+    ("TimeZone", "UTC", "Sets the time zone for displaying and interpreting time stamps (lakecube works in UTC)."),
+    ("transaction_isolation", "read committed", "Sets the current transaction's isolation level."),
+    ("transaction_read_only", "on", "Sets the current transaction's read-only status (lakecube is read-only)."),
+    ("xmloption", "content", "Sets whether XML data in implicit parsing and serialization operations is to be considered as documents or content fragments."),
+];
+
+/// The canonical spelling of a setting name (PostgreSQL matches names case-insensitively),
+/// or `None` for a name lakecube does not know.
+pub fn canonical_name(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    let lower = match lower.as_str() {
+        // Aliases PostgreSQL accepts.
+        "time zone" | "time_zone" => "timezone",
+        "transaction isolation level" => "transaction_isolation",
+        "session authorization" => "session_authorization",
+        other => other,
+    }
+    .to_string();
+    DEFAULTS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(&lower)).map(|(n, _, _)| *n)
+}
+
+/// One session's settings: the defaults overlaid with what the session set.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Values set by the client (startup parameters or `SET`), by canonical name; custom
+    /// (dotted) names keep their lower-case spelling.
+    set: BTreeMap<String, String>,
+}
+
+/// A setting name the session may not change, with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetError {
+    /// A DataFusion runtime knob: clients may not retune the shared engine.
+    EngineKnob(String),
+    /// Neither a PostgreSQL setting lakecube knows nor a custom (dotted) one.
+    Unknown(String),
+    /// A value lakecube cannot honour (e.g. a client encoding other than UTF8).
+    BadValue { name: String, value: String, hint: String },
+}
+
+impl Settings {
+    /// The current value of a setting, or `None` if unknown.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let key = key_of(name)?;
+        if let Some(v) = self.set.get(&key) {
+            return Some(v.clone());
+        }
+        DEFAULTS.iter().find(|(n, _, _)| *n == key).map(|(_, d, _)| d.to_string())
+    }
+
+    /// Sets a value for the session.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), SetError> {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("datafusion.") {
+            return Err(SetError::EngineKnob(name.to_string()));
+        }
+        let key = key_of(name).ok_or_else(|| SetError::Unknown(name.to_string()))?;
+        let value = match key.as_str() {
+            "client_encoding" => {
+                let v = value.trim_matches(|c| c == '\'' || c == '"');
+                let norm = v.to_ascii_uppercase().replace(['-', '_'], "");
+                if norm != "UTF8" && norm != "UNICODE" {
+                    return Err(SetError::BadValue {
+                        name: key,
+                        value: value.to_string(),
+                        hint: "lakecube sends and receives UTF8 only".into(),
+                    });
+                }
+                "UTF8".to_string()
+            }
+            "TimeZone" => match value.to_ascii_uppercase().as_str() {
+                "UTC" | "ETC/UTC" | "GMT" | "ETC/GMT" | "Z" | "ZULU" | "UCT" | "UNIVERSAL" | "DEFAULT" | "LOCAL" => {
+                    "UTC".to_string()
+                }
+                // Other zones are remembered and echoed; lakecube's timestamps carry no zone.
+                _ => value.to_string(),
+            },
+            _ => value.to_string(),
+        };
+        self.set.insert(key, value);
+        Ok(())
+    }
+
+    /// Back to the default (`RESET name`).
+    pub fn reset(&mut self, name: &str) -> Result<(), SetError> {
+        if name.to_ascii_lowercase().starts_with("datafusion.") {
+            return Err(SetError::EngineKnob(name.to_string()));
+        }
+        let key = key_of(name).ok_or_else(|| SetError::Unknown(name.to_string()))?;
+        self.set.remove(&key);
+        Ok(())
+    }
+
+    /// Every setting back to its default (`RESET ALL`, `DISCARD ALL`), keeping what the
+    /// connection itself established (user, application name given at startup).
+    pub fn reset_all(&mut self, keep: &[&str]) {
+        self.set.retain(|k, _| keep.contains(&k.as_str()));
+    }
+
+    /// Every known setting with its current value, in name order (`SHOW ALL`).
+    pub fn all(&self) -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = DEFAULTS
+            .iter()
+            .map(|(n, _, d)| (n.to_string(), self.get(n).unwrap_or_default(), d.to_string()))
+            .collect();
+        for (k, v) in &self.set {
+            if !DEFAULTS.iter().any(|(n, _, _)| n == k) {
+                out.push((k.clone(), v.clone(), String::new()));
+            }
+        }
+        out.sort_by_key(|(n, _, _)| n.to_ascii_lowercase());
+        out
+    }
+
+    /// The statement timeout in milliseconds (0 = none). PostgreSQL reads a bare number as
+    /// milliseconds and accepts the units us, ms, s, min, h, d.
+    pub fn statement_timeout_ms(&self) -> u64 {
+        self.get("statement_timeout").and_then(|v| parse_duration_ms(&v)).unwrap_or(0)
+    }
+}
+
+/// The map key of a setting: its canonical name, or the lower-cased name for a custom
+/// (`prefix.name`) setting; `None` for a name PostgreSQL would reject.
+fn key_of(name: &str) -> Option<String> {
+    if let Some(n) = canonical_name(name) {
+        return Some(n.to_string());
+    }
+    let lower = name.to_ascii_lowercase();
+    (lower.contains('.') && !lower.starts_with('.') && !lower.ends_with('.')).then_some(lower)
+}
+
+/// Parses a PostgreSQL duration setting ("500", "500ms", "2s", "1min") into milliseconds.
+pub fn parse_duration_ms(v: &str) -> Option<u64> {
+    let v = v.trim().trim_matches('\'').trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    Some((n * factor).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_case_insensitive_and_custom_names_need_a_dot() {
+        let mut s = Settings::default();
+        assert_eq!(s.get("datestyle").as_deref(), Some("ISO, MDY"));
+        s.set("EXTRA_FLOAT_DIGITS", "3").unwrap();
+        assert_eq!(s.get("extra_float_digits").as_deref(), Some("3"));
+        assert_eq!(s.set("no_such_thing", "1"), Err(SetError::Unknown("no_such_thing".into())));
+        s.set("myapp.tenant", "x").unwrap();
+        assert_eq!(s.get("MyApp.Tenant").as_deref(), Some("x"));
+        assert!(matches!(s.set("datafusion.execution.batch_size", "1"), Err(SetError::EngineKnob(_))));
+        assert!(matches!(s.set("client_encoding", "LATIN1"), Err(SetError::BadValue { .. })));
+        s.set("client_encoding", "'utf-8'").unwrap();
+        assert_eq!(s.get("client_encoding").as_deref(), Some("UTF8"));
+        s.reset_all(&[]);
+        assert_eq!(s.get("extra_float_digits").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("1500"), Some(1500));
+        assert_eq!(parse_duration_ms("2s"), Some(2000));
+        assert_eq!(parse_duration_ms("'1min'"), Some(60_000));
+        assert_eq!(parse_duration_ms("soon"), None);
+    }
+}

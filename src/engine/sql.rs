@@ -1,0 +1,596 @@
+//! SQL text → DataFusion statement, the PostgreSQL way.
+//!
+//! Parsing goes through datafusion-pg-catalog's `PostgresCompatibilityParser` (its rewrite
+//! rules make catalog queries plannable: `OPERATOR(pg_catalog.~)`, `COLLATE`, `::regclass`,
+//! `= ANY(array)`, unqualified `pg_*` tables …). Then lakecube's own small rules, each for one
+//! client need, rewrite what depends on the session ([`SessionInfo`]); and [`pg_column_names`]
+//! names the result columns as PostgreSQL would.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, SelectItem, SetExpr,
+    Statement, Value, visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use super::settings::Settings;
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a statement may read of its session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionInfo {
+    pub user: String,
+    pub settings: Settings,
+}
+
+/// Parses one statement with PostgreSQL's syntax and the catalog-compatibility rewrites.
+pub fn parse_one(parser: &datafusion_pg_catalog::sql::PostgresCompatibilityParser, sql: &str) -> Result<Option<Statement>> {
+    let substituted = substitute_fragments(sql);
+    let mut statements = match parser.parse(&substituted) {
+        Ok(s) => s,
+        // The compatibility parser drops token positions; the plain parser reports them.
+        Err(e) => return Err(syntax_error(sql, Parser::parse_sql(&PostgreSqlDialect {}, sql).err().unwrap_or(e))),
+    };
+    match statements.len() {
+        0 => Ok(None),
+        1 => Ok(statements.pop()),
+        n => Err(Error::new(ErrorKind::Syntax, format!("expected one statement, found {n}"))
+            .with_hint("send statements one at a time, or as one simple-query message")),
+    }
+}
+
+fn syntax_error(sql: &str, e: datafusion::sql::sqlparser::parser::ParserError) -> Error {
+    let msg = e.to_string();
+    let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string();
+    let position = position_of(sql, &msg);
+    let mut err = Error::new(ErrorKind::Syntax, format!("syntax error: {msg}"));
+    if let Some(p) = position {
+        err = err.with_position(p);
+    }
+    err
+}
+
+/// Byte offsets of sqlparser's 1-based (line, column in characters) locations.
+pub struct LineIndex<'a> {
+    sql: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(sql: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { sql, line_starts }
+    }
+
+    pub fn byte(&self, loc: &datafusion::sql::sqlparser::tokenizer::Location) -> usize {
+        let Some(&start) = self.line_starts.get((loc.line as usize).saturating_sub(1)) else { return self.sql.len() };
+        let line = &self.sql[start..];
+        start + line.char_indices().nth((loc.column as usize).saturating_sub(1)).map(|(i, _)| i).unwrap_or(line.len())
+    }
+}
+
+/// Fragments of client statements that DataFusion cannot plan, each replaced by what it
+/// always evaluates to in lakecube, for the reason given: (client and reason, fragment,
+/// replacement). Matched token by token, whatever the spacing.
+const FRAGMENTS: &[(&str, &str, &str)] = &[(
+    // psql's `\d+ table` appends the TOAST table's storage options. A correlated
+    // `unnest(…)` in FROM does not plan; lakecube tables have no TOAST table, so the left
+    // join leaves `tc.reloptions` NULL and the array is empty.
+    "psql \\d+: TOAST table options",
+    "array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)",
+    "CAST(NULL AS VARCHAR[])",
+)];
+
+fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let significant = |s: &str| -> Option<Vec<(Token, usize, usize)>> {
+        let index = LineIndex::new(s);
+        let toks = Tokenizer::new(&PostgreSqlDialect {}, s).tokenize_with_location().ok()?;
+        Some(
+            toks.into_iter()
+                .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+                .map(|t| {
+                    let (a, b) = (index.byte(&t.span.start), index.byte(&t.span.end));
+                    (t.token, a, b)
+                })
+                .collect(),
+        )
+    };
+    let Some(tokens) = significant(sql) else { return sql.into() };
+    let mut out = String::new();
+    let mut copied = 0;
+    for (_, fragment, replacement) in FRAGMENTS {
+        let Some(pattern) = significant(fragment) else { continue };
+        if pattern.is_empty() || tokens.len() < pattern.len() {
+            continue;
+        }
+        for i in 0..=tokens.len() - pattern.len() {
+            if tokens[i].1 < copied {
+                continue;
+            }
+            if tokens[i..i + pattern.len()].iter().zip(&pattern).all(|(a, b)| a.0 == b.0) {
+                out.push_str(&sql[copied..tokens[i].1]);
+                out.push_str(replacement);
+                copied = tokens[i + pattern.len() - 1].2;
+            }
+        }
+    }
+    if copied == 0 {
+        return sql.into();
+    }
+    out.push_str(&sql[copied..]);
+    out.into()
+}
+
+/// The 1-based character position of sqlparser's "Line: l, Column: c" in `sql`.
+fn position_of(sql: &str, msg: &str) -> Option<usize> {
+    let at = msg.rfind("Line: ")?;
+    let rest = &msg[at + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let line: usize = line.trim().parse().ok()?;
+    let col: usize = rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()?;
+    let mut pos = 0;
+    for (i, l) in sql.split('\n').enumerate() {
+        if i + 1 == line {
+            return Some(pos + col.min(l.chars().count() + 1));
+        }
+        pos += l.chars().count() + 1;
+    }
+    None
+}
+
+/// The first `n` words of a statement, upper-cased, skipping whitespace and comments
+/// (quoted identifiers keep their text; anything else ends the list).
+pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return Vec::new() };
+    tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(n)
+        .map_while(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Settings a statement asked to change (`set_config(name, value, is_local)`).
+pub type SettingChanges = Vec<(String, String)>;
+
+/// Functions [`rewrite_session`] replaces by literals or subqueries.
+const REWRITTEN: &[&str] = &[
+    "current_user", "session_user", "user", "current_role", "current_setting", "set_config", "array", "col_description",
+    "obj_description", "pg_get_viewdef",
+];
+
+/// Names the select-list calls that [`rewrite_session`] replaces, as PostgreSQL would name
+/// them (`col_description`, …): DataFusion names an unaliased subquery `(<subquery>)`, and two
+/// of them in one select list collide.
+struct NameRewrittenCalls;
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for NameRewrittenCalls {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(sel) = query.body.as_mut() {
+            let mut used: Vec<String> = sel
+                .projection
+                .iter()
+                .filter_map(|i| match i {
+                    SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
+                    SelectItem::UnnamedExpr(e) => figure_colname(e),
+                    _ => None,
+                })
+                .collect();
+            for item in sel.projection.iter_mut() {
+                let SelectItem::UnnamedExpr(e) = item else { continue };
+                let is_rewritten = matches!(e, Expr::Identifier(Ident { value, quote_style: None, .. }) if value.eq_ignore_ascii_case("user"))
+                    || function_name(e).is_some_and(|n| REWRITTEN.contains(&n.as_str()));
+                if !is_rewritten {
+                    continue;
+                }
+                let base = figure_colname(e).unwrap_or_else(|| "?column?".into());
+                let mut name = base.clone();
+                let mut k = 1;
+                while used.iter().filter(|u| **u == name).count() > usize::from(name == base) {
+                    k += 1;
+                    name = format!("{base}_{k}");
+                }
+                used.push(name.clone());
+                *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('"', name) };
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites the calls whose answer depends on the session or on lakecube's catalog.
+pub fn rewrite_session(stmt: &mut Statement, session: &SessionInfo) -> Result<SettingChanges> {
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(stmt, &mut NameRewrittenCalls);
+    let mut changes = Vec::new();
+    let mut error = None;
+    let _ = visit_expressions_mut(stmt, |expr| {
+        match rewrite_expr(expr, session, &mut changes) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(changes),
+    }
+}
+
+fn function_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+fn args(expr: &Expr) -> Vec<Expr> {
+    let Expr::Function(f) = expr else { return vec![] };
+    let FunctionArguments::List(list) = &f.args else { return vec![] };
+    list.args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn string_literal(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) | Value::DollarQuotedString(datafusion::sql::sqlparser::ast::DollarQuotedString { value: s, .. }) => Some(s.clone()),
+            _ => None,
+        },
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => string_literal(expr),
+        _ => None,
+    }
+}
+
+fn bool_literal(expr: &Expr) -> Option<bool> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        },
+        _ => string_literal(expr).map(|s| matches!(s.to_ascii_lowercase().as_str(), "t" | "true" | "on" | "1")),
+    }
+}
+
+fn text(s: &str) -> Expr {
+    Expr::value(Value::SingleQuotedString(s.to_string()))
+}
+
+fn parse_expr(sql: &str) -> Expr {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .expect("lakecube's own catalog expressions parse")
+}
+
+/// `ARRAY(SELECT e FROM … [ORDER BY …])` as `(SELECT array_agg(e ORDER BY …) FROM …)`, which
+/// keeps correlated references where they were (DataFusion decorrelates such aggregate
+/// subqueries); other shapes aggregate over the subquery as a derived table.
+fn array_subquery(q: &Query) -> Expr {
+    use datafusion::sql::sqlparser::ast::GroupByExpr;
+    if let SetExpr::Select(sel) = q.body.as_ref()
+        && sel.projection.len() == 1
+        && sel.distinct.is_none()
+        && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        && sel.having.is_none()
+        && q.limit_clause.is_none()
+        && q.fetch.is_none()
+        && q.with.is_none()
+    {
+        let e = match &sel.projection[0] {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
+            _ => None,
+        };
+        if let Some(e) = e {
+            let order = q.order_by.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
+            let mut sel = sel.clone();
+            sel.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!("array_agg({e}{order})")))];
+            let mut inner = q.clone();
+            inner.body = Box::new(SetExpr::Select(sel));
+            inner.order_by = None;
+            return Expr::Subquery(Box::new(inner));
+        }
+    }
+    parse_expr(&format!("(SELECT array_agg(_a._v) FROM ({q}) AS _a(_v))"))
+}
+
+/// The classoid PostgreSQL stores in pg_description for comments on each catalog.
+fn classoid(catalog: &str) -> Option<i32> {
+    Some(match catalog.trim_start_matches("pg_catalog.") {
+        "pg_class" => 1259,
+        "pg_namespace" => 2615,
+        "pg_proc" => 1255,
+        "pg_type" => 1247,
+        "pg_database" => 1262,
+        "pg_constraint" => 2606,
+        _ => return None,
+    })
+}
+
+fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingChanges) -> Result<()> {
+    // `user` without parentheses is PostgreSQL's current_user (Grafana's table list uses it).
+    if let Expr::Identifier(Ident { value, quote_style: None, .. }) = expr
+        && value.eq_ignore_ascii_case("user")
+    {
+        *expr = text(&session.user);
+        return Ok(());
+    }
+    let Some(name) = function_name(expr) else { return Ok(()) };
+    let a = args(expr);
+    match name.as_str() {
+        // The session's user, not the crate's fixed "postgres".
+        "current_user" | "session_user" | "user" | "current_role" => *expr = text(&session.user),
+        // current_setting(name [, missing_ok]): Grafana reads server_version_num, asyncpg jit,
+        // DBeaver search_path.
+        "current_setting" => {
+            let Some(setting) = a.first().and_then(string_literal) else { return Ok(()) };
+            let missing_ok = a.get(1).and_then(bool_literal).unwrap_or(false);
+            *expr = match session.settings.get(&setting) {
+                Some(v) => text(&v),
+                None if missing_ok => Expr::value(Value::Null),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{setting}\""),
+                    ));
+                }
+            };
+        }
+        // set_config(name, value, is_local): asyncpg turns off jit this way.
+        "set_config" if a.len() == 3 => {
+            if let (Some(n), Some(v)) = (string_literal(&a[0]), string_literal(&a[1])) {
+                let mut probe = session.settings.clone();
+                probe.set(&n, &v).map_err(super::set_error)?;
+                changes.push((n, v.clone()));
+                *expr = text(&v);
+            }
+        }
+        // ARRAY(subquery), which DataFusion lacks: psql's \du (role memberships), pgjdbc.
+        "array" => {
+            if let Expr::Function(f) = expr
+                && let FunctionArguments::Subquery(q) = &f.args
+            {
+                *expr = array_subquery(q);
+            }
+        }
+        // col_description(table_oid, column_number): psql's \d+, Metabase, DBeaver.
+        "col_description" if a.len() == 2 => {
+            *expr = parse_expr(&format!(
+                "(SELECT max(d.description) FROM pg_catalog.pg_description d \
+                 WHERE d.objoid = {} AND d.objsubid = {} AND d.classoid = 1259)",
+                a[0], a[1]
+            ));
+        }
+        // pg_get_viewdef(view_oid [, pretty]): psql's \d+ on a cube.
+        "pg_get_viewdef" if !a.is_empty() => {
+            *expr = parse_expr(&format!(
+                "(SELECT max(v.definition) FROM pg_catalog.pg_views v \
+                 JOIN pg_catalog.pg_class c ON c.relname = v.viewname \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = v.schemaname \
+                 WHERE c.oid = {})",
+                a[0]
+            ));
+        }
+        // obj_description(oid [, catalog]): table and schema comments.
+        "obj_description" if !a.is_empty() => {
+            let class = a.get(1).and_then(string_literal).and_then(|c| classoid(&c));
+            let class_filter = class.map(|c| format!(" AND d.classoid = {c}")).unwrap_or_default();
+            *expr = parse_expr(&format!(
+                "(SELECT max(d.description) FROM pg_catalog.pg_description d \
+                 WHERE d.objoid = {} AND d.objsubid = 0{class_filter})",
+                a[0]
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The output column names PostgreSQL gives a query's select list, where they differ from
+/// DataFusion's: an unaliased `sum(revenue)` is `sum`, `count(*)` is `count`, an unnamed
+/// expression is `?column?`. `None` keeps DataFusion's name (aliases, plain columns);
+/// [`ColumnName::Expand`] stands for a `*` whose columns keep their names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnName {
+    Keep,
+    Name(String),
+    Expand,
+}
+
+pub fn pg_column_names(stmt: &Statement) -> Option<Vec<ColumnName>> {
+    match stmt {
+        Statement::Query(q) => query_names(q),
+        _ => None,
+    }
+}
+
+fn query_names(q: &Query) -> Option<Vec<ColumnName>> {
+    set_expr_names(&q.body)
+}
+
+fn set_expr_names(body: &SetExpr) -> Option<Vec<ColumnName>> {
+    match body {
+        SetExpr::Select(s) => Some(
+            s.projection
+                .iter()
+                .map(|item| match item {
+                    SelectItem::UnnamedExpr(e) => match figure_colname(e) {
+                        Some(n) => ColumnName::Name(n),
+                        None => ColumnName::Name("?column?".into()),
+                    },
+                    SelectItem::ExprWithAlias { .. } | SelectItem::ExprWithAliases { .. } => ColumnName::Keep,
+                    SelectItem::QualifiedWildcard(..) | SelectItem::Wildcard(_) => ColumnName::Expand,
+                })
+                .collect(),
+        ),
+        SetExpr::Query(q) => query_names(q),
+        SetExpr::SetOperation { left, .. } => set_expr_names(left),
+        _ => None,
+    }
+}
+
+fn ident_name(i: &Ident) -> String {
+    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_ascii_lowercase() }
+}
+
+/// PostgreSQL's FigureColname: the name an unaliased select-list expression gets.
+fn figure_colname(e: &Expr) -> Option<String> {
+    Some(match e {
+        Expr::Identifier(i) => ident_name(i),
+        Expr::CompoundIdentifier(ids) => ident_name(ids.last()?),
+        Expr::Function(f) => {
+            let n = f.name.0.last()?.as_ident()?;
+            let n = ident_name(n);
+            // Functions PostgreSQL rewrites into others before naming.
+            match n.as_str() {
+                "trim" => "btrim".into(),
+                _ => n,
+            }
+        }
+        Expr::Nested(inner) | Expr::Collate { expr: inner, .. } => return figure_colname(inner),
+        Expr::Cast { expr, data_type, .. } => return figure_colname(expr).or_else(|| Some(type_name(data_type))),
+        Expr::Value(v) if matches!(v.value, Value::Boolean(_)) => "bool".into(),
+        Expr::TypedString(t) => type_name(&t.data_type),
+        Expr::Case { .. } => "case".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Trim { .. } => "btrim".into(),
+        Expr::Ceil { .. } => "ceil".into(),
+        Expr::Floor { .. } => "floor".into(),
+        Expr::Overlay { .. } => "overlay".into(),
+        Expr::AtTimeZone { .. } => "timezone".into(),
+        Expr::Array(_) => "array".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Interval(_) => "interval".into(),
+        Expr::Subquery(q) => match query_names(q)?.into_iter().next()? {
+            ColumnName::Name(n) => n,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// PostgreSQL's internal name of a type, as it names a cast column (`'1'::int` is `int4`).
+fn type_name(t: &SqlType) -> String {
+    let s = t.to_string().to_ascii_lowercase();
+    let base = s.split('(').next().unwrap_or(&s).trim().to_string();
+    match base.as_str() {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "real" | "float4" => "float4",
+        "double precision" | "double" | "float8" | "float" => "float8",
+        "boolean" | "bool" => "bool",
+        "decimal" | "numeric" => "numeric",
+        "character varying" | "varchar" => "varchar",
+        "character" | "char" | "bpchar" => "bpchar",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        "timestamptz" | "timestamp with time zone" => "timestamptz",
+        "time" | "time without time zone" => "time",
+        other => return other.rsplit('.').next().unwrap_or(other).to_string(),
+    }
+    .to_string()
+}
+
+/// Applies PostgreSQL's names to a result's DataFusion names; `None` if the select list
+/// cannot be matched to the columns (then DataFusion's names stay).
+pub fn resolve_names(pg: &[ColumnName], df: &[String]) -> Option<Vec<String>> {
+    let expands = pg.iter().filter(|n| **n == ColumnName::Expand).count();
+    let fixed = pg.len() - expands;
+    if expands > 1 || (expands == 0 && fixed != df.len()) || fixed > df.len() {
+        return None;
+    }
+    let wide = df.len() - fixed;
+    let mut out = Vec::with_capacity(df.len());
+    let mut i = 0;
+    for n in pg {
+        match n {
+            ColumnName::Expand => {
+                out.extend(df[i..i + wide].iter().cloned());
+                i += wide;
+            }
+            ColumnName::Keep => {
+                out.push(df[i].clone());
+                i += 1;
+            }
+            ColumnName::Name(s) => {
+                out.push(s.clone());
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(sql: &str) -> Vec<ColumnName> {
+        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().pop().unwrap();
+        pg_column_names(&stmt).unwrap()
+    }
+
+    fn n(s: &str) -> ColumnName {
+        ColumnName::Name(s.into())
+    }
+
+    #[test]
+    fn names_follow_postgres() {
+        assert_eq!(
+            names("SELECT region, SUM(t.revenue), count(*), 1, 1 + 2, '1'::int, x::text, true, r AS \"R\", CASE WHEN a THEN 1 END, date_trunc('month', period), EXTRACT(YEAR FROM period), \"Mixed\""),
+            vec![
+                n("region"),
+                n("sum"),
+                n("count"),
+                n("?column?"),
+                n("?column?"),
+                n("int4"),
+                n("x"),
+                n("bool"),
+                ColumnName::Keep,
+                n("case"),
+                n("date_trunc"),
+                n("extract"),
+                n("Mixed"),
+            ]
+        );
+        assert_eq!(names("SELECT t.*, sum(x) FROM t"), vec![ColumnName::Expand, n("sum")]);
+    }
+
+    #[test]
+    fn names_resolve_against_columns() {
+        let df: Vec<String> = ["a", "b", "sum(t.x)"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(resolve_names(&[ColumnName::Expand, n("sum")], &df), Some(vec!["a".into(), "b".into(), "sum".into()]));
+        assert_eq!(resolve_names(&[n("sum")], &df), None);
+    }
+
+    #[test]
+    fn fragments_are_replaced_whatever_the_spacing() {
+        let sql = "SELECT a, array(select 'toast.' ||  x\n from pg_catalog.unnest(tc.reloptions) x) FROM t";
+        assert_eq!(substitute_fragments(sql), "SELECT a, CAST(NULL AS VARCHAR[]) FROM t");
+        assert_eq!(substitute_fragments("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn syntax_positions() {
+        assert_eq!(position_of("SELECT\nFROM x", "Expected: x, found: FROM at Line: 2, Column: 1"), Some(8));
+    }
+}
