@@ -33,6 +33,10 @@ pub enum ErrorKind {
     InvalidParameterValue,
     /// A statement sent inside a transaction block that already failed.
     InFailedTransaction,
+    /// A statement that needs a transaction block, sent outside one.
+    NoActiveTransaction,
+    /// A statement that cannot run inside a transaction block, sent inside one.
+    ActiveTransaction,
     /// A client may not do this (e.g. retune the shared engine).
     InsufficientPrivilege,
     /// A statement that would write data or change the server is refused.
@@ -71,6 +75,8 @@ impl ErrorKind {
             ErrorKind::InvalidCursorName => "34000",
             ErrorKind::InvalidParameterValue => "22023",
             ErrorKind::InFailedTransaction => "25P02",
+            ErrorKind::NoActiveTransaction => "25P01",
+            ErrorKind::ActiveTransaction => "25001",
             ErrorKind::InsufficientPrivilege => "42501",
             ErrorKind::ReadOnly => "25006",
             ErrorKind::FeatureNotSupported => "0A000",

@@ -127,6 +127,9 @@ fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
 
 /// The 1-based character position of sqlparser's "Line: l, Column: c" in `sql`.
 fn position_of(sql: &str, msg: &str) -> Option<usize> {
+    if msg.contains("found: EOF") {
+        return Some(sql.trim_end().chars().count() + 1);
+    }
     let at = msg.rfind("Line: ")?;
     let rest = &msg[at + 6..];
     let (line, rest) = rest.split_once(", Column: ")?;

@@ -110,8 +110,10 @@ impl Cancels {
 #[async_trait]
 impl CancelHandler for Cancels {
     async fn on_cancel_request(&self, req: pgwire::messages::cancel::CancelRequest) {
-        let SecretKey::I32(secret) = req.secret_key else { return };
-        let token = self.by_pid.lock().ok().and_then(|m| m.get(&req.pid).filter(|(s, _)| *s == secret).map(|(_, t)| t.clone()));
+        // The key may arrive decoded as bytes: compare by value.
+        let token = self.by_pid.lock().ok().and_then(|m| {
+            m.get(&req.pid).filter(|(s, _)| SecretKey::I32(*s).eq_value(&req.secret_key)).map(|(_, t)| t.clone())
+        });
         if let Some(t) = token {
             tracing::info!(pid = req.pid, "cancel request");
             t.cancel();
@@ -377,7 +379,7 @@ impl Backend {
         let in_block = *status != TransactionStatus::Idle;
         let tag = |t: &str| Ok(Outcome::Done { tag: Tag::new(t), report: Vec::new() });
         let block_only = |what: &str| {
-            error(ErrorKind::InFailedTransaction, format!("{what} can only be used in transaction blocks"))
+            error(ErrorKind::NoActiveTransaction, format!("{what} can only be used in transaction blocks"))
                 .with_hint("start one with BEGIN")
         };
         match command {
@@ -432,7 +434,7 @@ impl Backend {
             Command::Discard { all } => {
                 if all {
                     if in_block {
-                        return Err(error(ErrorKind::InFailedTransaction, "DISCARD ALL cannot run inside a transaction block"));
+                        return Err(error(ErrorKind::ActiveTransaction, "DISCARD ALL cannot run inside a transaction block"));
                     }
                     session.reset_all();
                     session.cursors.clear();
@@ -755,8 +757,10 @@ impl ExtendedQueryHandler for Backend {
         self.parser.clone()
     }
 
-    /// pgwire's Execute, then the transaction status lakecube computed for the statement
-    /// (pgwire's own cannot leave the failed state on ROLLBACK TO SAVEPOINT).
+    /// Execute, streaming rows straight to the client. (pgwire 0.42's own Execute collects
+    /// every row of the portal — or of the page, with a row limit — in memory before sending
+    /// the first, which a full-table read through pgjdbc or psycopg cannot afford.) With a
+    /// row limit the rest of the stream stays in the portal and the next Execute resumes it.
     async fn on_execute<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -764,12 +768,73 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let cell = session_of(client)?;
-        self._on_execute(client, message).await?;
-        if let Some(status) = cell.status_after.lock().ok().and_then(|mut s| s.take()) {
-            client.set_transaction_status(status);
+        use pgwire::api::portal::PortalExecutionState;
+        use pgwire::api::store::{Entry, PortalStore};
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
         }
-        Ok(())
+        let cell = session_of(client)?;
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME).to_string();
+        let portal = match client.portal_store().get_portal(&name) {
+            Some(Entry::Value(p)) => p,
+            Some(Entry::Empty) => {
+                client.feed(PgWireBackendMessage::EmptyQueryResponse(pgwire::messages::response::EmptyQueryResponse::new())).await?;
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(name)),
+        };
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let max_rows = message.max_rows.max(0) as usize;
+        let state = portal.state();
+        let mut st = state.lock().await;
+        if matches!(*st, PortalExecutionState::Initial) {
+            let result = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await;
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            let response = result?;
+            if let Some(status) = cell.status_after.lock().ok().and_then(|mut s| s.take()) {
+                client.set_transaction_status(status);
+            }
+            match response {
+                Response::Query(r) => *st = PortalExecutionState::Suspended(r),
+                Response::Execution(tag) => {
+                    *st = PortalExecutionState::Finished;
+                    return pgwire::api::query::send_execution_response(client, tag).await;
+                }
+                _ => {
+                    *st = PortalExecutionState::Finished;
+                    return client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(pgwire::messages::response::EmptyQueryResponse::new()))
+                        .await
+                        .map_err(Into::into);
+                }
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        let PortalExecutionState::Suspended(response) = &mut *st else {
+            // Executing a finished portal again returns no more rows, as in PostgreSQL.
+            return pgwire::api::query::send_execution_response(client, Tag::new("SELECT").with_rows(0)).await;
+        };
+        let command = response.command_tag().to_string();
+        let mut sent = 0usize;
+        loop {
+            if max_rows > 0 && sent == max_rows {
+                return client.feed(PgWireBackendMessage::PortalSuspended(pgwire::messages::extendedquery::PortalSuspended::new())).await.map_err(Into::into);
+            }
+            match response.data_rows().next().await {
+                Some(Ok(row)) => {
+                    client.feed(PgWireBackendMessage::DataRow(row)).await?;
+                    sent += 1;
+                }
+                Some(Err(e)) => {
+                    *st = PortalExecutionState::Finished;
+                    return Err(e);
+                }
+                None => {
+                    *st = PortalExecutionState::Finished;
+                    return pgwire::api::query::send_execution_response(client, Tag::new(&command).with_rows(sent)).await;
+                }
+            }
+        }
     }
 
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
