@@ -121,6 +121,7 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
             }
         }
     }
+    register_to_regtype(ctx, &type_names);
     let name_of = |oid: i64| type_names.get(&oid).cloned().unwrap_or_else(|| oid.to_string());
     let mut results: HashMap<i64, String> = HashMap::new();
     let mut arguments: HashMap<i64, String> = HashMap::new();
@@ -169,6 +170,60 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `to_regtype(name)`: the oid of a type named as SQL names it (`integer`, `double precision`,
+/// `text[]`, `pg_catalog.numeric`), NULL when there is none. psycopg looks types up this way.
+fn register_to_regtype(ctx: &SessionContext, type_names: &HashMap<i64, String>) {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    // format_type's names ("integer", "text[]") and the internal ones ("int4", "_text").
+    let mut by_name: HashMap<String, i32> = HashMap::new();
+    for (oid, name) in type_names {
+        by_name.insert(name.to_ascii_lowercase(), *oid as i32);
+    }
+    for (alias, internal) in [
+        ("int", "integer"), ("int4", "integer"), ("int8", "bigint"), ("int2", "smallint"), ("float8", "double precision"),
+        ("float4", "real"), ("float", "double precision"), ("bool", "boolean"), ("varchar", "character varying"),
+        ("char", "character"), ("bpchar", "character"), ("decimal", "numeric"), ("timestamp", "timestamp without time zone"),
+        ("timestamptz", "timestamp with time zone"), ("time", "time without time zone"), ("timetz", "time with time zone"),
+    ] {
+        if let Some(oid) = by_name.get(internal).copied() {
+            by_name.entry(alias.to_string()).or_insert(oid);
+        }
+    }
+    let lookup = move |name: &str| -> Option<i32> {
+        let mut n = name.trim().trim_matches('"').to_ascii_lowercase();
+        if let Some(rest) = n.strip_prefix("pg_catalog.") {
+            n = rest.to_string();
+        }
+        let (base, array) = match n.strip_suffix("[]") {
+            Some(b) => (b.trim().to_string(), true),
+            None => (n.clone(), false),
+        };
+        let base = match base.find('(') {
+            Some(i) => base[..i].trim().to_string(),
+            None => base,
+        };
+        if array {
+            by_name.get(&format!("{base}[]")).or_else(|| by_name.get(&format!("_{base}"))).copied()
+        } else {
+            by_name.get(&base).copied()
+        }
+    };
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |args: &[datafusion::logical_expr::ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = arrays[0].as_string::<i32>();
+            let out: Int32Array =
+                (0..names.len()).map(|i| if names.is_valid(i) { lookup(names.value(i)) } else { None }).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
 }
 
 fn descriptions_table(descriptions: &[Description]) -> Result<Arc<MemTable>> {

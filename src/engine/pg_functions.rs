@@ -152,6 +152,179 @@ mod tests {
     }
 }
 
+/// `json_build_object(key, value, …)`: a JSON object as text (SQLAlchemy's reflection builds
+/// identity and collation details with it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl JsonBuildObject {
+    pub fn new() -> Self {
+        JsonBuildObject { signature: Signature::variadic_any(datafusion::logical_expr::Volatility::Immutable) }
+    }
+}
+
+impl Default for JsonBuildObject {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::util::display::array_value_to_string;
+        if args.args.len() % 2 != 0 {
+            return datafusion::common::plan_err!("argument list must have even number of elements");
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let rows = args.number_rows;
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for r in 0..rows {
+            let mut obj = serde_json::Map::new();
+            for pair in arrays.chunks(2) {
+                let key = array_value_to_string(&pair[0], r)?;
+                let v = &pair[1];
+                let value = if v.is_null(r) {
+                    serde_json::Value::Null
+                } else {
+                    match v.data_type() {
+                        DataType::Boolean => serde_json::Value::Bool(v.as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().map(|b| b.value(r)).unwrap_or(false)),
+                        t if t.is_numeric() => serde_json::from_str(&array_value_to_string(v, r)?).unwrap_or(serde_json::Value::Null),
+                        _ => serde_json::Value::String(array_value_to_string(v, r)?),
+                    }
+                };
+                obj.insert(key, value);
+            }
+            out.append_value(serde_json::Value::Object(obj).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `array[i]` as PostgreSQL reads it, on lists and on the catalogs' int2vector/oidvector
+/// columns, which the static catalog holds as text ("1 2"): pg_constraint.conkey[i] in pgjdbc's
+/// getImportedKeys, pg_index.indkey[i] in psqlODBC's SQLPrimaryKeys. Lists go to DataFusion's
+/// own array_element.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgSubscript {
+    signature: Signature,
+}
+
+impl PgSubscript {
+    pub fn new() -> Self {
+        PgSubscript { signature: Signature::any(2, datafusion::logical_expr::Volatility::Immutable) }
+    }
+}
+
+impl Default for PgSubscript {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for PgSubscript {
+    fn name(&self) -> &str {
+        "pg_subscript"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match &args[0] {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ok(DataType::Int64),
+            _ => datafusion::functions_nested::extract::array_element_udf().return_type(args),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Int64Array};
+        use datafusion::arrow::compute::cast;
+        match args.args[0].data_type() {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+                let texts = cast(&arrays[0], &DataType::Utf8)?;
+                let texts = texts.as_string::<i32>();
+                let idx = cast(&arrays[1], &DataType::Int64)?;
+                let idx = idx.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let out: Int64Array = (0..texts.len())
+                    .map(|r| {
+                        if texts.is_null(r) || idx.is_null(r) || idx.value(r) < 1 {
+                            return None;
+                        }
+                        texts
+                            .value(r)
+                            .trim_matches(|c| c == '{' || c == '}')
+                            .split(|c: char| c == ',' || c.is_whitespace())
+                            .filter(|t| !t.is_empty())
+                            .nth(idx.value(r) as usize - 1)
+                            .and_then(|t| t.trim().parse().ok())
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+            _ => datafusion::functions_nested::extract::array_element_udf().invoke_with_args(args),
+        }
+    }
+}
+
+/// `pg_expandarray_items(array)`: the elements of an array (a list, or an int2vector/oidvector
+/// in its text form "1 2") as a list of `{x: element, n: 1-based position}`, which
+/// `information_schema._pg_expandarray` unnests.
+fn expandarray_items() -> ScalarUDF {
+    use datafusion::arrow::array::{Int32Builder, Int64Builder, ListBuilder, StructBuilder};
+    use datafusion::arrow::datatypes::{Field, Fields};
+    use datafusion::logical_expr::{Volatility, create_udf};
+    let fields = Fields::from(vec![Field::new("x", DataType::Int64, true), Field::new("n", DataType::Int32, false)]);
+    let item = Field::new("item", DataType::Struct(fields.clone()), true);
+    let ret = DataType::List(Arc::new(item.clone()));
+    create_udf(
+        "pg_expandarray_items",
+        vec![DataType::Utf8],
+        ret,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            use datafusion::arrow::array::AsArray;
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let texts = arrays[0].as_string::<i32>();
+            let mut b = ListBuilder::new(StructBuilder::new(
+                fields.clone(),
+                vec![Box::new(Int64Builder::new()), Box::new(Int32Builder::new())],
+            ))
+            .with_field(Arc::new(item.clone()));
+            for i in 0..texts.len() {
+                if texts.is_null(i) {
+                    b.append(false);
+                    continue;
+                }
+                let items: Vec<Option<i64>> = texts
+                    .value(i)
+                    .trim_matches(|c| c == '{' || c == '}' || c == '[' || c == ']')
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.trim().parse().ok())
+                    .collect();
+                let sb = b.values();
+                for (k, v) in items.iter().enumerate() {
+                    sb.field_builder::<Int64Builder>(0).expect("x").append_option(*v);
+                    sb.field_builder::<Int32Builder>(1).expect("n").append_value(k as i32 + 1);
+                    sb.append(true);
+                }
+                b.append(true);
+            }
+            Ok(ColumnarValue::Array(Arc::new(b.finish())))
+        }),
+    )
+}
+
 /// Registers lakecube's PostgreSQL functions (after datafusion-pg-catalog's, so that ours win
 /// where both define one).
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
@@ -171,6 +344,33 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         Volatility::Immutable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
     ));
+    // pg_get_serial_sequence(table, column): lakecube has no sequences, so no column owns one
+    // (SQLAlchemy's column reflection asks).
+    ctx.register_udf(create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let n = ColumnarValue::values_to_arrays(args)?[0].len();
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(vec![None::<&str>; n]))))
+        }),
+    ));
+    // pg_collation_is_visible(oid): every collation is in pg_catalog, always on the path.
+    ctx.register_udf(create_udf(
+        "pg_collation_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let a = ColumnarValue::values_to_arrays(args)?;
+            let out: datafusion::arrow::array::BooleanArray = (0..a[0].len()).map(|i| a[0].is_valid(i).then_some(true)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
+    ctx.register_udf(ScalarUDF::from(JsonBuildObject::new()));
+    ctx.register_udf(expandarray_items());
+    ctx.register_udf(ScalarUDF::from(PgSubscript::new()));
     // pg_advisory_unlock_all(): asyncpg's pool reset; lakecube takes no advisory locks, so
     // there is never one to release. PostgreSQL returns void, shown as an empty value.
     ctx.register_udf(create_udf(

@@ -118,12 +118,29 @@ fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
             }
         }
     }
+    // `typinput = 'pg_catalog.array_in'::regproc` (pgjdbc's type cache): the static catalog
+    // holds regproc columns as the functions' names, so the name is compared as text.
+    for w in tokens.windows(5) {
+        if let [(Token::Word(col), start, _), (Token::Eq, ..), (Token::SingleQuotedString(name), ..), (Token::DoubleColon, ..), (Token::Word(ty), _, end)] = w
+            && ty.value.eq_ignore_ascii_case("regproc")
+            && REGPROC_COLUMNS.contains(&col.value.to_ascii_lowercase().as_str())
+            && *start >= copied
+        {
+            out.push_str(&sql[copied..*start]);
+            let bare = name.strip_prefix("pg_catalog.").unwrap_or(name).replace('\'', "''");
+            out.push_str(&format!("{} = '{bare}'", col));
+            copied = *end;
+        }
+    }
     if copied == 0 {
         return sql.into();
     }
     out.push_str(&sql[copied..]);
     out.into()
 }
+
+/// pg_type's regproc columns.
+const REGPROC_COLUMNS: &[&str] = &["typinput", "typoutput", "typreceive", "typsend", "typmodin", "typmodout", "typanalyze"];
 
 /// The 1-based character position of sqlparser's "Line: l, Column: c" in `sql`.
 fn position_of(sql: &str, msg: &str) -> Option<usize> {
@@ -167,7 +184,7 @@ pub type SettingChanges = Vec<(String, String)>;
 /// Functions [`rewrite_session`] replaces by literals or subqueries.
 const REWRITTEN: &[&str] = &[
     "current_user", "session_user", "user", "current_role", "current_setting", "set_config", "array", "col_description",
-    "obj_description", "pg_get_viewdef",
+    "obj_description", "pg_get_viewdef", "_pg_expandarray",
 ];
 
 /// Names the select-list calls that [`rewrite_session`] replaces, as PostgreSQL would name
@@ -282,6 +299,60 @@ fn parse_expr(sql: &str) -> Expr {
         .expect("lakecube's own catalog expressions parse")
 }
 
+/// A scalar subquery that looks one row up in the catalogs (`(SELECT typcollation FROM
+/// pg_type WHERE oid = a.atttypid)`, SQLAlchemy's column reflection) as `first_value(…)` of it:
+/// DataFusion only plans correlated scalar subqueries that aggregate. Catalog lookups are by
+/// key, so at most one row matches and the answer is the same.
+fn catalog_lookup_as_aggregate(q: &Query) -> Option<Query> {
+    use datafusion::sql::sqlparser::ast::{GroupByExpr, TableFactor};
+    let SetExpr::Select(sel) = q.body.as_ref() else { return None };
+    let catalog_only = !sel.from.is_empty()
+        && sel.from.iter().all(|t| {
+            std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)).all(|r| match r {
+                TableFactor::Table { name, .. } => {
+                    let n = name.to_string().to_ascii_lowercase();
+                    n.starts_with("pg_catalog.") || n.starts_with("pg_") || n.starts_with("information_schema.")
+                }
+                _ => false,
+            })
+        });
+    let plain = sel.projection.len() == 1
+        && sel.distinct.is_none()
+        && matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        && sel.having.is_none()
+        && q.limit_clause.is_none()
+        && q.with.is_none();
+    if !(catalog_only && plain) {
+        return None;
+    }
+    let (e, alias) = match &sel.projection[0] {
+        SelectItem::UnnamedExpr(e) => (e, None),
+        SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+        _ => return None,
+    };
+    let mut has_aggregate = false;
+    let mut probe = e.clone();
+    let _ = visit_expressions_mut(&mut probe, |x| {
+        if function_name(x).is_some_and(|n| matches!(n.as_str(), "max" | "min" | "sum" | "count" | "avg" | "array_agg" | "string_agg" | "first_value" | "bool_and" | "bool_or")) {
+            has_aggregate = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if has_aggregate {
+        return None;
+    }
+    let agg = parse_expr(&format!("first_value({e})"));
+    let mut sel = sel.clone();
+    sel.projection = vec![match alias {
+        Some(alias) => SelectItem::ExprWithAlias { expr: agg, alias },
+        None => SelectItem::UnnamedExpr(agg),
+    }];
+    let mut out = q.clone();
+    out.body = Box::new(SetExpr::Select(sel));
+    out.order_by = None;
+    Some(out)
+}
+
 /// `ARRAY(SELECT e FROM … [ORDER BY …])` as `(SELECT array_agg(e ORDER BY …) FROM …)`, which
 /// keeps correlated references where they were (DataFusion decorrelates such aggregate
 /// subqueries); other shapes aggregate over the subquery as a derived table.
@@ -334,6 +405,53 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
         *expr = text(&session.user);
         return Ok(());
     }
+    // LIKE … ESCAPE 'c' (SQLAlchemy escapes with '/'): DataFusion only takes a backslash, so
+    // the pattern is rewritten to backslash escapes (existing backslashes made literal first).
+    if let Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. } = expr
+        && let Some(v) = escape_char.as_ref()
+        && let Value::SingleQuotedString(c) = &v.value
+        && c != "\\"
+        && c.chars().count() == 1
+    {
+        let c = c.replace('\'', "''");
+        **pattern = parse_expr(&format!("replace(replace({pattern}, '\\', '\\\\'), '{c}', '\\')"));
+        *escape_char = Some(Value::SingleQuotedString("\\".into()).into());
+        return Ok(());
+    }
+    // `a[i]` on the catalogs' vector columns, held as text (see PgSubscript).
+    if let Expr::CompoundFieldAccess { root, access_chain } = expr
+        && let Some((datafusion::sql::sqlparser::ast::AccessExpr::Subscript(datafusion::sql::sqlparser::ast::Subscript::Index { index }), path)) =
+            access_chain.split_last()
+        && path.iter().all(|a| matches!(a, datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_))))
+    {
+        let mut base = root.to_string();
+        for a in path {
+            base.push_str(&a.to_string());
+        }
+        *expr = parse_expr(&format!("pg_subscript({base}, {index})"));
+        return Ok(());
+    }
+    // `(record).field` on an expression (pgjdbc's `(result.KEYS).x`): DataFusion only takes
+    // dots after names, so it becomes get_field().
+    if let Expr::CompoundFieldAccess { root, access_chain } = expr
+        && !access_chain.is_empty()
+        && access_chain.iter().all(|a| matches!(a, datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_))))
+    {
+        let mut out = root.to_string();
+        for a in access_chain.iter() {
+            if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(f)) = a {
+                out = format!("get_field({out}, '{}')", ident_name(f).replace('\'', "''"));
+            }
+        }
+        *expr = parse_expr(&out);
+        return Ok(());
+    }
+    if let Expr::Subquery(q) = expr
+        && let Some(agg) = catalog_lookup_as_aggregate(q)
+    {
+        *expr = Expr::Subquery(Box::new(agg));
+        return Ok(());
+    }
     let Some(name) = function_name(expr) else { return Ok(()) };
     let a = args(expr);
     match name.as_str() {
@@ -379,6 +497,11 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
                  WHERE d.objoid = {} AND d.objsubid = {} AND d.classoid = 1259)",
                 a[0], a[1]
             ));
+        }
+        // information_schema._pg_expandarray(array): the set of (x, n) element/position pairs,
+        // as an unnest of lakecube's list of them (pgjdbc's getPrimaryKeys, getIndexInfo).
+        "_pg_expandarray" if a.len() == 1 => {
+            *expr = parse_expr(&format!("unnest(pg_expandarray_items({}))", a[0]));
         }
         // pg_get_viewdef(view_oid [, pretty]): psql's \d+ on a cube.
         "pg_get_viewdef" if !a.is_empty() => {
@@ -590,6 +713,10 @@ mod tests {
         let sql = "SELECT a, array(select 'toast.' ||  x\n from pg_catalog.unnest(tc.reloptions) x) FROM t";
         assert_eq!(substitute_fragments(sql), "SELECT a, CAST(NULL AS VARCHAR[]) FROM t");
         assert_eq!(substitute_fragments("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            substitute_fragments("SELECT typinput='pg_catalog.array_in'::regproc as is_array FROM pg_type"),
+            "SELECT typinput = 'array_in' as is_array FROM pg_type"
+        );
     }
 
     #[test]

@@ -249,7 +249,11 @@ impl QueryParser for Parser {
             return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns } }));
         }
         let info = cell.session.lock().await.info();
-        let Some(planned) = self.engine.plan_sql(sql, &info).await.map_err(to_pg_error)? else {
+        let planned = self.engine.plan_sql(sql, &info).await.map_err(|e| {
+            log_failure(&client.socket_addr().to_string(), sql, &e);
+            to_pg_error(e)
+        })?;
+        let Some(planned) = planned else {
             return Ok(None);
         };
         let inferred = planned.plan.get_parameter_types().map_err(|e| to_pg_error(e.into()))?;
@@ -636,13 +640,18 @@ impl Drop for QueryLog {
     }
 }
 
+/// A failed statement is logged whole: it is what a maintainer needs to reproduce it.
+fn one_line_full(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn one_line(sql: &str) -> String {
     let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s }
 }
 
 fn log_failure(who: &str, sql: &str, e: &Error) {
-    tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
+    tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line_full(sql), "query failed");
 }
 
 #[async_trait]
@@ -755,6 +764,36 @@ impl ExtendedQueryHandler for Backend {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// Describe, where a portal may also be a cursor declared in SQL: PostgreSQL keeps both in
+    /// one namespace, and psycopg describes its server-side cursors as portals.
+    async fn on_describe<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::store::PortalStore;
+        if message.target_type == b'P'
+            && let Some(name) = message.name.as_deref()
+            && client.portal_store().get_portal(name).is_none()
+        {
+            let cell = session_of(client)?;
+            let fields = {
+                let session = cell.session.lock().await;
+                session.cursors.get(name).map(|c| {
+                    let format = if c.binary { Format::UnifiedBinary } else { Format::UnifiedText };
+                    field_infos(&c.schema, &format)
+                })
+            };
+            if let Some(fields) = fields {
+                let response = pgwire::api::results::DescribePortalResponse::new(fields);
+                return pgwire::api::query::send_describe_response(client, &response).await;
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     /// Execute, streaming rows straight to the client. (pgwire 0.42's own Execute collects
@@ -891,6 +930,10 @@ fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec
     let mut out = Vec::with_capacity(portal.parameter_len());
     for i in 0..portal.parameter_len() {
         let t = types.get(i).cloned().unwrap_or(Type::TEXT);
+        // A text parameter is read as text and cast to the type the statement needs below, so
+        // that every PostgreSQL text form Arrow's casts accept works ('2024-02-01' for a
+        // timestamp, 't' for a boolean), whatever type the client declared.
+        let t = if portal.parameter_format.is_binary(i) { t } else { Type::TEXT };
         let v = match t {
             Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, &t).map_err(|e| bad(i, e))?),
             Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, &t).map_err(|e| bad(i, e))?),
