@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs lakecube's whole test suite, installing what the tests need first:
 #   - psql (Debian package postgresql-client), the real client the server tests drive;
-#   - moto (PyPI, moto[server]), the local S3-compatible server the S3 tests start.
+#   - moto (PyPI, moto[server]), the local S3-compatible server the S3 tests start;
+#   - the client drivers tests/clients.rs runs against a real server: pgjdbc (Debian's
+#     libpostgresql-jdbc-java, compiled against with the machine's javac), psycopg 3, asyncpg,
+#     SQLAlchemy 2 and pandas (PyPI), node-postgres and pg-cursor (npm, tests/clients/node).
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,26 @@ fi
 if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
   echo "installing moto[server] (local S3 for the S3 tests)…"
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
+apt_packages=()
+[ -f /usr/share/java/postgresql.jar ] || apt_packages+=(libpostgresql-jdbc-java)
+command -v javac >/dev/null 2>&1 || apt_packages+=(default-jdk-headless)
+command -v node >/dev/null 2>&1 || apt_packages+=(nodejs npm)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "installing ${apt_packages[*]}…"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import psycopg, asyncpg, sqlalchemy, pandas' >/dev/null 2>&1; then
+  echo "installing psycopg 3, asyncpg, SQLAlchemy 2 and pandas (client tests)…"
+  python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1' 'asyncpg>=0.29' 'sqlalchemy>=2' pandas
+fi
+
+if [ ! -d tests/clients/node/node_modules/pg-cursor ]; then
+  echo "installing node-postgres (client tests)…"
+  (cd tests/clients/node && npm ci --silent --no-audit --no-fund)
 fi
 
 echo "toolchain: $(cargo --version); psql: $(psql --version)"

@@ -138,6 +138,17 @@ pub fn pg_template_to_chrono(t: &str) -> String {
 }
 
 #[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes_as_postgresql_prints_them() {
+        assert_eq!(super::size_pretty(0), "0 bytes");
+        assert_eq!(super::size_pretty(10239), "10239 bytes");
+        assert_eq!(super::size_pretty(10240), "10 kB");
+        assert_eq!(super::size_pretty(123_456_789), "118 MB");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::pg_template_to_chrono as t;
 
@@ -325,6 +336,25 @@ fn expandarray_items() -> ScalarUDF {
     )
 }
 
+/// PostgreSQL's pg_size_pretty: bytes below 10 kB, then kB, MB, GB, TB, each unit used
+/// while the rounded value stays below 10240 of it (psql's `\dt+` and `\l+` size columns).
+pub fn size_pretty(bytes: i64) -> String {
+    let mut size = bytes;
+    if size.abs() < 10 * 1024 {
+        return format!("{size} bytes");
+    }
+    for unit in ["kB", "MB", "GB", "TB"] {
+        // Halve, then round: PostgreSQL's half_rounded().
+        let half_rounded = |v: i64| if v >= 0 { (v + 1) / 2 } else { (v - 1) / 2 };
+        let next = size / 512;
+        if half_rounded(next).abs() < 10 * 1024 || unit == "TB" {
+            return format!("{} {unit}", half_rounded(next));
+        }
+        size /= 1024;
+    }
+    unreachable!()
+}
+
 /// Registers lakecube's PostgreSQL functions (after datafusion-pg-catalog's, so that ours win
 /// where both define one).
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
@@ -370,6 +400,20 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ));
     ctx.register_udf(ScalarUDF::from(JsonBuildObject::new()));
     ctx.register_udf(expandarray_items());
+    ctx.register_udf(create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            use datafusion::arrow::array::AsArray;
+            let a = ColumnarValue::values_to_arrays(args)?;
+            let sizes = a[0].as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let out: StringArray =
+                (0..sizes.len()).map(|i| (!sizes.is_null(i)).then(|| size_pretty(sizes.value(i)))).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
     ctx.register_udf(ScalarUDF::from(PgSubscript::new()));
     // pg_advisory_unlock_all(): asyncpg's pool reset; lakecube takes no advisory locks, so
     // there is never one to release. PostgreSQL returns void, shown as an empty value.

@@ -216,16 +216,36 @@ pub struct Prepared {
 
 #[derive(Clone, Debug)]
 pub enum PreparedKind {
-    /// A query: its plan with `$n` placeholders, and the types of its parameters (the
-    /// client's where given, else inferred).
-    Query {
-        planned: Planned,
-        param_types: Vec<Type>,
-        /// The type DataFusion inferred for each placeholder, where it inferred one.
-        param_data_types: Vec<Option<DataType>>,
-    },
-    /// A session statement, run at Execute; `columns` is what it returns, if rows.
-    Command { command: Command, columns: Option<SchemaRef> },
+    /// A query and its plan with `$n` placeholders.
+    Query { planned: Planned, params: Params },
+    /// A session statement, run at Execute; `columns` is what it returns, if rows; `params`
+    /// are those of a DECLARE's query.
+    Command { command: Command, columns: Option<SchemaRef>, params: Params },
+}
+
+/// The types of a statement's parameters: the client's where given, else inferred.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pub types: Vec<Type>,
+    /// The type DataFusion inferred for each placeholder, where it inferred one.
+    pub data_types: Vec<Option<DataType>>,
+}
+
+impl Params {
+    fn of(plan: &datafusion::logical_expr::LogicalPlan, declared: &[Option<Type>]) -> Result<Params, Error> {
+        let inferred = plan.get_parameter_types().map_err(Error::from)?;
+        let count = inferred.len().max(declared.len());
+        let data_types: Vec<Option<DataType>> =
+            (0..count).map(|i| inferred.get(&format!("${}", i + 1)).cloned().flatten()).collect();
+        let types = (0..count)
+            .map(|i| {
+                declared.get(i).cloned().flatten().unwrap_or_else(|| {
+                    data_types[i].as_ref().map(|dt| canonical(dt).1).unwrap_or(Type::TEXT)
+                })
+            })
+            .collect();
+        Ok(Params { types, data_types })
+    }
 }
 
 pub struct Parser {
@@ -243,37 +263,35 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let cell = session_of(client)?;
-        if let Some(command) = parse_command(sql).map_err(to_pg_error)? {
-            let session = cell.session.lock().await;
-            let columns = command_columns(&command, &session);
-            return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns } }));
-        }
-        let info = cell.session.lock().await.info();
-        let planned = self.engine.plan_sql(sql, &info).await.map_err(|e| {
+        let fail = |e: Error| {
             log_failure(&client.socket_addr().to_string(), sql, &e);
             to_pg_error(e)
-        })?;
-        let Some(planned) = planned else {
+        };
+        let info = cell.session.lock().await.info();
+        if let Some(command) = parse_command(sql).map_err(to_pg_error)? {
+            // A DECLARE's query is planned now for its parameters (psycopg's server-side
+            // cursors send `DECLARE … FOR SELECT … $1` with values).
+            let params = match &command {
+                Command::Declare { query, .. } => match self.engine.plan_sql(query, &info).await.map_err(fail)? {
+                    Some(p) => Params::of(&p.plan, types).map_err(fail)?,
+                    None => Params::default(),
+                },
+                _ => Params::default(),
+            };
+            let session = cell.session.lock().await;
+            let columns = command_columns(&command, &session);
+            return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns, params } }));
+        }
+        let Some(planned) = self.engine.plan_sql(sql, &info).await.map_err(fail)? else {
             return Ok(None);
         };
-        let inferred = planned.plan.get_parameter_types().map_err(|e| to_pg_error(e.into()))?;
-        let count = inferred.len().max(types.len());
-        let param_data_types: Vec<Option<DataType>> =
-            (0..count).map(|i| inferred.get(&format!("${}", i + 1)).cloned().flatten()).collect();
-        let param_types = (0..count)
-            .map(|i| {
-                types.get(i).cloned().flatten().unwrap_or_else(|| {
-                    param_data_types[i].as_ref().map(|dt| canonical(dt).1).unwrap_or(Type::TEXT)
-                })
-            })
-            .collect();
-        Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Query { planned, param_types, param_data_types } }))
+        let params = Params::of(&planned.plan, types).map_err(fail)?;
+        Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Query { planned, params } }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         Ok(match &stmt.kind {
-            PreparedKind::Query { param_types, .. } => param_types.clone(),
-            PreparedKind::Command { .. } => Vec::new(),
+            PreparedKind::Query { params, .. } | PreparedKind::Command { params, .. } => params.types.clone(),
         })
     }
 
@@ -484,11 +502,14 @@ impl Backend {
                 if parse_command(&query)?.is_some() {
                     return Err(error(ErrorKind::Syntax, "a cursor is declared FOR a query"));
                 }
-                let planned = self
+                let mut planned = self
                     .engine
                     .plan_sql(&query, &session.info())
                     .await?
                     .ok_or_else(|| error(ErrorKind::Syntax, "a cursor is declared FOR a query"))?;
+                if let Some(values) = params {
+                    planned.plan = planned.plan.with_param_values(values).map_err(Error::from)?;
+                }
                 let (schema, stream) = self.engine.execute_planned(planned).await?;
                 session.cursors.insert(name, Cursor::new(schema, stream, binary, hold));
                 tag("DECLARE CURSOR")
@@ -885,13 +906,8 @@ impl ExtendedQueryHandler for Backend {
     {
         let cell = session_of(client)?;
         let prepared = &portal.statement.statement;
-        let params = match &prepared.kind {
-            PreparedKind::Query { .. } => {
-                let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
-                (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()))
-            }
-            PreparedKind::Command { .. } => None,
-        };
+        let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
+        let params = (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()));
         let who = client.socket_addr().to_string();
         let mut status = client.transaction_status();
         let outcome = self
@@ -923,7 +939,8 @@ impl ExtendedQueryHandler for Backend {
 
 /// Decodes Bind parameters (text or binary) into DataFusion values of the planned types.
 fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec<ScalarValue>, Error> {
-    let PreparedKind::Query { param_types: types, param_data_types, .. } = &prepared.kind else { return Ok(Vec::new()) };
+    let (PreparedKind::Query { params, .. } | PreparedKind::Command { params, .. }) = &prepared.kind;
+    let (types, param_data_types) = (&params.types, &params.data_types);
     let bad = |i: usize, e: PgWireError| {
         Error::new(ErrorKind::DataException, format!("parameter ${}: {e}", i + 1))
     };

@@ -1,0 +1,188 @@
+//! Real PostgreSQL clients against a lakecube server on a free port over the `demo` lake:
+//! psql's describe commands, pgjdbc, psycopg 3, asyncpg, SQLAlchemy with pandas and
+//! node-postgres. Each client program (tests/clients/) checks cube answers against
+//! hand-written SQL over the lake tables and exits non-zero on the first mismatch.
+//! `scripts/test.sh` installs the clients; a missing one fails its test.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use lakecube::datagen::Preset;
+
+async fn run(program: &str, args: Vec<String>, dir: &Path) -> Output {
+    let program = program.to_string();
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        Command::new(&program)
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program} ({e}); scripts/test.sh installs the test clients"))
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_passed(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(o),
+        stderr(o)
+    );
+    assert!(stdout(o).contains("all checks passed"), "{what}: {}", stdout(o));
+}
+
+fn clients_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pgjdbc_metadata_prepared_statements_and_fetch_size() {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    let jar = "/usr/share/java/postgresql.jar";
+    assert!(Path::new(jar).exists(), "pgjdbc missing at {jar}: scripts/test.sh installs libpostgresql-jdbc-java");
+    let build = tempfile::tempdir().unwrap();
+    let out = build.path().to_str().unwrap().to_string();
+    let javac = run(
+        "javac",
+        vec!["-cp".into(), jar.into(), "-d".into(), out.clone(), clients_dir().join("JdbcClient.java").to_str().unwrap().into()],
+        clients_dir(),
+    )
+    .await;
+    assert!(javac.status.success(), "javac: {}", stderr(&javac));
+    let o = run("java", vec!["-cp".into(), format!("{jar}:{out}"), "JdbcClient".into(), server.port.to_string()], clients_dir()).await;
+    assert_passed(&o, "pgjdbc");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_drivers_psycopg_asyncpg_sqlalchemy() {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    for script in ["psycopg_client.py", "asyncpg_client.py", "sqlalchemy_client.py"] {
+        let o = run("python3", vec![script.into(), server.port.to_string()], clients_dir()).await;
+        assert_passed(&o, script);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_postgres_queries_and_cursor() {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    let dir = clients_dir().join("node");
+    assert!(dir.join("node_modules/pg").exists(), "node-postgres missing: scripts/test.sh runs npm ci in {}", dir.display());
+    let o = run("node", vec!["client.js".into(), server.port.to_string()], &dir).await;
+    assert_passed(&o, "node-postgres");
+    server.stop().await;
+}
+
+/// psql's backslash commands run its catalog queries; each must succeed and show lakecube's
+/// tables, cubes and their descriptions.
+#[tokio::test(flavor = "multi_thread")]
+async fn psql_describe_commands() {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    let psql = |args: Vec<&str>| {
+        let port = server.port.to_string();
+        let mut all = vec!["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "lakecube", "-d", "lakecube"];
+        all.extend(args);
+        let all: Vec<String> = all.into_iter().map(str::to_string).chain(["-p".to_string(), port]).collect();
+        run("psql", all, clients_dir())
+    };
+    for (cmd, expect) in [
+        ("\\l", vec!["lakecube"]),
+        ("\\dn", vec!["lake", "public"]),
+        ("\\dt", vec!["traffic", "stores", "departments"]),
+        ("\\dv", vec!["retail"]),
+        ("\\d retail", vec!["View \"public.retail\"", "conversion", "double precision", "timestamp without time zone"]),
+        ("\\d+ lake.traffic", vec!["Table \"lake.traffic\"", "footfall", "integer", "numeric"]),
+        ("\\df", vec!["List of functions"]),
+        ("\\d+ retail", vec!["Sales revenue, tax included", "View definition"]),
+    ] {
+        let o = psql(vec!["-c", cmd]).await;
+        assert!(o.status.success() && stderr(&o).is_empty(), "psql {cmd}: {}", stderr(&o));
+        for e in expect {
+            assert!(stdout(&o).contains(e), "psql {cmd} lacks {e:?}:\n{}", stdout(&o));
+        }
+    }
+    // A cube query and a cursor over it, in one psql session.
+    let o = psql(vec![
+        "--csv",
+        "-c",
+        "BEGIN",
+        "-c",
+        "DECLARE c CURSOR FOR SELECT region, SUM(footfall) AS footfall FROM retail GROUP BY region ORDER BY region",
+        "-c",
+        "FETCH 3 FROM c",
+        "-c",
+        "COMMIT",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let direct = psql_csv(server.port, "SELECT region, SUM(footfall) AS footfall FROM retail GROUP BY region ORDER BY region LIMIT 3").await;
+    let (fetched, direct) = (stdout(&o), stdout(&direct));
+    let fetched: Vec<&str> = fetched.lines().filter(|l| l.contains(',')).collect();
+    assert_eq!(fetched, direct.lines().collect::<Vec<_>>());
+    server.stop().await;
+}
+
+/// Every member's description from cube-defs is its column comment, and
+/// information_schema.columns gives PostgreSQL's type names.
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_descriptions_and_types_match_the_model() {
+    let server = TestServer::start(&lake(Preset::Tiny), 10).await;
+    let client = server.client().await;
+    let rows = client
+        .query(
+            "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relname = 'retail' AND a.attnum > 0 ORDER BY a.attnum",
+            &[],
+        )
+        .await
+        .unwrap();
+    let engine = engine(&lake(Preset::Tiny)).await;
+    let table = engine.semantic().table("retail").unwrap();
+    assert_eq!(rows.len(), table.schema.fields().len());
+    for (row, field) in rows.iter().zip(table.schema.fields()) {
+        let name: String = row.get(0);
+        let comment: Option<String> = row.get(1);
+        assert_eq!(&name, field.name());
+        assert_eq!(comment.as_ref(), field.metadata().get("description"), "{name}");
+        assert!(comment.is_some(), "{name} has a description");
+    }
+    let table_comment: Option<String> =
+        client.query_one("SELECT obj_description('public.retail'::regclass, 'pg_class')", &[]).await.unwrap().get(0);
+    assert_eq!(table_comment, table.description);
+
+    let types: Vec<(String, String)> = client
+        .query(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'retail' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let of = |n: &str| types.iter().find(|(c, _)| c == n).map(|(_, t)| t.as_str());
+    assert_eq!(of("region"), Some("text"));
+    assert_eq!(of("period"), Some("timestamp without time zone"));
+    assert_eq!(of("opened_on"), Some("date"));
+    assert_eq!(of("footfall"), Some("bigint"));
+    assert_eq!(of("revenue"), Some("numeric"));
+    assert_eq!(of("conversion"), Some("double precision"));
+    // What other catalog readers ask for.
+    let relhasoids: bool =
+        client.query_one("SELECT c.relhasoids FROM pg_catalog.pg_class c WHERE c.relname = 'traffic'", &[]).await.unwrap().get(0);
+    assert!(!relhasoids);
+    let keys: String =
+        client.query_one("SELECT setting FROM pg_catalog.pg_settings WHERE name = 'max_index_keys'", &[]).await.unwrap().get(0);
+    assert_eq!(keys, "32");
+    let version: String = client.query_one("SELECT version()", &[]).await.unwrap().get(0);
+    assert!(version.starts_with("PostgreSQL 15.8 "), "{version}");
+    server.stop().await;
+}

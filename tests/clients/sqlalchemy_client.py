@@ -1,0 +1,24 @@
+"""SQLAlchemy 2 (psycopg 3 dialect) and pandas against a lakecube server: the connect-time
+probes, schema/table/view listing, and pandas.read_sql, compared with the lake tables.
+Usage: python3 sqlalchemy_client.py PORT"""
+import sys
+
+import pandas as pd
+import sqlalchemy as sa
+
+eng = sa.create_engine(f"postgresql+psycopg://lakecube@127.0.0.1:{sys.argv[1]}/lakecube")
+insp = sa.inspect(eng)
+schemas = insp.get_schema_names()
+assert {"lake", "public"} <= set(schemas), schemas
+assert set(insp.get_table_names(schema="lake")) == {"traffic", "stores", "departments"}
+assert "retail" in insp.get_view_names(schema="public")
+print("ok: schemas, tables and views")
+
+cube = pd.read_sql("SELECT country, SUM(footfall) AS footfall FROM retail GROUP BY country ORDER BY country", eng)
+raw = pd.read_sql(
+    "SELECT s.country, SUM(t.footfall) AS footfall FROM lake.traffic t JOIN lake.stores s USING (store_id) "
+    "GROUP BY s.country ORDER BY s.country", eng)
+assert cube["country"].tolist() == raw["country"].tolist() and len(raw) == 3, (cube, raw)
+assert cube["footfall"].tolist() == raw["footfall"].tolist(), (cube, raw)
+print("ok: pandas.read_sql cube = lake by country")
+print("sqlalchemy: all checks passed")
