@@ -4,7 +4,8 @@
 #   - moto (PyPI, moto[server]), the local S3-compatible server the S3 tests start;
 #   - the client drivers tests/clients.rs runs against a real server: pgjdbc (Debian's
 #     libpostgresql-jdbc-java, compiled against with the machine's javac), psycopg 3, asyncpg,
-#     SQLAlchemy 2 and pandas (PyPI), node-postgres and pg-cursor (npm, tests/clients/node).
+#     SQLAlchemy 2 and pandas (PyPI), node-postgres and pg-cursor (npm, tests/clients/node);
+#   - openssl, which makes the TLS tests' self-signed certificates.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ fi
 apt_packages=()
 [ -f /usr/share/java/postgresql.jar ] || apt_packages+=(libpostgresql-jdbc-java)
 command -v javac >/dev/null 2>&1 || apt_packages+=(default-jdk-headless)
+command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "installing ${apt_packages[*]}…"

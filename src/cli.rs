@@ -35,9 +35,31 @@ pub enum Command {
     /// Check the cube definitions and report problems as file:line:column: message.
     #[command(after_help = "Examples:\n  lakecube validate\n  lakecube validate --cube-defs my-cubes/\n  lakecube validate --lake data/demo   # also check types against the lake")]
     Validate(ValidateArgs),
+    /// Manage the users who may connect (SCRAM-SHA-256 verifiers in the config file).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Print the JSON Schema of cube definition files (for editors).
     #[command(after_help = "Examples:\n  lakecube schema > docs/cube-defs.schema.json\n\nIn a definitions file: # yaml-language-server: $schema=../docs/cube-defs.schema.json")]
     Schema,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user (or change their password): writes a SCRAM-SHA-256 verifier, never the
+    /// password, under `users:` in the config file.
+    #[command(after_help = "Examples:\n  lakecube user add analyst --config lakecube.yaml          # asks for the password\n  printf '%s' \"$PW\" | lakecube user add bi --password-stdin --config lakecube.yaml")]
+    Add(UserAddArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UserAddArgs {
+    /// The user name clients log in with.
+    pub name: String,
+    /// Read the password from standard input instead of asking for it.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// Options every command shares.
@@ -99,6 +121,12 @@ pub struct ServeArgs {
     /// Accept password-less connections on a non-loopback address (only on a network you trust).
     #[arg(long, env = "LAKECUBE_TRUST_REMOTE")]
     pub trust_remote: bool,
+    /// TLS certificate chain (PEM); with --tls-key, clients may (and Power BI must) use TLS.
+    #[arg(long, env = "LAKECUBE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "LAKECUBE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -147,6 +175,75 @@ fn settings(common: &Common, f: impl FnOnce(&mut Overrides)) -> Result<Settings>
     Ok(s)
 }
 
+/// `lakecube user add`: asks for (or reads) a password and writes its SCRAM-SHA-256 verifier
+/// under `users:` in the config file, replacing the user's line if there is one. The rest of
+/// the file (comments included) is kept as it is.
+fn user_add(a: UserAddArgs) -> Result<i32> {
+    let path = a.common.config.clone().ok_or_else(|| {
+        Error::config("no config file to write the user to")
+            .with_hint("pass --config FILE (or LAKECUBE_CONFIG): the file `lakecube serve --config FILE` reads")
+    })?;
+    let name = a.name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || "_-.@".contains(c)) {
+        return Err(Error::config(format!("`{}` is not a user name lakecube accepts", a.name))
+            .with_hint("use letters, digits, _ - . and @"));
+    }
+    let password = if a.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        let p1 = rpassword::prompt_password(format!("password for {name}: "))?;
+        let p2 = rpassword::prompt_password("again: ")?;
+        if p1 != p2 {
+            return Err(Error::config("the two passwords differ").with_hint("run the command again"));
+        }
+        p1
+    };
+    if password.is_empty() {
+        return Err(Error::config("the password is empty").with_hint("choose a password (PostgreSQL clients send it with SCRAM-SHA-256)"));
+    }
+    let verifier = crate::frontend::auth::Verifier::new(&password).to_text();
+    let text = if path.exists() { std::fs::read_to_string(&path)? } else { String::new() };
+    let entry = format!("  {name}: \"{verifier}\"");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    match lines.iter().position(|l| l.trim_end() == "users:") {
+        Some(at) => {
+            let end = lines[at + 1..]
+                .iter()
+                .position(|l| !(l.starts_with(' ') || l.starts_with('\t') || l.trim().is_empty()))
+                .map(|p| at + 1 + p)
+                .unwrap_or(lines.len());
+            let existing = (at + 1..end).find(|&i| lines[i].trim_start().starts_with(&format!("{name}:")));
+            match existing {
+                Some(i) => lines[i] = entry,
+                None => lines.insert(at + 1, entry),
+            }
+        }
+        None => {
+            if text.lines().any(|l| l.starts_with("users:")) {
+                return Err(Error::config(format!("{}: `users:` is not a block of `name: verifier` lines", path.display()))
+                    .with_hint("write users as\nusers:\n  name: \"SCRAM-SHA-256$…\""));
+            }
+            lines.push("users:".into());
+            lines.push(entry);
+        }
+    }
+    let new_text = lines.join("\n") + "\n";
+    // The file must still be a valid config before it replaces the old one.
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, &new_text)?;
+    let checked = crate::config::FileSettings::load(&tmp)
+        .and_then(|f| crate::frontend::auth::Users::parse(&f.users.unwrap_or_default()).map(|_| ()));
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &path)?;
+    eprintln!("user {name} written to {} (as a SCRAM-SHA-256 verifier); restart `lakecube serve` to use it", path.display());
+    Ok(0)
+}
+
 /// Runs a parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -154,6 +251,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve(a).await,
         Command::Query(a) => query(a).await,
         Command::Validate(a) => validate(a).await,
+        Command::User(UserCommand::Add(a)) => user_add(a),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::model::json_schema()).expect("schema serializes"));
             Ok(0)
@@ -227,8 +325,19 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         o.max_connections = a.max_connections;
         o.shutdown_grace_seconds = a.shutdown_grace_seconds;
         o.trust_remote = a.trust_remote;
+        o.tls_cert = a.tls_cert.clone();
+        o.tls_key = a.tls_key.clone();
     })?;
     let addr = s.listen_addr()?;
+    // TLS and users are checked before anything listens: a server asked for TLS never starts
+    // without it.
+    let security = crate::frontend::server::Security {
+        tls: match &s.tls {
+            Some((cert, key)) => Some(crate::frontend::auth::tls_acceptor(cert, key)?),
+            None => None,
+        },
+        users: crate::frontend::auth::Users::parse(&s.users)?,
+    };
     let model = load_cube_defs(&s)?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -249,7 +358,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         local.port()
     );
     let limits = crate::frontend::server::Limits { max_connections: s.max_connections, shutdown_grace: s.shutdown_grace };
-    crate::frontend::server::run(listener, engine, limits, shutdown_signal()).await?;
+    crate::frontend::server::run(listener, engine, limits, security, shutdown_signal()).await?;
     Ok(0)
 }
 

@@ -30,6 +30,10 @@ pub struct FileSettings {
     pub shutdown_grace_seconds: Option<u64>,
     pub trust_remote: Option<bool>,
     pub log: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// User name → SCRAM-SHA-256 verifier (`lakecube user add NAME` writes one).
+    pub users: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl FileSettings {
@@ -47,7 +51,7 @@ impl FileSettings {
                 .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
                 .unwrap_or_else(|| path.display().to_string());
             Error::config(format!("{at}: {e}")).with_hint(
-                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log (see docs/config.md)",
+                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log, tls_cert, tls_key, users (see docs/config.md)",
             )
         })
     }
@@ -64,6 +68,8 @@ pub struct Overrides {
     pub shutdown_grace_seconds: Option<u64>,
     pub trust_remote: bool,
     pub log: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The effective settings.
@@ -78,6 +84,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub trust_remote: bool,
     pub log: String,
+    /// TLS certificate chain and private key (PEM), both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// User name → SCRAM-SHA-256 verifier; empty means loopback-only trust.
+    pub users: std::collections::BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -98,6 +108,15 @@ impl Settings {
             ),
             trust_remote: o.trust_remote || file.trust_remote.unwrap_or(false),
             log: o.log.or(file.log).unwrap_or_else(|| "info".into()),
+            tls: match (o.tls_cert.or(file.tls_cert), o.tls_key.or(file.tls_key)) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => {
+                    return Err(Error::config("TLS needs both tls_cert and tls_key")
+                        .with_hint("give the certificate chain and its private key, as PEM files"));
+                }
+            },
+            users: file.users.unwrap_or_default(),
         };
         if s.max_connections == 0 {
             return Err(Error::config("max_connections must be at least 1"));
@@ -112,7 +131,7 @@ impl Settings {
             Error::config(format!("listen address `{}` is not HOST:PORT", self.listen))
                 .with_hint("write an IP and a port, e.g. 127.0.0.1:5432")
         })?;
-        if !addr.ip().is_loopback() && !self.trust_remote {
+        if !addr.ip().is_loopback() && !self.trust_remote && self.users.is_empty() {
             return Err(Error::config(format!(
                 "refusing to listen on {addr}: no users are configured, so anyone who can reach it could connect without a password"
             ))
@@ -161,6 +180,9 @@ mod tests {
     fn non_loopback_needs_trust() {
         let s = Settings::resolve(Overrides { listen: Some("0.0.0.0:5432".into()), ..Default::default() }).unwrap();
         assert!(s.listen_addr().unwrap_err().message.contains("refusing"));
+        let f = write("users:\n  a: \"SCRAM-SHA-256$4096:c2FsdA==$x:y\"\n");
+        let s = Settings::resolve(Overrides { config: Some(f.path().into()), listen: Some("0.0.0.0:5432".into()), ..Default::default() }).unwrap();
+        assert!(s.listen_addr().is_ok(), "with users, other addresses are allowed");
         let s = Settings::resolve(Overrides { listen: Some("0.0.0.0:5432".into()), trust_remote: true, ..Default::default() })
             .unwrap();
         assert!(s.listen_addr().is_ok());

@@ -53,17 +53,27 @@ fn error_info(e: Error) -> ErrorInfo {
 /// All handlers of one server, shared by its connections.
 pub struct Handlers {
     backend: Arc<Backend>,
-    startup: Arc<Startup>,
+    startup: Arc<Authenticator>,
     cancels: Arc<Cancels>,
 }
 
 impl Handlers {
-    pub fn new(engine: Engine) -> Self {
+    /// Handlers for one server; with users, clients authenticate with SCRAM-SHA-256.
+    pub fn new(engine: Engine, users: super::auth::Users) -> Self {
         let cancels = Arc::new(Cancels::default());
         let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone() });
+        let startup = if users.is_empty() {
+            Authenticator::Trust(Startup)
+        } else {
+            let mut scram = pgwire::api::auth::sasl::scram::ScramAuth::new(Arc::new(users));
+            scram.set_iterations(super::auth::ITERATIONS);
+            Authenticator::Scram(
+                pgwire::api::auth::sasl::SASLAuthStartupHandler::new(Arc::new(Parameters)).with_scram(scram),
+            )
+        };
         Handlers {
             backend: Arc::new(Backend { engine, parser, cancels: cancels.clone() }),
-            startup: Arc::new(Startup { cancels: cancels.clone() }),
+            startup: Arc::new(startup),
             cancels,
         }
     }
@@ -81,6 +91,27 @@ impl PgWireServerHandlers for Handlers {
     }
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancels.clone()
+    }
+}
+
+/// How clients prove who they are: loopback trust without users, SCRAM-SHA-256 with them.
+pub enum Authenticator {
+    Trust(Startup),
+    Scram(pgwire::api::auth::sasl::SASLAuthStartupHandler<Parameters>),
+}
+
+#[async_trait]
+impl StartupHandler for Authenticator {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Authenticator::Trust(t) => t.on_startup(client, message).await,
+            Authenticator::Scram(s) => s.on_startup(client, message).await,
+        }
     }
 }
 
@@ -123,11 +154,10 @@ impl CancelHandler for Cancels {
 
 /// Startup without a password: only reachable from loopback (the server refuses to listen
 /// elsewhere unless trust is explicitly extended).
-pub struct Startup {
-    cancels: Arc<Cancels>,
-}
+pub struct Startup;
 
-struct Parameters;
+/// The ParameterStatus values sent after authentication.
+pub struct Parameters;
 
 impl ServerParameterProvider for Parameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
@@ -163,18 +193,7 @@ impl StartupHandler for Startup {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
             let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) as i32;
-            let secret: i32 = rand::random();
-            client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
-            let md = client.metadata();
-            let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
-            let session = Session::new(user, md);
-            client.session_extensions().insert(SessionCell {
-                session: tokio::sync::Mutex::new(session),
-                pid,
-                secret,
-                cancels: self.cancels.clone(),
-                status_after: std::sync::Mutex::new(None),
-            });
+            client.set_pid_and_secret_key(pid, SecretKey::I32(rand::random()));
             finish_authentication(client, &Parameters).await?;
         }
         Ok(())
@@ -200,11 +219,24 @@ impl Drop for SessionCell {
     }
 }
 
-fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<SessionCell>> {
-    client
-        .session_extensions()
-        .get::<SessionCell>()
-        .ok_or_else(|| to_pg_error(Error::internal("connection has no session")))
+/// The connection's session, made at its first statement (after authentication, whichever
+/// startup handler ran).
+fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>) -> PgWireResult<Arc<SessionCell>> {
+    let md = client.metadata();
+    let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
+    let (pid, secret) = client.pid_and_secret_key();
+    let secret = match secret {
+        SecretKey::I32(s) => s,
+        SecretKey::Bytes(b) if b.len() >= 4 => i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        SecretKey::Bytes(_) => 0,
+    };
+    Ok(client.session_extensions().get_or_insert_with(|| SessionCell {
+        session: tokio::sync::Mutex::new(Session::new(user, md)),
+        pid,
+        secret,
+        cancels: cancels.clone(),
+        status_after: std::sync::Mutex::new(None),
+    }))
 }
 
 /// A statement prepared by Parse.
@@ -250,7 +282,6 @@ impl Params {
 
 pub struct Parser {
     engine: Engine,
-    #[allow(dead_code)]
     cancels: Arc<Cancels>,
 }
 
@@ -262,7 +293,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let cell = session_of(client)?;
+        let cell = session_of(client, &self.cancels)?;
         let fail = |e: Error| {
             log_failure(&client.socket_addr().to_string(), sql, &e);
             to_pg_error(e)
@@ -690,7 +721,7 @@ impl SimpleQueryHandler for Backend {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let cell = session_of(client)?;
+        let cell = session_of(client, &self.cancels)?;
         let who = client.socket_addr().to_string();
         let mut status = client.transaction_status();
         let statements = split_statements(&query.query);
@@ -801,7 +832,7 @@ impl ExtendedQueryHandler for Backend {
             && let Some(name) = message.name.as_deref()
             && client.portal_store().get_portal(name).is_none()
         {
-            let cell = session_of(client)?;
+            let cell = session_of(client, &self.cancels)?;
             let fields = {
                 let session = cell.session.lock().await;
                 session.cursors.get(name).map(|c| {
@@ -833,7 +864,7 @@ impl ExtendedQueryHandler for Backend {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        let cell = session_of(client)?;
+        let cell = session_of(client, &self.cancels)?;
         let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME).to_string();
         let portal = match client.portal_store().get_portal(&name) {
             Some(Entry::Value(p)) => p,
@@ -904,7 +935,7 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let cell = session_of(client)?;
+        let cell = session_of(client, &self.cancels)?;
         let prepared = &portal.statement.statement;
         let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
         let params = (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()));

@@ -2,6 +2,7 @@
 //!
 //! It knows the [`crate::engine::Engine`] it sends SQL to, and nothing of cubes or of the lake.
 
+pub mod auth;
 pub mod encode;
 pub mod handler;
 pub mod session;

@@ -23,8 +23,17 @@ pub struct Limits {
 
 /// Serves connections from `listener` until `shutdown` completes, then stops accepting and
 /// gives open connections `limits.shutdown_grace` to finish.
-pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, shutdown: impl Future) -> Result<()> {
-    let handlers = Arc::new(Handlers::new(engine));
+/// What a server asks of its clients: TLS (offered when configured; never a plaintext
+/// fallback for a client that asked for it) and the users who may log in (none: loopback trust).
+#[derive(Default, Clone)]
+pub struct Security {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub users: super::auth::Users,
+}
+
+pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security: Security, shutdown: impl Future) -> Result<()> {
+    let handlers = Arc::new(Handlers::new(engine, security.users.clone()));
+    let tls = security.tls;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -45,9 +54,10 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, shutdown
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let handlers = handlers.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     tracing::debug!(%peer, "connection opened");
-                    if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                     tracing::debug!(%peer, "connection closed");

@@ -68,6 +68,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(lake_dir: &Path, max_connections: usize) -> TestServer {
+        Self::start_secured(lake_dir, max_connections, Default::default()).await
+    }
+
+    /// A server with TLS and/or users.
+    pub async fn start_secured(lake_dir: &Path, max_connections: usize, security: lakecube::frontend::server::Security) -> TestServer {
         let lake = Lake::open(lake_dir.to_str().unwrap(), false).unwrap();
         let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
         let engine = Engine::open(lake, Some(&model)).await.unwrap();
@@ -75,7 +80,7 @@ impl TestServer {
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = oneshot::channel::<()>();
         let limits = Limits { max_connections, shutdown_grace: Duration::from_secs(5) };
-        let done = tokio::spawn(run(listener, engine, limits, async move {
+        let done = tokio::spawn(run(listener, engine, limits, security, async move {
             let _ = rx.await;
         }));
         TestServer { port, stop: Some(tx), done }
