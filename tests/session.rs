@@ -302,3 +302,25 @@ async fn writes_are_refused_on_every_path() {
     assert!(matches!(db.position(), Some(tokio_postgres::error::ErrorPosition::Original(p)) if *p >= 27), "{db:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arrays_in_text_and_binary() {
+    let server = TestServer::start(&lake(Preset::Tiny), 10).await;
+    // Text: PostgreSQL's {…} form, elements quoted where PostgreSQL quotes them.
+    let out = psql_csv(server.port, "SELECT ARRAY['a b', 'c', NULL, '', 'x\"y', 'null'] AS t, ARRAY[1, 2, 3] AS i, current_schemas(true) AS s").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        concat!("t,i,s\n", r#""{""a b"",c,NULL,"""",""x\""y"",""null""}","{1,2,3}","{public,information_schema,pg_catalog}""#, "\n")
+    );
+    // Binary, with the array types' OIDs.
+    let client = server.client().await;
+    let row = client.query_one("SELECT ARRAY['a b', NULL, 'c'] AS t, ARRAY[CAST(1 AS BIGINT), 2] AS i", &[]).await.unwrap();
+    assert_eq!(row.columns()[0].type_(), &tokio_postgres::types::Type::TEXT_ARRAY);
+    assert_eq!(row.columns()[1].type_(), &tokio_postgres::types::Type::INT8_ARRAY);
+    let t: Vec<Option<String>> = row.get(0);
+    let i: Vec<i64> = row.get(1);
+    assert_eq!(t, vec![Some("a b".to_string()), None, Some("c".to_string())]);
+    assert_eq!(i, vec![1, 2]);
+    server.stop().await;
+}

@@ -41,6 +41,21 @@ pub fn canonical(dt: &DataType) -> (DataType, Type) {
         Timestamp(_, Some(_)) => (Timestamp(TimeUnit::Microsecond, Some("UTC".into())), Type::TIMESTAMPTZ),
         Time32(_) | Time64(_) => (Time64(TimeUnit::Microsecond), Type::TIME),
         Dictionary(_, v) => canonical(v),
+        List(f) | LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f) => {
+            let (elem, _) = canonical(f.data_type());
+            let array_type = match elem {
+                Boolean => Type::BOOL_ARRAY,
+                Int16 => Type::INT2_ARRAY,
+                Int32 => Type::INT4_ARRAY,
+                Int64 => Type::INT8_ARRAY,
+                Float32 => Type::FLOAT4_ARRAY,
+                Float64 => Type::FLOAT8_ARRAY,
+                Utf8 => Type::TEXT_ARRAY,
+                // Arrays of other types go as text, in Arrow's rendering.
+                _ => return (Utf8, Type::TEXT),
+            };
+            (List(Arc::new(datafusion::arrow::datatypes::Field::new("item", elem, true))), array_type)
+        }
         Null => (Utf8, Type::TEXT),
         _ => (Utf8, Type::TEXT),
     }
@@ -62,6 +77,67 @@ pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
             info
         })
         .collect()
+}
+
+/// One array value: binary through postgres-types, text in PostgreSQL's `{…}` form with its
+/// quoting rules (pgwire's text arrays do not quote).
+fn encode_array(enc: &mut DataRowEncoder, items: &ArrayRef, format: FieldFormat) -> PgWireResult<()> {
+    fn values<T: Clone>(n: usize, valid: impl Fn(usize) -> bool, get: impl Fn(usize) -> T) -> Vec<Option<T>> {
+        (0..n).map(|i| valid(i).then(|| get(i))).collect()
+    }
+    let n = items.len();
+    let valid = |i: usize| items.is_valid(i);
+    if format == FieldFormat::Binary {
+        return match items.data_type() {
+            DataType::Boolean => enc.encode_field(&values(n, valid, |i| items.as_boolean().value(i))),
+            DataType::Int16 => enc.encode_field(&values(n, valid, |i| items.as_primitive::<datafusion::arrow::datatypes::Int16Type>().value(i))),
+            DataType::Int32 => enc.encode_field(&values(n, valid, |i| items.as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(i))),
+            DataType::Int64 => enc.encode_field(&values(n, valid, |i| items.as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(i))),
+            DataType::Float32 => enc.encode_field(&values(n, valid, |i| items.as_primitive::<datafusion::arrow::datatypes::Float32Type>().value(i))),
+            DataType::Float64 => enc.encode_field(&values(n, valid, |i| items.as_primitive::<datafusion::arrow::datatypes::Float64Type>().value(i))),
+            _ => enc.encode_field(&values(n, valid, |i| items.as_string::<i32>().value(i).to_string())),
+        };
+    }
+    let mut text = String::from("{");
+    for i in 0..n {
+        if i > 0 {
+            text.push(',');
+        }
+        if items.is_null(i) {
+            text.push_str("NULL");
+            continue;
+        }
+        match items.data_type() {
+            DataType::Boolean => text.push(if items.as_boolean().value(i) { 't' } else { 'f' }),
+            DataType::Utf8 => text.push_str(&quote_array_item(items.as_string::<i32>().value(i))),
+            _ => text.push_str(&datafusion::arrow::util::display::array_value_to_string(items, i).map_err(|e| {
+                pgwire::error::PgWireError::ApiError(Box::new(e))
+            })?),
+        }
+    }
+    text.push('}');
+    enc.encode_field_with_type_and_format(&text, &Type::TEXT, format, &Default::default())
+}
+
+/// An array element as PostgreSQL writes it: quoted when empty, `NULL`-like, or holding
+/// braces, commas, quotes, backslashes or spaces.
+fn quote_array_item(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s.eq_ignore_ascii_case("null")
+        && !s.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Encodes every row of a batch.
@@ -138,6 +214,10 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: Fi
             let t = NaiveTime::from_num_seconds_from_midnight_opt((us / 1_000_000) as u32, ((us % 1_000_000) * 1000) as u32)
                 .unwrap_or_default();
             enc.encode_field(&t)
+        }
+        DataType::List(_) => {
+            let items = col.as_list::<i32>().value(row);
+            encode_array(enc, &items, format)
         }
         other => {
             // Unreachable by construction (canonical() maps everything else to Utf8); say so
