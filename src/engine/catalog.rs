@@ -123,15 +123,21 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
     }
     register_to_regtype(ctx, &type_names);
     let name_of = |oid: i64| type_names.get(&oid).cloned().unwrap_or_else(|| oid.to_string());
+    let mut proc_oids: HashMap<String, i32> = HashMap::new();
     let mut results: HashMap<i64, String> = HashMap::new();
     let mut arguments: HashMap<i64, String> = HashMap::new();
-    for b in collect("SELECT CAST(oid AS BIGINT), CAST(prorettype AS BIGINT), proargtypes, proretset FROM pg_catalog.pg_proc").await? {
+    for b in collect("SELECT CAST(oid AS BIGINT), CAST(prorettype AS BIGINT), proargtypes, proretset, proname FROM pg_catalog.pg_proc").await? {
         let oids = as_text(b.column(0).as_ref())?;
         let rets = as_text(b.column(1).as_ref())?;
         let args = as_text(b.column(2).as_ref())?;
         let sets = as_text(b.column(3).as_ref())?;
+        let names = as_text(b.column(4).as_ref())?;
         for i in 0..oids.len() {
-            let Some(oid) = oids[i].as_deref().and_then(|o| o.parse().ok()) else { continue };
+            let Some(oid) = oids[i].as_deref().and_then(|o| o.parse::<i64>().ok()) else { continue };
+            if let Some(n) = &names[i] {
+                let e = proc_oids.entry(n.clone()).or_insert(oid as i32);
+                *e = (*e).min(oid as i32);
+            }
             let ret = rets[i].as_deref().and_then(|r| r.parse().ok()).map(name_of).unwrap_or_default();
             let setof = matches!(sets[i].as_deref(), Some("true" | "t"));
             results.insert(oid, if setof { format!("SETOF {ret}") } else { ret });
@@ -155,6 +161,31 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
             }),
         ));
     }
+    // regproc_oid(name): the oid of the function a regproc column names (the lowest, for an
+    // overloaded name, as a regproc column only ever names one of them).
+    let proc_oids = Arc::new(proc_oids);
+    ctx.register_udf(create_udf(
+        "regproc_oid",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = cast(&arrays[0], &DataType::Utf8)?;
+            let names = names.as_string::<i32>();
+            let out: Int32Array = (0..names.len())
+                .map(|i| {
+                    if names.is_null(i) {
+                        return None;
+                    }
+                    let n = names.value(i);
+                    let n = n.strip_prefix("pg_catalog.").unwrap_or(n);
+                    if n == "-" { Some(0) } else { proc_oids.get(n).copied() }
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
     for name in ["pg_function_is_visible", "pg_type_is_visible"] {
         ctx.register_udf(create_udf(
             name,

@@ -118,17 +118,16 @@ fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
             }
         }
     }
-    // `typinput = 'pg_catalog.array_in'::regproc` (pgjdbc's type cache): the static catalog
-    // holds regproc columns as the functions' names, so the name is compared as text.
-    for w in tokens.windows(5) {
-        if let [(Token::Word(col), start, _), (Token::Eq, ..), (Token::SingleQuotedString(name), ..), (Token::DoubleColon, ..), (Token::Word(ty), _, end)] = w
+    // `'pg_catalog.array_in'::regproc` (pgjdbc's type cache): datafusion-pg-catalog resolves
+    // `'array_in'::regproc` but not the schema-qualified name, which is the same function.
+    for w in tokens.windows(3) {
+        if let [(Token::SingleQuotedString(name), start, _), (Token::DoubleColon, ..), (Token::Word(ty), _, end)] = w
             && ty.value.eq_ignore_ascii_case("regproc")
-            && REGPROC_COLUMNS.contains(&col.value.to_ascii_lowercase().as_str())
+            && let Some(bare) = name.strip_prefix("pg_catalog.")
             && *start >= copied
         {
             out.push_str(&sql[copied..*start]);
-            let bare = name.strip_prefix("pg_catalog.").unwrap_or(name).replace('\'', "''");
-            out.push_str(&format!("{} = '{bare}'", col));
+            out.push_str(&format!("'{}'::regproc", bare.replace('\'', "''")));
             copied = *end;
         }
     }
@@ -228,9 +227,51 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for NameRewrittenCalls {
     }
 }
 
+/// Functions that return sets of rows, which FROM takes as they are.
+const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "unnest", "generate_subscripts", "pg_get_keywords"];
+
+/// `FROM generate_series(…) AS i`: in PostgreSQL the alias of a single-column function names
+/// its column too (Grafana's table list reads `s[i]`); DataFusion calls the column `value`.
+struct NameFunctionColumns;
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for NameFunctionColumns {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, t: &mut datafusion::sql::sqlparser::ast::TableFactor) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{TableAliasColumnDef, TableFactor};
+        // A scalar function in FROM is a one-row table whose column is named by the alias
+        // (`string_to_array(current_setting('search_path'), ',') s`).
+        if let TableFactor::Table { name, args: Some(args), alias, .. } = t
+            && let Some(f) = name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase())
+            && !TABLE_FUNCTIONS.contains(&f.as_str())
+        {
+            let alias_name = alias.as_ref().map(|a| a.name.to_string()).unwrap_or_else(|| f.clone());
+            let arg_list: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
+            let sql = format!("SELECT * FROM (SELECT {name}({}) AS {alias_name}) AS {alias_name}", arg_list.join(", "));
+            if let Ok(Some(Statement::Query(q))) = Parser::parse_sql(&PostgreSqlDialect {}, &sql).map(|mut v| v.pop())
+                && let SetExpr::Select(sel) = *q.body
+                && let Some(from) = sel.from.into_iter().next()
+            {
+                *t = from.relation;
+            }
+            return ControlFlow::Continue(());
+        }
+        if let TableFactor::Table { name, args: Some(_), alias: Some(alias), .. } = t
+            && alias.columns.is_empty()
+            && name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                matches!(i.value.to_ascii_lowercase().as_str(), "generate_series" | "unnest" | "generate_subscripts")
+            })
+        {
+            alias.columns = vec![TableAliasColumnDef { name: alias.name.clone(), data_type: None }];
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Rewrites the calls whose answer depends on the session or on lakecube's catalog.
 pub fn rewrite_session(stmt: &mut Statement, session: &SessionInfo) -> Result<SettingChanges> {
     let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(stmt, &mut NameRewrittenCalls);
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(stmt, &mut NameFunctionColumns);
     let mut changes = Vec::new();
     let mut error = None;
     let _ = visit_expressions_mut(stmt, |expr| {
@@ -445,6 +486,22 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
         }
         *expr = parse_expr(&out);
         return Ok(());
+    }
+    // pg_type's regproc columns hold the functions' names in the static catalog; compared with
+    // anything but a name they are looked up as oids (Npgsql joins `proc.oid = typ.typreceive`).
+    if let Expr::BinaryOp { left, op, right } = expr
+        && matches!(op, datafusion::sql::sqlparser::ast::BinaryOperator::Eq | datafusion::sql::sqlparser::ast::BinaryOperator::NotEq)
+    {
+        let is_regproc = |e: &Expr| match e {
+            Expr::Identifier(i) => REGPROC_COLUMNS.contains(&ident_name(i).as_str()),
+            Expr::CompoundIdentifier(ids) => ids.last().is_some_and(|i| REGPROC_COLUMNS.contains(&ident_name(i).as_str())),
+            _ => false,
+        };
+        if is_regproc(left) && string_literal(right).is_none() {
+            **left = parse_expr(&format!("regproc_oid({left})"));
+        } else if is_regproc(right) && string_literal(left).is_none() {
+            **right = parse_expr(&format!("regproc_oid({right})"));
+        }
     }
     if let Expr::Subquery(q) = expr
         && let Some(agg) = catalog_lookup_as_aggregate(q)
@@ -714,8 +771,8 @@ mod tests {
         assert_eq!(substitute_fragments(sql), "SELECT a, CAST(NULL AS VARCHAR[]) FROM t");
         assert_eq!(substitute_fragments("SELECT 1"), "SELECT 1");
         assert_eq!(
-            substitute_fragments("SELECT typinput='pg_catalog.array_in'::regproc as is_array FROM pg_type"),
-            "SELECT typinput = 'array_in' as is_array FROM pg_type"
+            substitute_fragments("SELECT typinput='pg_catalog.array_in'::regproc FROM pg_type"),
+            "SELECT typinput='array_in'::regproc FROM pg_type"
         );
     }
 

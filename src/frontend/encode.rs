@@ -79,6 +79,34 @@ pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
         .collect()
 }
 
+/// PostgreSQL's text form of a float (extra_float_digits ≥ 1, its default): the shortest
+/// digits that read back exactly — `shortest` is Rust's, which are those — in plain notation
+/// when the decimal exponent is in [-4, `digits`), else as `1.5e+20`; `NaN`, `Infinity`.
+pub fn float_text(v: f64, digits: i32, shortest: String) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let exponent = v.abs().log10().floor() as i32;
+    if (-4..digits).contains(&exponent) {
+        return shortest;
+    }
+    // Rust's {:e} gives the same shortest digits as "1.5e20"; PostgreSQL writes "1.5e+20".
+    let sci = if shortest.contains('e') { shortest } else { format!("{:e}", shortest.parse::<f64>().unwrap_or(v)) };
+    match sci.split_once('e') {
+        Some((m, e)) => {
+            let n: i32 = e.parse().unwrap_or(0);
+            format!("{m}e{}{:02}", if n < 0 { '-' } else { '+' }, n.abs())
+        }
+        None => sci,
+    }
+}
+
 /// One array value: binary through postgres-types, text in PostgreSQL's `{…}` form with its
 /// quoting rules (pgwire's text arrays do not quote).
 fn encode_array(enc: &mut DataRowEncoder, items: &ArrayRef, format: FieldFormat) -> PgWireResult<()> {
@@ -171,8 +199,22 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: Fi
         DataType::Int16 => enc.encode_field(&col.as_any().downcast_ref::<Int16Array>().expect("i16").value(row)),
         DataType::Int32 => enc.encode_field(&col.as_any().downcast_ref::<Int32Array>().expect("i32").value(row)),
         DataType::Int64 => enc.encode_field(&col.as_any().downcast_ref::<Int64Array>().expect("i64").value(row)),
-        DataType::Float32 => enc.encode_field(&col.as_any().downcast_ref::<Float32Array>().expect("f32").value(row)),
-        DataType::Float64 => enc.encode_field(&col.as_any().downcast_ref::<Float64Array>().expect("f64").value(row)),
+        DataType::Float32 => {
+            let v = col.as_any().downcast_ref::<Float32Array>().expect("f32").value(row);
+            if format == FieldFormat::Text {
+                enc.encode_field_with_type_and_format(&float_text(v as f64, 6, v.to_string()), &Type::FLOAT4, format, &Default::default())
+            } else {
+                enc.encode_field(&v)
+            }
+        }
+        DataType::Float64 => {
+            let v = col.as_any().downcast_ref::<Float64Array>().expect("f64").value(row);
+            if format == FieldFormat::Text {
+                enc.encode_field_with_type_and_format(&float_text(v, 15, v.to_string()), &Type::FLOAT8, format, &Default::default())
+            } else {
+                enc.encode_field(&v)
+            }
+        }
         DataType::Utf8 => enc.encode_field(&col.as_any().downcast_ref::<StringArray>().expect("utf8").value(row)),
         DataType::Binary => enc.encode_field(&col.as_any().downcast_ref::<BinaryArray>().expect("bin").value(row)),
         DataType::Decimal128(_, s) => {
@@ -227,3 +269,22 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: Fi
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::float_text;
+
+    #[test]
+    fn floats_print_as_postgresql_prints_them() {
+        let f = |v: f64| float_text(v, 15, v.to_string());
+        assert_eq!(f(1714640400.0), "1714640400");
+        assert_eq!(f(0.1), "0.1");
+        assert_eq!(f(0.23929518851758783), "0.23929518851758783");
+        assert_eq!(f(1e300), "1e+300");
+        assert_eq!(f(1.5e-5), "1.5e-05");
+        assert_eq!(f(123456789012345680.0), "1.2345678901234568e+17");
+        assert_eq!(f(f64::NAN), "NaN");
+        assert_eq!(f(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(float_text(3.25f32 as f64, 6, 3.25f32.to_string()), "3.25");
+    }
+}

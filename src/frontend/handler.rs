@@ -790,9 +790,29 @@ where
             send_report(client, report).await?;
             pgwire::api::query::send_execution_response(client, tag).await?;
         }
-        Outcome::Rows(resp) => pgwire::api::query::send_query_response(client, resp, describe).await?,
+        Outcome::Rows(mut resp) => {
+            if describe {
+                let fields: Vec<_> = resp.row_schema().iter().map(Into::into).collect();
+                client
+                    .feed(PgWireBackendMessage::RowDescription(pgwire::messages::data::RowDescription::new(fields)))
+                    .await?;
+            }
+            let tag = resp.command_tag().to_string();
+            let mut rows = 0;
+            while let Some(row) = resp.data_rows().next().await {
+                client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                rows += 1;
+            }
+            pgwire::api::query::send_execution_response(client, command_tag(&tag, rows)).await?;
+        }
     }
     Ok(())
+}
+
+/// The CommandComplete tag of a statement that returned `rows` rows: `SELECT 3`, `FETCH 3`,
+/// but plain `SHOW`, as PostgreSQL sends them.
+fn command_tag(tag: &str, rows: usize) -> Tag {
+    if tag == "SHOW" { Tag::new(tag) } else { Tag::new(tag).with_rows(rows) }
 }
 
 async fn send_report<C>(client: &mut C, report: Vec<(String, String)>) -> PgWireResult<()>
@@ -922,7 +942,7 @@ impl ExtendedQueryHandler for Backend {
                 }
                 None => {
                     *st = PortalExecutionState::Finished;
-                    return pgwire::api::query::send_execution_response(client, Tag::new(&command).with_rows(sent)).await;
+                    return pgwire::api::query::send_execution_response(client, command_tag(&command, sent)).await;
                 }
             }
         }
