@@ -182,6 +182,19 @@ async fn catalog_descriptions_and_types_match_the_model() {
     let keys: String =
         client.query_one("SELECT setting FROM pg_catalog.pg_settings WHERE name = 'max_index_keys'", &[]).await.unwrap().get(0);
     assert_eq!(keys, "32");
+    // Privileges are truthful for a read-only server (Metabase hides tables without SELECT).
+    let row = client
+        .query_one(
+            "SELECT has_table_privilege('public.retail', 'SELECT'), has_schema_privilege('public', 'USAGE'), \
+             has_any_column_privilege('lakecube', 'public.retail', 'SELECT'), has_table_privilege('public.retail', 'INSERT'), \
+             has_table_privilege('lakecube', 'lake.traffic', 'UPDATE, SELECT'), has_table_privilege('lake.traffic', 'SELECT WITH GRANT OPTION')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<bool> = (0..6).map(|i| row.get(i)).collect();
+    assert_eq!(got, [true, true, true, false, true, false]);
+    client.query("SELECT usename FROM pg_user", &[]).await.unwrap();
     let version: String = client.query_one("SELECT version()", &[]).await.unwrap().get(0);
     assert!(version.starts_with("PostgreSQL 15.8 "), "{version}");
     server.stop().await;

@@ -287,6 +287,56 @@ impl ScalarUDFImpl for PgSubscript {
     }
 }
 
+/// `has_table_privilege([user,] object, privileges)` and its schema, database and column
+/// siblings, answered truthfully for a read-only server: every user may read (SELECT, USAGE,
+/// CONNECT) everything served, and may do nothing else (INSERT, UPDATE, DELETE, TRUNCATE,
+/// REFERENCES, TRIGGER, CREATE, TEMPORARY, and any `WITH GRANT OPTION`). A comma-separated
+/// list is true when any privilege in it is held, as in PostgreSQL. (Metabase hides tables
+/// whose privilege columns are false.)
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct HasPrivilege {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl HasPrivilege {
+    pub fn new(name: &'static str) -> Self {
+        HasPrivilege { name, signature: Signature::variadic_any(datafusion::logical_expr::Volatility::Stable) }
+    }
+}
+
+/// Whether a read-only server grants one privilege name.
+pub fn read_only_grants(privilege: &str) -> bool {
+    let p = privilege.trim().to_ascii_uppercase();
+    !p.contains("GRANT OPTION") && matches!(p.as_str(), "SELECT" | "USAGE" | "CONNECT")
+}
+
+impl ScalarUDFImpl for HasPrivilege {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, BooleanArray};
+        use datafusion::arrow::compute::cast;
+        if !(2..=4).contains(&args.args.len()) {
+            return datafusion::common::plan_err!("{} takes 2 to 4 arguments", self.name);
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let privileges = cast(arrays.last().expect("2 to 4 arguments"), &DataType::Utf8)?;
+        let privileges = privileges.as_string::<i32>();
+        let out: BooleanArray = (0..args.number_rows)
+            .map(|i| privileges.is_valid(i).then(|| privileges.value(i).split(',').any(read_only_grants)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// `pg_expandarray_items(array)`: the elements of an array (a list, or an int2vector/oidvector
 /// in its text form "1 2") as a list of `{x: element, n: 1-based position}`, which
 /// `information_schema._pg_expandarray` unnests.
@@ -400,6 +450,9 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ));
     ctx.register_udf(ScalarUDF::from(JsonBuildObject::new()));
     ctx.register_udf(expandarray_items());
+    for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege", "has_column_privilege"] {
+        ctx.register_udf(ScalarUDF::from(HasPrivilege::new(name)));
+    }
     ctx.register_udf(create_udf(
         "pg_size_pretty",
         vec![DataType::Int64],

@@ -239,6 +239,15 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for NameFunctionColumns {
 
     fn pre_visit_table_factor(&mut self, t: &mut datafusion::sql::sqlparser::ast::TableFactor) -> ControlFlow<()> {
         use datafusion::sql::sqlparser::ast::{TableAliasColumnDef, TableFactor};
+        // `pg_user` unqualified: pg_catalog is always on PostgreSQL's search path
+        // (datafusion-pg-catalog qualifies the tables it knows; pg_user is lakecube's).
+        if let TableFactor::Table { name, args: None, .. } = t
+            && name.0.len() == 1
+            && name.0[0].as_ident().is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("pg_user"))
+        {
+            name.0.insert(0, datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+            return ControlFlow::Continue(());
+        }
         // A scalar function in FROM is a one-row table whose column is named by the alias
         // (`string_to_array(current_setting('search_path'), ',') s`).
         if let TableFactor::Table { name, args: Some(args), alias, .. } = t
