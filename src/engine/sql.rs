@@ -100,10 +100,14 @@ fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
         )
     };
     let Some(tokens) = significant(sql) else { return sql.into() };
+    // The fragments' tokens, once per process.
+    static PATTERNS: std::sync::OnceLock<Vec<(Vec<(Token, usize, usize)>, &'static str)>> = std::sync::OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        FRAGMENTS.iter().filter_map(|(_, fragment, replacement)| Some((significant(fragment)?, *replacement))).collect()
+    });
     let mut out = String::new();
     let mut copied = 0;
-    for (_, fragment, replacement) in FRAGMENTS {
-        let Some(pattern) = significant(fragment) else { continue };
+    for (pattern, replacement) in patterns {
         if pattern.is_empty() || tokens.len() < pattern.len() {
             continue;
         }
@@ -111,7 +115,7 @@ fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
             if tokens[i].1 < copied {
                 continue;
             }
-            if tokens[i..i + pattern.len()].iter().zip(&pattern).all(|(a, b)| a.0 == b.0) {
+            if tokens[i..i + pattern.len()].iter().zip(pattern).all(|(a, b)| a.0 == b.0) {
                 out.push_str(&sql[copied..tokens[i].1]);
                 out.push_str(replacement);
                 copied = tokens[i + pattern.len() - 1].2;
