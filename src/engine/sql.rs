@@ -346,11 +346,17 @@ fn text(s: &str) -> Expr {
     Expr::value(Value::SingleQuotedString(s.to_string()))
 }
 
-fn parse_expr(sql: &str) -> Expr {
+/// Parses an expression lakecube builds from a client's (rewritten) expression. Display of a
+/// parsed expression normally parses again; if one does not, the client gets an error naming
+/// the rewrite, never a panic.
+fn parse_expr(sql: &str) -> Result<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
-        .expect("lakecube's own catalog expressions parse")
+        .map_err(|e| {
+            Error::new(ErrorKind::FeatureNotSupported, format!("lakecube cannot rewrite this expression for DataFusion: {e}"))
+                .with_hint(format!("the rewritten form was: {sql}"))
+        })
 }
 
 /// A scalar subquery that looks one row up in the catalogs (`(SELECT typcollation FROM
@@ -395,7 +401,7 @@ fn catalog_lookup_as_aggregate(q: &Query) -> Option<Query> {
     if has_aggregate {
         return None;
     }
-    let agg = parse_expr(&format!("first_value({e})"));
+    let agg = parse_expr(&format!("first_value({e})")).ok()?;
     let mut sel = sel.clone();
     sel.projection = vec![match alias {
         Some(alias) => SelectItem::ExprWithAlias { expr: agg, alias },
@@ -410,7 +416,7 @@ fn catalog_lookup_as_aggregate(q: &Query) -> Option<Query> {
 /// `ARRAY(SELECT e FROM … [ORDER BY …])` as `(SELECT array_agg(e ORDER BY …) FROM …)`, which
 /// keeps correlated references where they were (DataFusion decorrelates such aggregate
 /// subqueries); other shapes aggregate over the subquery as a derived table.
-fn array_subquery(q: &Query) -> Expr {
+fn array_subquery(q: &Query) -> Result<Expr> {
     use datafusion::sql::sqlparser::ast::GroupByExpr;
     if let SetExpr::Select(sel) = q.body.as_ref()
         && sel.projection.len() == 1
@@ -428,11 +434,11 @@ fn array_subquery(q: &Query) -> Expr {
         if let Some(e) = e {
             let order = q.order_by.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
             let mut sel = sel.clone();
-            sel.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!("array_agg({e}{order})")))];
+            sel.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!("array_agg({e}{order})"))?)];
             let mut inner = q.clone();
             inner.body = Box::new(SetExpr::Select(sel));
             inner.order_by = None;
-            return Expr::Subquery(Box::new(inner));
+            return Ok(Expr::Subquery(Box::new(inner)));
         }
     }
     parse_expr(&format!("(SELECT array_agg(_a._v) FROM ({q}) AS _a(_v))"))
@@ -468,7 +474,7 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
         && c.chars().count() == 1
     {
         let c = c.replace('\'', "''");
-        **pattern = parse_expr(&format!("replace(replace({pattern}, '\\', '\\\\'), '{c}', '\\')"));
+        **pattern = parse_expr(&format!("replace(replace({pattern}, '\\', '\\\\'), '{c}', '\\')"))?;
         *escape_char = Some(Value::SingleQuotedString("\\".into()).into());
         return Ok(());
     }
@@ -482,7 +488,7 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
         for a in path {
             base.push_str(&a.to_string());
         }
-        *expr = parse_expr(&format!("pg_subscript({base}, {index})"));
+        *expr = parse_expr(&format!("pg_subscript({base}, {index})"))?;
         return Ok(());
     }
     // `(record).field` on an expression (pgjdbc's `(result.KEYS).x`): DataFusion only takes
@@ -497,7 +503,7 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
                 out = format!("get_field({out}, '{}')", ident_name(f).replace('\'', "''"));
             }
         }
-        *expr = parse_expr(&out);
+        *expr = parse_expr(&out)?;
         return Ok(());
     }
     // pg_type's regproc columns hold the functions' names in the static catalog; compared with
@@ -511,9 +517,9 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
             _ => false,
         };
         if is_regproc(left) && string_literal(right).is_none() {
-            **left = parse_expr(&format!("regproc_oid({left})"));
+            **left = parse_expr(&format!("regproc_oid({left})"))?;
         } else if is_regproc(right) && string_literal(left).is_none() {
-            **right = parse_expr(&format!("regproc_oid({right})"));
+            **right = parse_expr(&format!("regproc_oid({right})"))?;
         }
     }
     if let Expr::Subquery(q) = expr
@@ -557,7 +563,7 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
             if let Expr::Function(f) = expr
                 && let FunctionArguments::Subquery(q) = &f.args
             {
-                *expr = array_subquery(q);
+                *expr = array_subquery(q)?;
             }
         }
         // col_description(table_oid, column_number): psql's \d+, Metabase, DBeaver.
@@ -566,12 +572,12 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
                 "(SELECT max(d.description) FROM pg_catalog.pg_description d \
                  WHERE d.objoid = {} AND d.objsubid = {} AND d.classoid = 1259)",
                 a[0], a[1]
-            ));
+            ))?;
         }
         // information_schema._pg_expandarray(array): the set of (x, n) element/position pairs,
         // as an unnest of lakecube's list of them (pgjdbc's getPrimaryKeys, getIndexInfo).
         "_pg_expandarray" if a.len() == 1 => {
-            *expr = parse_expr(&format!("unnest(pg_expandarray_items({}))", a[0]));
+            *expr = parse_expr(&format!("unnest(pg_expandarray_items({}))", a[0]))?;
         }
         // pg_get_viewdef(view_oid [, pretty]): psql's \d+ on a cube.
         "pg_get_viewdef" if !a.is_empty() => {
@@ -581,7 +587,7 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = v.schemaname \
                  WHERE c.oid = {})",
                 a[0]
-            ));
+            ))?;
         }
         // obj_description(oid [, catalog]): table and schema comments.
         "obj_description" if !a.is_empty() => {
@@ -591,7 +597,7 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
                 "(SELECT max(d.description) FROM pg_catalog.pg_description d \
                  WHERE d.objoid = {} AND d.objsubid = 0{class_filter})",
                 a[0]
-            ));
+            ))?;
         }
         _ => {}
     }
