@@ -93,9 +93,8 @@ async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>>
     Ok(Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
 }
 
-/// `pg_get_function_result(oid)` and `pg_get_function_arguments(oid)` (psql's `\df`), from
-/// the static `pg_proc`; and the visibility tests, true for every function and type since
-/// all of them live in `pg_catalog`, which is always on the search path.
+/// `pg_get_function_result(oid)` and `pg_get_function_arguments(oid)` (psql's `\df`),
+/// `regproc_oid(name)` and `to_regtype(name)`, from the static `pg_proc` and `pg_type`.
 async fn register_function_info(ctx: &SessionContext) -> Result<()> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::compute::cast;
@@ -186,20 +185,6 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
-    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
-        ctx.register_udf(create_udf(
-            name,
-            vec![DataType::Int64],
-            DataType::Boolean,
-            Volatility::Stable,
-            Arc::new(|args: &[ColumnarValue]| {
-                let arrays = ColumnarValue::values_to_arrays(args)?;
-                let a = &arrays[0];
-                let out: datafusion::arrow::array::BooleanArray = (0..a.len()).map(|i| a.is_valid(i).then_some(true)).collect();
-                Ok(ColumnarValue::Array(Arc::new(out)))
-            }),
-        ));
-    }
     Ok(())
 }
 

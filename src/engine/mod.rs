@@ -57,11 +57,6 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// A plan with nothing else to say (no cube query, DataFusion's names).
-    pub fn plain(plan: LogicalPlan) -> Planned {
-        Planned { plan, cube_queries: Vec::new(), names: None, setting_changes: Vec::new() }
-    }
-
     /// The result schema clients see: the plan's, with PostgreSQL's column names.
     pub fn schema(&self) -> SchemaRef {
         let arrow = self.plan.schema().as_arrow().clone();

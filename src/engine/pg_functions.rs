@@ -140,6 +140,13 @@ pub fn pg_template_to_chrono(t: &str) -> String {
 #[cfg(test)]
 mod size_tests {
     #[test]
+    fn vectors_in_every_text_form() {
+        assert_eq!(super::vector_items("1 2"), vec![Some(1), Some(2)]);
+        assert_eq!(super::vector_items("{3,x}"), vec![Some(3), None]);
+        assert_eq!(super::vector_items("[4, 5]"), vec![Some(4), Some(5)]);
+    }
+
+    #[test]
     fn sizes_as_postgresql_prints_them() {
         assert_eq!(super::size_pretty(0), "0 bytes");
         assert_eq!(super::size_pretty(10239), "10239 bytes");
@@ -271,13 +278,7 @@ impl ScalarUDFImpl for PgSubscript {
                         if texts.is_null(r) || idx.is_null(r) || idx.value(r) < 1 {
                             return None;
                         }
-                        texts
-                            .value(r)
-                            .trim_matches(|c| c == '{' || c == '}')
-                            .split(|c: char| c == ',' || c.is_whitespace())
-                            .filter(|t| !t.is_empty())
-                            .nth(idx.value(r) as usize - 1)
-                            .and_then(|t| t.trim().parse().ok())
+                        vector_items(texts.value(r)).get(idx.value(r) as usize - 1).copied().flatten()
                     })
                     .collect();
                 Ok(ColumnarValue::Array(Arc::new(out)))
@@ -337,6 +338,16 @@ impl ScalarUDFImpl for HasPrivilege {
     }
 }
 
+/// The elements of an int2vector/oidvector or integer array in text form ("1 2", "{1,2}",
+/// "[1, 2]"), in order; an element that is not an integer is None.
+fn vector_items(text: &str) -> Vec<Option<i64>> {
+    text.trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'))
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().ok())
+        .collect()
+}
+
 /// `pg_expandarray_items(array)`: the elements of an array (a list, or an int2vector/oidvector
 /// in its text form "1 2") as a list of `{x: element, n: 1-based position}`, which
 /// `information_schema._pg_expandarray` unnests.
@@ -366,13 +377,7 @@ fn expandarray_items() -> ScalarUDF {
                     b.append(false);
                     continue;
                 }
-                let items: Vec<Option<i64>> = texts
-                    .value(i)
-                    .trim_matches(|c| c == '{' || c == '}' || c == '[' || c == ']')
-                    .split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|t| !t.is_empty())
-                    .map(|t| t.trim().parse().ok())
-                    .collect();
+                let items = vector_items(texts.value(i));
                 let sb = b.values();
                 for (k, v) in items.iter().enumerate() {
                     sb.field_builder::<Int64Builder>(0).expect("x").append_option(*v);
@@ -436,18 +441,21 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(StringArray::from(vec![None::<&str>; n]))))
         }),
     ));
-    // pg_collation_is_visible(oid): every collation is in pg_catalog, always on the path.
-    ctx.register_udf(create_udf(
-        "pg_collation_is_visible",
-        vec![DataType::Int64],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let a = ColumnarValue::values_to_arrays(args)?;
-            let out: datafusion::arrow::array::BooleanArray = (0..a[0].len()).map(|i| a[0].is_valid(i).then_some(true)).collect();
-            Ok(ColumnarValue::Array(Arc::new(out)))
-        }),
-    ));
+    // Visibility tests: every function, type and collation lives in pg_catalog, which is
+    // always on the search path (psql's \\df and \\dT, SQLAlchemy's reflection).
+    for name in ["pg_function_is_visible", "pg_type_is_visible", "pg_collation_is_visible"] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int64],
+            DataType::Boolean,
+            Volatility::Stable,
+            Arc::new(|args: &[ColumnarValue]| {
+                let a = ColumnarValue::values_to_arrays(args)?;
+                let out: datafusion::arrow::array::BooleanArray = (0..a[0].len()).map(|i| a[0].is_valid(i).then_some(true)).collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }),
+        ));
+    }
     ctx.register_udf(ScalarUDF::from(JsonBuildObject::new()));
     ctx.register_udf(expandarray_items());
     for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege", "has_column_privilege"] {

@@ -138,12 +138,6 @@ impl Settings {
         Ok(())
     }
 
-    /// Every setting back to its default (`RESET ALL`, `DISCARD ALL`), keeping what the
-    /// connection itself established (user, application name given at startup).
-    pub fn reset_all(&mut self, keep: &[&str]) {
-        self.set.retain(|k, _| keep.contains(&k.as_str()));
-    }
-
     /// Every known setting with its current value, in name order (`SHOW ALL`).
     pub fn all(&self) -> Vec<(String, String, String)> {
         let mut out: Vec<_> = DEFAULTS
@@ -211,7 +205,7 @@ mod tests {
         assert!(matches!(s.set("client_encoding", "LATIN1"), Err(SetError::BadValue { .. })));
         s.set("client_encoding", "'utf-8'").unwrap();
         assert_eq!(s.get("client_encoding").as_deref(), Some("UTF8"));
-        s.reset_all(&[]);
+        s.reset("extra_float_digits").unwrap();
         assert_eq!(s.get("extra_float_digits").as_deref(), Some("1"));
     }
 

@@ -32,7 +32,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rust_decimal::Decimal;
 
 use super::encode::{canonical, encode_batch, field_infos};
-use super::session::{Command, Count, Cursor, Session, parse_command, split_statements};
+use super::session::{Command, Count, Cursor, Session, one_line, parse_command, split_statements};
 use crate::engine::{Engine, Planned};
 use crate::error::{Error, ErrorKind};
 
@@ -118,15 +118,15 @@ impl StartupHandler for Authenticator {
 /// The running statement of each connection, by backend pid, for CancelRequest.
 #[derive(Default)]
 pub struct Cancels {
-    by_pid: std::sync::Mutex<HashMap<i32, (i32, CancellationToken)>>,
+    by_pid: std::sync::Mutex<HashMap<i32, (SecretKey, CancellationToken)>>,
 }
 
 impl Cancels {
     /// A fresh token for the statement a connection starts now.
-    fn start(&self, pid: i32, secret: i32) -> CancellationToken {
+    fn start(&self, pid: i32, secret: &SecretKey) -> CancellationToken {
         let token = CancellationToken::new();
         if let Ok(mut m) = self.by_pid.lock() {
-            m.insert(pid, (secret, token.clone()));
+            m.insert(pid, (secret.clone(), token.clone()));
         }
         token
     }
@@ -143,7 +143,7 @@ impl CancelHandler for Cancels {
     async fn on_cancel_request(&self, req: pgwire::messages::cancel::CancelRequest) {
         // The key may arrive decoded as bytes: compare by value.
         let token = self.by_pid.lock().ok().and_then(|m| {
-            m.get(&req.pid).filter(|(s, _)| SecretKey::I32(*s).eq_value(&req.secret_key)).map(|(_, t)| t.clone())
+            m.get(&req.pid).filter(|(s, _)| s.eq_value(&req.secret_key)).map(|(_, t)| t.clone())
         });
         if let Some(t) = token {
             tracing::info!(pid = req.pid, "cancel request");
@@ -207,7 +207,7 @@ static NEXT_PID: AtomicU64 = AtomicU64::new(10_000);
 pub struct SessionCell {
     session: tokio::sync::Mutex<Session>,
     pid: i32,
-    secret: i32,
+    secret: SecretKey,
     cancels: Arc<Cancels>,
     /// The transaction status the last Execute left, applied after pgwire's own bookkeeping.
     status_after: std::sync::Mutex<Option<TransactionStatus>>,
@@ -225,11 +225,6 @@ fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>) -> PgWireResult
     let md = client.metadata();
     let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
     let (pid, secret) = client.pid_and_secret_key();
-    let secret = match secret {
-        SecretKey::I32(s) => s,
-        SecretKey::Bytes(b) if b.len() >= 4 => i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        SecretKey::Bytes(_) => 0,
-    };
     Ok(client.session_extensions().get_or_insert_with(|| SessionCell {
         session: tokio::sync::Mutex::new(Session::new(user, md)),
         pid,
@@ -368,10 +363,6 @@ const REPORTED: &[&str] = &[
     "server_version", "session_authorization", "standard_conforming_strings", "TimeZone", "integer_datetimes",
 ];
 
-fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
-    Error::new(kind, message)
-}
-
 pub struct Backend {
     engine: Engine,
     parser: Arc<Parser>,
@@ -399,13 +390,13 @@ impl Backend {
         if *status == TransactionStatus::Error
             && !matches!(command, Some(Command::Commit | Command::Rollback | Command::RollbackTo))
         {
-            return Err(error(
+            return Err(Error::new(
                 ErrorKind::InFailedTransaction,
                 "current transaction is aborted, commands ignored until end of transaction block",
             )
             .with_hint("send ROLLBACK (or ROLLBACK TO a savepoint) to go on"));
         }
-        let token = self.cancels.start(cell.pid, cell.secret);
+        let token = self.cancels.start(cell.pid, &cell.secret);
         let Some(command) = command else {
             let mut session = cell.session.lock().await;
             let planned = match prepared {
@@ -432,7 +423,7 @@ impl Backend {
         let in_block = *status != TransactionStatus::Idle;
         let tag = |t: &str| Ok(Outcome::Done { tag: Tag::new(t), report: Vec::new() });
         let block_only = |what: &str| {
-            error(ErrorKind::NoActiveTransaction, format!("{what} can only be used in transaction blocks"))
+            Error::new(ErrorKind::NoActiveTransaction, format!("{what} can only be used in transaction blocks"))
                 .with_hint("start one with BEGIN")
         };
         match command {
@@ -487,7 +478,7 @@ impl Backend {
             Command::Discard { all } => {
                 if all {
                     if in_block {
-                        return Err(error(ErrorKind::ActiveTransaction, "DISCARD ALL cannot run inside a transaction block"));
+                        return Err(Error::new(ErrorKind::ActiveTransaction, "DISCARD ALL cannot run inside a transaction block"));
                     }
                     session.reset_all();
                     session.cursors.clear();
@@ -524,20 +515,20 @@ impl Backend {
                     return Err(block_only("DECLARE CURSOR"));
                 }
                 if scroll {
-                    return Err(error(ErrorKind::FeatureNotSupported, "SCROLL cursors are not supported")
+                    return Err(Error::new(ErrorKind::FeatureNotSupported, "SCROLL cursors are not supported")
                         .with_hint("lakecube cursors read forward only; declare the cursor NO SCROLL"));
                 }
                 if session.cursors.contains_key(&name) {
-                    return Err(error(ErrorKind::InvalidCursorName, format!("cursor \"{name}\" already exists")));
+                    return Err(Error::new(ErrorKind::InvalidCursorName, format!("cursor \"{name}\" already exists")));
                 }
                 if parse_command(&query)?.is_some() {
-                    return Err(error(ErrorKind::Syntax, "a cursor is declared FOR a query"));
+                    return Err(Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"));
                 }
                 let mut planned = self
                     .engine
                     .plan_sql(&query, &session.info())
                     .await?
-                    .ok_or_else(|| error(ErrorKind::Syntax, "a cursor is declared FOR a query"))?;
+                    .ok_or_else(|| Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"))?;
                 if let Some(values) = params {
                     planned.plan = planned.plan.with_param_values(values).map_err(Error::from)?;
                 }
@@ -686,24 +677,21 @@ impl Drop for QueryLog {
             client = %self.client,
             rows = self.rows.load(Ordering::Relaxed),
             ms = format!("{:.1}", self.start.elapsed().as_secs_f64() * 1000.0),
-            sql = %one_line(&self.sql),
+            sql = %one_line_short(&self.sql),
             "query"
         );
     }
 }
 
-/// A failed statement is logged whole: it is what a maintainer needs to reproduce it.
-fn one_line_full(sql: &str) -> String {
-    sql.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn one_line(sql: &str) -> String {
-    let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+/// A statement on one line for the query log, cut at 300 bytes. (A failed statement is
+/// logged whole: it is what a maintainer needs to reproduce it.)
+fn one_line_short(sql: &str) -> String {
+    let s = one_line(sql);
     if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s }
 }
 
 fn log_failure(who: &str, sql: &str, e: &Error) {
-    tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line_full(sql), "query failed");
+    tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
 }
 
 #[async_trait]

@@ -165,6 +165,15 @@ impl Words {
         Some(n)
     }
 
+    /// An optional row count: absent is one row, negative is backward.
+    fn count(&mut self) -> Count {
+        match self.number() {
+            Some(n) if n >= 0 => Count::Rows(n as u64),
+            Some(_) => Count::Backward,
+            None => Count::Rows(1),
+        }
+    }
+
     fn number(&mut self) -> Option<i64> {
         let neg = if matches!(self.toks.get(self.pos), Some((Token::Minus, _))) {
             self.pos += 1;
@@ -211,7 +220,8 @@ fn syntax(text: &str) -> Error {
     Error::new(ErrorKind::Syntax, format!("syntax error in \"{}\"", one_line(text)))
 }
 
-fn one_line(s: &str) -> String {
+/// A statement on one line, whitespace runs collapsed (for messages and logs).
+pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -316,15 +326,7 @@ pub fn parse_command(text: &str) -> Result<Option<Command>> {
             } else if w.kw("ALL") {
                 Count::All
             } else if w.kw("FORWARD") {
-                if w.kw("ALL") {
-                    Count::All
-                } else {
-                    match w.number() {
-                        Some(n) if n >= 0 => Count::Rows(n as u64),
-                        Some(_) => Count::Backward,
-                        None => Count::Rows(1),
-                    }
-                }
+                if w.kw("ALL") { Count::All } else { w.count() }
             } else if w.kw("RELATIVE") {
                 match w.number() {
                     Some(n) if n >= 0 => Count::Rows(n as u64),
@@ -334,11 +336,7 @@ pub fn parse_command(text: &str) -> Result<Option<Command>> {
                 let _ = w.kw("ALL") || w.number().is_some();
                 Count::Backward
             } else {
-                match w.number() {
-                    Some(n) if n >= 0 => Count::Rows(n as u64),
-                    Some(_) => Count::Backward,
-                    None => Count::Rows(1),
-                }
+                w.count()
             };
             let _ = w.kw("FROM") || w.kw("IN");
             let name = w.ident().ok_or_else(|| syntax(text))?;
