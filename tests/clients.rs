@@ -40,22 +40,30 @@ fn clients_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pgjdbc_metadata_prepared_statements_and_fetch_size() {
-    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+/// Compiles one Java program of tests/clients against Debian's pgjdbc and runs it on a server.
+async fn run_java(program: &str, port: u16) -> Output {
     let jar = "/usr/share/java/postgresql.jar";
     assert!(Path::new(jar).exists(), "pgjdbc missing at {jar}: scripts/test.sh installs libpostgresql-jdbc-java");
     let build = tempfile::tempdir().unwrap();
     let out = build.path().to_str().unwrap().to_string();
-    let javac = run(
-        "javac",
-        vec!["-cp".into(), jar.into(), "-d".into(), out.clone(), clients_dir().join("JdbcClient.java").to_str().unwrap().into()],
-        clients_dir(),
-    )
-    .await;
+    let source = clients_dir().join(format!("{program}.java"));
+    let javac = run("javac", vec!["-cp".into(), jar.into(), "-d".into(), out.clone(), source.to_str().unwrap().into()], clients_dir()).await;
     assert!(javac.status.success(), "javac: {}", stderr(&javac));
-    let o = run("java", vec!["-cp".into(), format!("{jar}:{out}"), "JdbcClient".into(), server.port.to_string()], clients_dir()).await;
-    assert_passed(&o, "pgjdbc");
+    run("java", vec!["-cp".into(), format!("{jar}:{out}"), program.into(), port.to_string()], clients_dir()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pgjdbc_metadata_prepared_statements_and_fetch_size() {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    assert_passed(&run_java("JdbcClient", server.port).await, "pgjdbc");
+    server.stop().await;
+}
+
+/// Metabase's sync and a question through pgjdbc (tests/clients/MetabaseSync.java).
+#[tokio::test(flavor = "multi_thread")]
+async fn metabase_sync_through_pgjdbc() {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    assert_passed(&run_java("MetabaseSync", server.port).await, "metabase");
     server.stop().await;
 }
 

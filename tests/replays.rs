@@ -151,3 +151,104 @@ async fn grafana_probe_table_list_and_time_series() {
     assert!(first.parse::<i64>().is_ok_and(|e| e % 3600 == 0), "epochs print as PostgreSQL prints them: {first}");
     server.stop().await;
 }
+
+/// Power BI's navigator over Npgsql (every result column in binary, as tokio-postgres reads
+/// them too): the table list, each table's columns with its `unsigned` CASE, the key and
+/// relationship queries with upper-case unquoted aliases (read back by their folded names),
+/// `DISCARD ALL` from the pool between commands, then a DirectQuery-style wrapped query whose
+/// numbers must equal the lake's.
+#[tokio::test(flavor = "multi_thread")]
+async fn power_bi_navigator_and_direct_query() {
+    let server = TestServer::start(&lake(Preset::Tiny), 10).await;
+    let c = server.client().await;
+    let tables = c
+        .query("select TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE from INFORMATION_SCHEMA.tables where TABLE_SCHEMA not in ('information_schema', 'pg_catalog') order by TABLE_SCHEMA, TABLE_NAME", &[])
+        .await
+        .unwrap();
+    let listed: Vec<String> = tables.iter().map(|r| format!("{}.{} {}", r.get::<_, String>("table_schema"), r.get::<_, String>("table_name"), r.get::<_, String>("table_type"))).collect();
+    assert_eq!(listed, ["lake.departments BASE TABLE", "lake.stores BASE TABLE", "lake.traffic BASE TABLE", "public.retail VIEW"]);
+    c.simple_query("DISCARD ALL").await.unwrap();
+
+    let columns = c
+        .query(
+            "select COLUMN_NAME, ORDINAL_POSITION, IS_NULLABLE, case when (data_type like '%unsigned%') then DATA_TYPE || ' unsigned' else DATA_TYPE end as DATA_TYPE \
+             from INFORMATION_SCHEMA.columns where TABLE_SCHEMA = 'public' and TABLE_NAME = 'retail' order by TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
+            &[],
+        )
+        .await
+        .unwrap();
+    let types: Vec<(String, i32, String)> =
+        columns.iter().map(|r| (r.get("column_name"), r.get("ordinal_position"), r.get("data_type"))).collect();
+    let engine = engine(&lake(Preset::Tiny)).await;
+    let schema = engine.semantic().table("retail").unwrap().schema.clone();
+    assert_eq!(types.iter().map(|t| t.0.clone()).collect::<Vec<_>>(), schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>());
+    assert!(types.iter().enumerate().all(|(i, t)| t.1 == i as i32 + 1), "{types:?}");
+    let type_of = |n: &str| types.iter().find(|t| t.0 == n).unwrap().2.clone();
+    assert_eq!(
+        [type_of("region"), type_of("period"), type_of("revenue"), type_of("conversion"), type_of("footfall"), type_of("opened_on")],
+        ["text", "timestamp without time zone", "numeric", "double precision", "bigint", "date"],
+        "PostgreSQL type names, which Power BI maps to its own types"
+    );
+
+    let keys = c
+        .query(
+            "select i.CONSTRAINT_SCHEMA || '_' || i.CONSTRAINT_NAME as INDEX_NAME, ii.COLUMN_NAME, ii.ORDINAL_POSITION, \
+             case when i.CONSTRAINT_TYPE = 'PRIMARY KEY' then 'Y' else 'N' end as PRIMARY_KEY \
+             from INFORMATION_SCHEMA.table_constraints i inner join INFORMATION_SCHEMA.key_column_usage ii \
+             on i.CONSTRAINT_SCHEMA = ii.CONSTRAINT_SCHEMA and i.CONSTRAINT_NAME = ii.CONSTRAINT_NAME \
+             and i.TABLE_SCHEMA = ii.TABLE_SCHEMA and i.TABLE_NAME = ii.TABLE_NAME \
+             where i.TABLE_SCHEMA = 'public' and i.TABLE_NAME = 'retail' and i.CONSTRAINT_TYPE in ('PRIMARY KEY', 'UNIQUE') \
+             order by i.CONSTRAINT_SCHEMA || '_' || i.CONSTRAINT_NAME, ii.TABLE_SCHEMA, ii.TABLE_NAME, ii.ORDINAL_POSITION",
+            &[],
+        )
+        .await;
+    let stmt = c.prepare("select i.CONSTRAINT_NAME as INDEX_NAME, ii.COLUMN_NAME, ii.ORDINAL_POSITION from INFORMATION_SCHEMA.table_constraints i inner join INFORMATION_SCHEMA.key_column_usage ii on i.CONSTRAINT_NAME = ii.CONSTRAINT_NAME").await.unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["index_name", "column_name", "ordinal_position"], "unqualified, folded names (Power BI reads COLUMN_NAME)");
+    assert!(keys.unwrap().is_empty(), "cubes declare no keys");
+    let relationships = c
+        .query(
+            "select pkcol.COLUMN_NAME as PK_COLUMN_NAME, fkcol.TABLE_SCHEMA AS FK_TABLE_SCHEMA, fkcol.TABLE_NAME AS FK_TABLE_NAME, \
+             fkcol.COLUMN_NAME as FK_COLUMN_NAME, fkcol.ORDINAL_POSITION as ORDINAL, \
+             fkcon.CONSTRAINT_SCHEMA || '_' || fkcol.TABLE_NAME || '_' || 'retail' || '_' || fkcon.CONSTRAINT_NAME as FK_NAME \
+             from (select distinct constraint_catalog, constraint_schema, unique_constraint_schema, constraint_name, unique_constraint_name \
+             from INFORMATION_SCHEMA.REFERENTIAL_CONSTRAINTS) fkcon \
+             inner join INFORMATION_SCHEMA.KEY_COLUMN_USAGE fkcol on fkcon.CONSTRAINT_SCHEMA = fkcol.CONSTRAINT_SCHEMA and fkcon.CONSTRAINT_NAME = fkcol.CONSTRAINT_NAME \
+             inner join INFORMATION_SCHEMA.KEY_COLUMN_USAGE pkcol on fkcon.UNIQUE_CONSTRAINT_SCHEMA = pkcol.CONSTRAINT_SCHEMA and fkcon.UNIQUE_CONSTRAINT_NAME = pkcol.CONSTRAINT_NAME \
+             where pkcol.TABLE_SCHEMA = 'public' and pkcol.TABLE_NAME = 'retail' and pkcol.ORDINAL_POSITION = fkcol.ORDINAL_POSITION \
+             order by FK_NAME, fkcol.ORDINAL_POSITION",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(relationships.is_empty());
+    c.simple_query("DISCARD ALL").await.unwrap();
+
+    // DirectQuery: the navigator's columns wrapped in "rows" and "_" derived tables, measures
+    // summed with a cast, empty groups filtered, the row cap Power BI puts on every query.
+    let cube = c
+        .query(
+            "select \"_\".\"region\", \"_\".\"C1\", \"_\".\"C2\" from (select \"rows\".\"region\" as \"region\", sum(cast(\"rows\".\"revenue\" as numeric)) as \"C1\", \
+             sum(\"rows\".\"footfall\") as \"C2\" from (select \"_\".\"region\", \"_\".\"revenue\", \"_\".\"footfall\" from \"public\".\"retail\" \"_\") \"rows\" \
+             group by \"region\") \"_\" where not \"_\".\"C1\" is null order by \"_\".\"region\" limit 1000001",
+            &[],
+        )
+        .await
+        .unwrap();
+    let raw = c
+        .query(
+            "select s.region, sum(t.revenue), sum(t.footfall) from lake.traffic t join lake.stores s using (store_id) group by s.region order by s.region",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!raw.is_empty());
+    assert_eq!(cube.len(), raw.len());
+    for (a, b) in cube.iter().zip(&raw) {
+        assert_eq!(a.get::<_, String>(0), b.get::<_, String>(0));
+        let (x, y) = (a.get::<_, Numeric>(1).0, b.get::<_, Numeric>(1).0);
+        assert_eq!(x.parse::<f64>().unwrap(), y.parse::<f64>().unwrap(), "revenue {x} vs {y}");
+        assert_eq!(a.get::<_, i64>(2), b.get::<_, i64>(2));
+    }
+    server.stop().await;
+}

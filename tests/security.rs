@@ -78,6 +78,9 @@ async fn tls_and_scram_with_psql_and_tokio_postgres() {
     let o = psql(conn("analyst", "require"), "sharpener", "SELECT session_user, count(*) FROM lake.stores").await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("analyst|"), "{}", stdout(&o));
+    // The catalogs list the configured users as the roles (DBeaver's and pgAdmin's role lists).
+    let o = psql(conn("bi", "require"), "crayon", "SELECT string_agg(rolname, ',' ORDER BY rolname), bool_or(rolsuper) FROM pg_roles WHERE rolcanlogin").await;
+    assert_eq!(stdout(&o).trim(), "analyst,bi|f", "{}", stderr(&o));
     let o = psql(conn("analyst", "require"), "sharpener", "\\conninfo").await;
     assert!(stdout(&o).contains("SSL connection"), "{}", stdout(&o));
 

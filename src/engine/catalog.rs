@@ -30,7 +30,7 @@ use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, TableP
 use datafusion::datasource::ViewTable;
 use datafusion::error::Result as DfResult;
 use datafusion::prelude::SessionContext;
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
 use super::settings::DEFAULTS;
 use crate::error::{Error, Result};
@@ -51,8 +51,48 @@ const INFORMATION_SCHEMA: &str = "information_schema";
 const SCRATCH: &str = "__lakecube_descriptions";
 
 /// Installs `pg_catalog` and `information_schema` into the session's catalog.
-pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description]) -> Result<()> {
-    datafusion_pg_catalog::setup_pg_catalog(ctx, catalog_name, EmptyContextProvider)
+/// The roles `pg_roles` (and `pg_user`, `pg_get_userbyid`) list: the users who may connect.
+/// Until the server says otherwise, the default user `lakecube`.
+#[derive(Debug, Clone)]
+pub struct Roles(Arc<std::sync::RwLock<Vec<String>>>);
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles(Arc::new(std::sync::RwLock::new(vec!["lakecube".to_string()])))
+    }
+}
+
+impl Roles {
+    pub fn set(&self, names: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = names;
+    }
+}
+
+#[async_trait]
+impl PgCatalogContextProvider for Roles {
+    async fn roles(&self) -> Vec<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every role may log in and read; none is a superuser or may create anything (lakecube
+    /// is read-only for clients).
+    async fn role(&self, name: &str) -> Option<Role> {
+        self.roles().await.iter().any(|r| r == name).then(|| Role {
+            name: name.to_string(),
+            is_superuser: false,
+            can_login: true,
+            can_create_db: false,
+            can_create_role: false,
+            can_create_user: false,
+            can_replication: false,
+            grants: vec![],
+            inherited_roles: vec![],
+        })
+    }
+}
+
+pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description], roles: Roles) -> Result<()> {
+    datafusion_pg_catalog::setup_pg_catalog(ctx, catalog_name, roles)
         .map_err(|e| Error::internal(format!("pg_catalog setup: {e}")))?;
     let catalog = ctx
         .catalog(catalog_name)
@@ -63,7 +103,7 @@ pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[D
     ctx.register_table(SCRATCH, descriptions_table(descriptions)?).map_err(Error::from)?;
     let mut overrides: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
     for (name, sql) in PG_CATALOG_VIEWS {
-        overrides.insert(name.to_string(), view(ctx, sql).await?);
+        overrides.insert(name.to_string(), view(ctx, &sql.replace("{system_oid}", &system_oid_sql())).await?);
     }
     ctx.deregister_table(SCRATCH).map_err(Error::from)?;
     overrides.insert("pg_settings".into(), settings_table()?);
@@ -160,32 +200,116 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
             }),
         ));
     }
+    // regclass_oid(name): the oid of the relation a (possibly qualified, possibly quoted) name
+    // designates, unqualified names searched in pg_catalog then public (PostgreSQL's
+    // search path); an unknown relation
+    // is an error, as in PostgreSQL. The relations are those of the engine at start.
+    let mut relations: HashMap<(String, String), i32> = HashMap::new();
+    for b in collect("SELECT CAST(c.oid AS BIGINT), n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace").await? {
+        let oids = as_text(b.column(0).as_ref())?;
+        let schemas = as_text(b.column(1).as_ref())?;
+        let names = as_text(b.column(2).as_ref())?;
+        for i in 0..oids.len() {
+            if let (Some(o), Some(s), Some(n)) = (oids[i].as_deref().and_then(|o| o.parse().ok()), &schemas[i], &names[i]) {
+                relations.insert((s.clone(), n.clone()), o);
+            }
+        }
+    }
+    ctx.register_udf(oid_lookup_udf("regclass_oid", move |name| {
+        // A number names the relation of that oid, as in PostgreSQL.
+        if let Ok(oid) = name.trim().parse::<i32>() {
+            return Ok(Some(oid));
+        }
+        let parts = crate::engine::sql::split_qualified_name(name);
+        let found = match parts.as_slice() {
+            [schema, name] => relations.get(&(schema.clone(), name.clone())),
+            [name] => ["pg_catalog", "public"].iter().find_map(|s| relations.get(&(s.to_string(), name.clone()))),
+            _ => None,
+        };
+        found.copied().map(Some).ok_or_else(|| format!("relation \"{name}\" does not exist"))
+    }));
+    // pg_get_indexdef(index [, column, pretty]): an index's CREATE INDEX statement, or with a
+    // column number > 0 that key column's name (pgjdbc's getIndexInfo, SQLAlchemy's index
+    // reflection); NULL for an oid that is no index of a relation served here.
+    let mut indexes: HashMap<i64, (String, Vec<String>)> = HashMap::new();
+    let attnames = collect(
+        "SELECT CAST(i.indexrelid AS BIGINT), i.indisunique, ci.relname, n.nspname, ct.relname, i.indkey, am.amname,
+                (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum > 0)
+         FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_class ci ON ci.oid = i.indexrelid
+         JOIN pg_catalog.pg_class ct ON ct.oid = i.indrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = ct.relnamespace
+         LEFT JOIN pg_catalog.pg_am am ON am.oid = ci.relam",
+    )
+    .await?;
+    for b in attnames {
+        let cols: Vec<Vec<Option<String>>> = (0..7).map(|k| as_text(b.column(k).as_ref())).collect::<Result<_>>()?;
+        let lists = b.column(7).as_list::<i32>();
+        for r in 0..b.num_rows() {
+            let Some(oid) = cols[0][r].as_deref().and_then(|o| o.parse().ok()) else { continue };
+            let table_columns = if lists.is_null(r) { vec![] } else { as_text(lists.value(r).as_ref())?.into_iter().map(Option::unwrap_or_default).collect() };
+            let keys: Vec<String> = cols[5][r]
+                .as_deref()
+                .map(oid_list)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|k| table_columns.get((k as usize).wrapping_sub(1)).cloned().unwrap_or_else(|| k.to_string()))
+                .collect();
+            let unique = matches!(cols[1][r].as_deref(), Some("true" | "t"));
+            let def = format!(
+                "CREATE {}INDEX {} ON {}.{} USING {} ({})",
+                if unique { "UNIQUE " } else { "" },
+                cols[2][r].clone().unwrap_or_default(),
+                cols[3][r].clone().unwrap_or_default(),
+                cols[4][r].clone().unwrap_or_default(),
+                cols[6][r].clone().unwrap_or_else(|| "btree".into()),
+                keys.join(", ")
+            );
+            indexes.insert(oid, (def, keys));
+        }
+    }
+    let indexes = Arc::new(indexes);
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(IndexDef { indexes, signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable) }));
     // regproc_oid(name): the oid of the function a regproc column names (the lowest, for an
     // overloaded name, as a regproc column only ever names one of them).
-    let proc_oids = Arc::new(proc_oids);
-    ctx.register_udf(create_udf(
-        "regproc_oid",
+    ctx.register_udf(oid_lookup_udf("regproc_oid", move |name| {
+        let n = name.strip_prefix("pg_catalog.").unwrap_or(name);
+        Ok(if n == "-" { Some(0) } else { proc_oids.get(n).copied() })
+    }));
+    Ok(())
+}
+
+/// A UDF from names (text) to oids (int4) by `lookup`: NULL stays NULL, `Ok(None)` is NULL,
+/// an error fails the statement with its message.
+fn oid_lookup_udf(
+    name: &'static str,
+    lookup: impl Fn(&str) -> std::result::Result<Option<i32>, String> + Send + Sync + 'static,
+) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    create_udf(
+        name,
         vec![DataType::Utf8],
         DataType::Int32,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
             let arrays = ColumnarValue::values_to_arrays(args)?;
-            let names = cast(&arrays[0], &DataType::Utf8)?;
+            let names = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
             let names = names.as_string::<i32>();
-            let out: Int32Array = (0..names.len())
-                .map(|i| {
-                    if names.is_null(i) {
-                        return None;
-                    }
-                    let n = names.value(i);
-                    let n = n.strip_prefix("pg_catalog.").unwrap_or(n);
-                    if n == "-" { Some(0) } else { proc_oids.get(n).copied() }
-                })
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(out)))
+            let mut out = Int32Array::builder(names.len());
+            for i in 0..names.len() {
+                if names.is_null(i) {
+                    out.append_null();
+                    continue;
+                }
+                match lookup(names.value(i)) {
+                    Ok(oid) => out.append_option(oid),
+                    Err(e) => return datafusion::common::plan_err!("{e}"),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
         }),
-    ));
-    Ok(())
+    )
 }
 
 /// `to_regtype(name)`: the oid of a type named as SQL names it (`integer`, `double precision`,
@@ -335,6 +459,35 @@ impl SchemaProvider for PgCatalog {
     }
 }
 
+/// The oids PostgreSQL 15 gives its system catalogs (fixed in its headers). The crate numbers
+/// its catalog tables from 16384 like user tables, so `'pg_class'::regclass` would not be
+/// 1259, the classoid of pg_description's rows and what clients compare with.
+const SYSTEM_RELATION_OIDS: &[(&str, i32)] = &[
+    ("pg_aggregate", 2600), ("pg_am", 2601), ("pg_amop", 2602), ("pg_amproc", 2603), ("pg_attrdef", 2604),
+    ("pg_attribute", 1249), ("pg_auth_members", 1261), ("pg_authid", 1260), ("pg_cast", 2605), ("pg_class", 1259),
+    ("pg_collation", 3456), ("pg_constraint", 2606), ("pg_conversion", 2607), ("pg_database", 1262),
+    ("pg_db_role_setting", 2964), ("pg_default_acl", 826), ("pg_depend", 2608), ("pg_description", 2609),
+    ("pg_enum", 3501), ("pg_event_trigger", 3466), ("pg_extension", 3079), ("pg_foreign_data_wrapper", 2328),
+    ("pg_foreign_server", 1417), ("pg_foreign_table", 3118), ("pg_index", 2610), ("pg_inherits", 2611),
+    ("pg_init_privs", 3394), ("pg_language", 2612), ("pg_largeobject", 2613), ("pg_largeobject_metadata", 2995),
+    ("pg_namespace", 2615), ("pg_opclass", 2616), ("pg_operator", 2617), ("pg_opfamily", 2753),
+    ("pg_partitioned_table", 3350), ("pg_policy", 3256), ("pg_proc", 1255), ("pg_publication", 6104),
+    ("pg_publication_namespace", 6237), ("pg_publication_rel", 6106), ("pg_range", 3541),
+    ("pg_replication_origin", 6000), ("pg_rewrite", 2618), ("pg_seclabel", 3596), ("pg_sequence", 2224),
+    ("pg_shdepend", 1214), ("pg_shdescription", 2396), ("pg_shseclabel", 3592), ("pg_statistic", 2619),
+    ("pg_statistic_ext", 3381), ("pg_statistic_ext_data", 3429), ("pg_subscription", 6100),
+    ("pg_subscription_rel", 6102), ("pg_tablespace", 1213), ("pg_trigger", 2620), ("pg_ts_config", 3602),
+    ("pg_ts_dict", 3600), ("pg_ts_parser", 3601), ("pg_ts_template", 3764), ("pg_type", 1247),
+    ("pg_user_mapping", 1418),
+];
+
+/// A pg_class row's oid with the system catalogs' fixed oids (over columns `relname`,
+/// `relnamespace` and `oid`, unqualified or of alias `c`).
+fn system_oid_sql() -> String {
+    let arms: String = SYSTEM_RELATION_OIDS.iter().map(|(n, o)| format!(" WHEN '{n}' THEN {o}")).collect();
+    format!("CAST(CASE WHEN c.relnamespace = 11 THEN CASE c.relname{arms} ELSE c.oid END ELSE c.oid END AS INT)")
+}
+
 /// Views over the crate's `pg_catalog` tables (and, for `pg_description`, the scratch table
 /// of lakecube's descriptions), planned once at start.
 const PG_CATALOG_VIEWS: &[(&str, &str)] = &[
@@ -350,8 +503,21 @@ const PG_CATALOG_VIEWS: &[(&str, &str)] = &[
     ),
     (
         "pg_class",
-        "SELECT *, false AS relhasoids, CAST(NULL AS VARCHAR[]) AS relacl, CAST(NULL AS VARCHAR[]) AS reloptions
-         FROM pg_catalog.pg_class",
+        "SELECT {system_oid} AS oid, relname, relnamespace, reltype, reloftype, relowner, relam, relfilenode, reltablespace,
+                relpages, reltuples, relallvisible, reltoastrelid, relhasindex, relisshared, relpersistence, relkind, relnatts,
+                relchecks, relhasrules, relhastriggers, relhassubclass, relrowsecurity, relforcerowsecurity, relispopulated,
+                relreplident, relispartition, relrewrite, relfrozenxid, relminmxid, relpartbound,
+                false AS relhasoids, CAST(NULL AS VARCHAR[]) AS relacl, CAST(NULL AS VARCHAR[]) AS reloptions
+         FROM pg_catalog.pg_class c",
+    ),
+    (
+        "pg_attribute",
+        "SELECT CASE WHEN c.relnamespace = 11 THEN {system_oid} ELSE a.attrelid END AS attrelid, a.attname, a.atttypid,
+                a.attstattarget, a.attlen, a.attnum, a.attndims, a.attcacheoff, a.atttypmod, a.attbyval, a.attalign,
+                a.attstorage, a.attcompression, a.attnotnull, a.atthasdef, a.atthasmissing, a.attidentity, a.attgenerated,
+                a.attisdropped, a.attislocal, a.attinhcount, a.attcollation, a.attacl, a.attoptions, a.attfdwoptions,
+                a.attmissingval
+         FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_class c ON c.oid = a.attrelid",
     ),
     (
         "pg_views",
@@ -359,6 +525,18 @@ const PG_CATALOG_VIEWS: &[(&str, &str)] = &[
                 concat('-- lakecube cube ', c.relname, ': computed from the lake by its definition in cube-defs/') AS definition
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'v'",
+    ),
+    (
+        // conkey/confkey as smallint arrays, as PostgreSQL types them (the crate keeps them as
+        // text "[1, 2]"): Metabase's foreign-key sync compares `attnum = ANY(c.conkey)`.
+        "pg_constraint",
+        "SELECT oid, conname, connamespace, contype, condeferrable, condeferred, convalidated, conrelid, contypid,
+                conindid, conparentid, confrelid, confupdtype, confdeltype, confmatchtype, conislocal, coninhcount,
+                connoinherit,
+                CASE WHEN conkey IS NULL OR conkey = '' THEN NULL ELSE CAST(string_to_array(btrim(conkey, '[]'), ',') AS SMALLINT[]) END AS conkey,
+                CASE WHEN confkey IS NULL OR confkey = '' THEN NULL ELSE CAST(string_to_array(btrim(confkey, '[]'), ',') AS SMALLINT[]) END AS confkey,
+                conpfeqop, conppeqop, conffeqop, confdelsetcols, conexclop, conbin
+         FROM pg_catalog.pg_constraint",
     ),
     (
         "pg_user",
@@ -492,3 +670,59 @@ const INFORMATION_SCHEMA_VIEWS: &[(&str, &str)] = &[
                 'C' AS default_collate_name",
     ),
 ];
+
+/// `pg_get_indexdef(index [, column, pretty])` over the index definitions found at start.
+#[derive(Debug)]
+struct IndexDef {
+    indexes: Arc<HashMap<i64, (String, Vec<String>)>>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PartialEq for IndexDef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.indexes, &other.indexes)
+    }
+}
+impl Eq for IndexDef {}
+impl std::hash::Hash for IndexDef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "pg_get_indexdef".hash(state)
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for IndexDef {
+    fn name(&self) -> &str {
+        "pg_get_indexdef"
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: datafusion::logical_expr::ScalarFunctionArgs) -> DfResult<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::Int64Type;
+        if !(1..=3).contains(&args.args.len()) {
+            return datafusion::common::plan_err!("pg_get_indexdef takes 1 to 3 arguments");
+        }
+        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
+        let oids = cast(&arrays[0], &DataType::Int64)?;
+        let oids = oids.as_primitive::<Int64Type>();
+        let column = match arrays.get(1) {
+            Some(c) => Some(cast(c, &DataType::Int64)?),
+            None => None,
+        };
+        let out: StringArray = (0..args.number_rows)
+            .map(|r| {
+                let (def, keys) = self.indexes.get(&oids.is_valid(r).then(|| oids.value(r))?)?;
+                match column.as_ref().map(|c| c.as_primitive::<Int64Type>()) {
+                    Some(c) if c.is_valid(r) && c.value(r) > 0 => keys.get(c.value(r) as usize - 1).cloned(),
+                    _ => Some(def.clone()),
+                }
+            })
+            .collect();
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(out)))
+    }
+}

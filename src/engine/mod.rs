@@ -43,6 +43,7 @@ pub struct Engine {
     lake: Lake,
     semantic: Arc<Semantic>,
     parser: Arc<datafusion_pg_catalog::sql::PostgresCompatibilityParser>,
+    roles: catalog::Roles,
 }
 
 /// A statement planned for execution, with the cube queries found in it.
@@ -150,10 +151,16 @@ impl Engine {
                 describe(i as i32 + 1, &f.metadata().get("description").cloned());
             }
         }
-        catalog::install(&ctx, CATALOG, &descriptions).await?;
+        let roles = catalog::Roles::default();
+        catalog::install(&ctx, CATALOG, &descriptions, roles.clone()).await?;
         pg_functions::register(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
-        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser })
+        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles })
+    }
+
+    /// Sets the roles the catalogs list (`pg_roles`, `pg_user`): the users who may connect.
+    pub fn set_roles(&self, names: Vec<String>) {
+        self.roles.set(names);
     }
 
     pub fn semantic(&self) -> &Semantic {

@@ -458,6 +458,29 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     }
     ctx.register_udf(ScalarUDF::from(JsonBuildObject::new()));
     ctx.register_udf(expandarray_items());
+    // pg_vector_items(text): an int2vector/oidvector held as text ("1 2") as a list of integers.
+    ctx.register_udf(create_udf(
+        "pg_vector_items",
+        vec![DataType::Utf8],
+        DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new("item", DataType::Int64, true))),
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            use datafusion::arrow::array::{AsArray, Int64Builder, ListBuilder};
+            let a = ColumnarValue::values_to_arrays(args)?;
+            let texts = a[0].as_string::<i32>();
+            let mut b = ListBuilder::new(Int64Builder::new());
+            for v in texts.iter() {
+                match v {
+                    Some(t) => {
+                        b.values().extend(vector_items(t));
+                        b.append(true);
+                    }
+                    None => b.append(false),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(b.finish())))
+        }),
+    ));
     for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege", "has_column_privilege"] {
         ctx.register_udf(ScalarUDF::from(HasPrivilege::new(name)));
     }
@@ -476,6 +499,21 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         }),
     ));
     ctx.register_udf(ScalarUDF::from(PgSubscript::new()));
+    ctx.register_udf(ScalarUDF::from(Format::new()));
+    for (name, quote) in [("quote_ident", quote_ident as fn(&str) -> String), ("quote_literal", quote_literal)] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Immutable,
+            Arc::new(move |args: &[ColumnarValue]| {
+                use datafusion::arrow::array::AsArray;
+                let a = ColumnarValue::values_to_arrays(args)?;
+                let out: StringArray = a[0].as_string::<i32>().iter().map(|v| v.map(quote)).collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }),
+        ));
+    }
     // pg_advisory_unlock_all(): asyncpg's pool reset; lakecube takes no advisory locks, so
     // there is never one to release. PostgreSQL returns void, shown as an empty value.
     ctx.register_udf(create_udf(
@@ -485,4 +523,183 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         Volatility::Volatile,
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(String::new()))))),
     ));
+}
+
+/// PostgreSQL's reserved key words (and the type-function names it also quotes): an
+/// identifier spelled like one must be quoted by `quote_ident` and `format('%I')`.
+const RESERVED: &[&str] = &[
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization", "binary", "both",
+    "case", "cast", "check", "collate", "collation", "column", "concurrently", "constraint", "create", "cross",
+    "current_catalog", "current_date", "current_role", "current_schema", "current_time", "current_timestamp",
+    "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end", "except", "false", "fetch",
+    "for", "foreign", "freeze", "from", "full", "grant", "group", "having", "ilike", "in", "initially", "inner",
+    "intersect", "into", "is", "isnull", "join", "lateral", "leading", "left", "like", "limit", "localtime",
+    "localtimestamp", "natural", "not", "notnull", "null", "offset", "on", "only", "or", "order", "outer",
+    "overlaps", "placing", "primary", "references", "returning", "right", "select", "session_user", "similar",
+    "some", "symmetric", "system_user", "table", "tablesample", "then", "to", "trailing", "true", "union", "unique",
+    "user", "using", "variadic", "verbose", "when", "where", "window", "with",
+];
+
+/// PostgreSQL's `quote_ident`: the identifier as is when it reads back unchanged unquoted
+/// (lower case letters, digits, `_`, `$`, not starting with a digit or `$`, not a reserved
+/// word), else in double quotes with inner quotes doubled.
+pub fn quote_ident(id: &str) -> String {
+    let plain = id.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+        && !RESERVED.contains(&id);
+    if plain { id.to_string() } else { format!("\"{}\"", id.replace('"', "\"\"")) }
+}
+
+/// PostgreSQL's `quote_literal`: single quotes, inner quotes doubled; with a backslash inside,
+/// the `E'…'` form with backslashes doubled.
+pub fn quote_literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+/// PostgreSQL's `format(template, args…)`: `%s` (text, NULL as empty), `%I` (identifier,
+/// quoted as needed), `%L` (literal, NULL as `NULL`), `%%`, with an optional argument
+/// position `n$`, `-` flag and width. Metabase's field sync casts `format('%I.%I', schema,
+/// table)` to regclass. Errors read as PostgreSQL's.
+pub fn pg_format(template: &str, args: &[Option<String>]) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    let mut chars = template.chars().peekable();
+    let mut next_arg = 0usize;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        // [n$][-][width]type
+        let mut spec = String::new();
+        while let Some(&d) = chars.peek() {
+            if d.is_ascii_digit() || d == '$' || d == '-' {
+                spec.push(d);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let (position, rest) = match spec.split_once('$') {
+            Some((n, rest)) => (Some(n.parse::<usize>().map_err(|_| "invalid argument position in format()".to_string())?), rest),
+            None => (None, spec.as_str()),
+        };
+        let left = rest.starts_with('-');
+        let width: usize = rest.trim_start_matches('-').parse().unwrap_or(0);
+        let kind = chars.next().ok_or("unterminated format() type specifier")?;
+        let index = match position {
+            Some(0) => return Err("format specifies argument 0, but arguments are numbered from 1".into()),
+            Some(n) => n - 1,
+            None => next_arg,
+        };
+        next_arg = index + 1;
+        let arg = args.get(index).ok_or("too few arguments for format()")?;
+        let text = match kind {
+            's' => arg.clone().unwrap_or_default(),
+            'I' => quote_ident(arg.as_deref().ok_or("null values cannot be formatted as an SQL identifier")?),
+            'L' => arg.as_deref().map(quote_literal).unwrap_or_else(|| "NULL".into()),
+            other => return Err(format!("unrecognized format() type specifier \"{other}\"")),
+        };
+        let pad = width.saturating_sub(text.chars().count());
+        if left {
+            out.push_str(&text);
+            out.extend(std::iter::repeat_n(' ', pad));
+        } else {
+            out.extend(std::iter::repeat_n(' ', pad));
+            out.push_str(&text);
+        }
+    }
+    Ok(out)
+}
+
+/// `format(template, args…)` as a variadic UDF over [`pg_format`]. Arguments print as
+/// PostgreSQL's text output would (booleans as t/f).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Format {
+    signature: Signature,
+}
+
+impl Format {
+    pub fn new() -> Self {
+        Format { signature: Signature::variadic_any(datafusion::logical_expr::Volatility::Stable) }
+    }
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for Format {
+    fn name(&self) -> &str {
+        "format"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, BooleanArray};
+        use datafusion::arrow::util::display::array_value_to_string;
+        if args.args.is_empty() {
+            return datafusion::common::plan_err!("function format() requires at least one argument");
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let text = |a: &Arc<dyn Array>, r: usize| -> Result<Option<String>> {
+            if a.is_null(r) {
+                return Ok(None);
+            }
+            Ok(Some(match a.data_type() {
+                DataType::Boolean => if a.as_any().downcast_ref::<BooleanArray>().is_some_and(|b| b.value(r)) { "t" } else { "f" }.to_string(),
+                DataType::Utf8 => a.as_string::<i32>().value(r).to_string(),
+                _ => array_value_to_string(a, r)?,
+            }))
+        };
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for r in 0..args.number_rows {
+            let Some(template) = text(&arrays[0], r)? else {
+                out.append_null();
+                continue;
+            };
+            let values = arrays[1..].iter().map(|a| text(a, r)).collect::<Result<Vec<_>>>()?;
+            match pg_format(&template, &values) {
+                Ok(s) => out.append_value(s),
+                Err(e) => return datafusion::common::exec_err!("{e}"),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::pg_format;
+
+    fn f(t: &str, args: &[Option<&str>]) -> Result<String, String> {
+        pg_format(t, &args.iter().map(|a| a.map(str::to_string)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn formats_as_postgresql() {
+        assert_eq!(f("%I.%I", &[Some("public"), Some("retail")]).unwrap(), "public.retail");
+        assert_eq!(f("%I.%I", &[Some("My Schema"), Some("select")]).unwrap(), "\"My Schema\".\"select\"");
+        assert_eq!(f("\"%s\".\"%s\"", &[Some("a"), None]).unwrap(), "\"a\".\"\"");
+        assert_eq!(f("%L and %L", &[Some("it's"), None]).unwrap(), "'it''s' and NULL");
+        assert_eq!(f("%2$s %1$s %%", &[Some("a"), Some("b")]).unwrap(), "b a %");
+        assert_eq!(f("[%-5s|%5s]", &[Some("ab"), Some("cd")]).unwrap(), "[ab   |   cd]");
+        assert!(f("%s %s", &[Some("a")]).unwrap_err().contains("too few arguments"));
+        assert!(f("%I", &[None]).unwrap_err().contains("null values"));
+        assert!(f("%x", &[Some("a")]).unwrap_err().contains("unrecognized"));
+    }
 }

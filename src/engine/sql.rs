@@ -135,6 +135,50 @@ fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
             copied = *end;
         }
     }
+    // `'name'::regclass`, `'name'::pg_catalog.regclass` and `CAST('name' AS regclass)`: looked
+    // up by regclass_oid(), which searches pg_catalog for unqualified names as PostgreSQL's
+    // search path does (the crate's rewrite searches the current schema only, so
+    // `'pg_class'::regclass` came back NULL).
+    let regclass_at = |k: usize| -> Option<usize> {
+        match tokens.get(k..k + 3) {
+            Some([(Token::Word(a), ..), (Token::Period, ..), (Token::Word(b), _, end)])
+                if a.value.eq_ignore_ascii_case("pg_catalog") && b.value.eq_ignore_ascii_case("regclass") =>
+            {
+                return Some(*end);
+            }
+            _ => {}
+        }
+        match tokens.get(k) {
+            Some((Token::Word(w), _, end)) if w.value.eq_ignore_ascii_case("regclass") => Some(*end),
+            _ => None,
+        }
+    };
+    let mut i = 0;
+    while i < tokens.len() {
+        let found = match &tokens[i..] {
+            [(Token::SingleQuotedString(name), start, _), (Token::DoubleColon, ..), ..] => {
+                regclass_at(i + 2).map(|end| (name, *start, end))
+            }
+            [(Token::Word(cast), start, _), (Token::LParen, ..), (Token::SingleQuotedString(name), ..), (Token::Word(as_), ..), ..]
+                if cast.value.eq_ignore_ascii_case("cast") && as_.value.eq_ignore_ascii_case("as") =>
+            {
+                let after = if matches!(tokens.get(i + 5), Some((Token::Period, ..))) { i + 7 } else { i + 5 };
+                match (regclass_at(i + 4), tokens.get(after)) {
+                    (Some(_), Some((Token::RParen, _, end))) => Some((name, *start, *end)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some((name, start, end)) = found
+            && start >= copied
+        {
+            out.push_str(&sql[copied..start]);
+            out.push_str(&format!("regclass_oid('{}')", name.replace('\'', "''")));
+            copied = end;
+        }
+        i += 1;
+    }
     if copied == 0 {
         return sql.into();
     }
@@ -143,6 +187,17 @@ fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// pg_type's regproc columns.
+/// The catalogs' int2vector/oidvector columns, which the static catalog holds as text ("1 2").
+const VECTOR_COLUMNS: &[&str] = &["indkey", "indclass", "indcollation", "indoption", "proargtypes", "stxkeys", "partattrs"];
+
+fn is_vector_column(e: &Expr) -> bool {
+    match e {
+        Expr::Identifier(i) => VECTOR_COLUMNS.contains(&ident_name(i).as_str()),
+        Expr::CompoundIdentifier(ids) => ids.last().is_some_and(|i| VECTOR_COLUMNS.contains(&ident_name(i).as_str())),
+        _ => false,
+    }
+}
+
 const REGPROC_COLUMNS: &[&str] = &["typinput", "typoutput", "typreceive", "typsend", "typmodin", "typmodout", "typanalyze"];
 
 /// The 1-based character position of sqlparser's "Line: l, Column: c" in `sql`.
@@ -332,6 +387,19 @@ fn string_literal(expr: &Expr) -> Option<String> {
     }
 }
 
+/// An integer literal, also written as a string or through casts (`'1'::INTEGER`).
+fn int_literal(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            Value::SingleQuotedString(s) => s.trim().parse().ok(),
+            _ => None,
+        },
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => int_literal(expr),
+        _ => None,
+    }
+}
+
 fn bool_literal(expr: &Expr) -> Option<bool> {
     match expr {
         Expr::Value(v) => match &v.value {
@@ -357,6 +425,120 @@ fn parse_expr(sql: &str) -> Result<Expr> {
             Error::new(ErrorKind::FeatureNotSupported, format!("lakecube cannot rewrite this expression for DataFusion: {e}"))
                 .with_hint(format!("the rewritten form was: {sql}"))
         })
+}
+
+/// The names a SELECT's FROM gives its relations (aliases, else the table's own name), or
+/// None when FROM holds anything but tables.
+fn from_names(sel: &datafusion::sql::sqlparser::ast::Select) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::ast::TableFactor;
+    let mut names = Vec::new();
+    for t in &sel.from {
+        for r in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+            let TableFactor::Table { name, alias, .. } = r else { return None };
+            names.push(match alias {
+                Some(a) => ident_name(&a.name),
+                None => name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()).unwrap_or_default(),
+            });
+        }
+    }
+    Some(names)
+}
+
+/// Whether `e` references outer columns (qualified by a relation not in `names`) and whether
+/// it references the subquery's own (qualified by one in `names`, unqualified, or inside a
+/// nested subquery, which counts as the subquery's own).
+fn references(e: &Expr, names: &[String]) -> (bool, bool) {
+    let (mut outer, mut inner) = (false, false);
+    let mut probe = e.clone();
+    let _ = visit_expressions_mut(&mut probe, |x| {
+        match x {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                if names.contains(&ident_name(&parts[parts.len() - 2])) { inner = true } else { outer = true }
+            }
+            Expr::Identifier(_) | Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => inner = true,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    (outer, inner)
+}
+
+/// Splits a subquery's WHERE conjuncts that reference outer columns only from the rest:
+/// `Some((outer test, subquery without it))`, or None when there is no such conjunct.
+fn hoist_outer_conjuncts(q: &Query) -> Option<(Expr, Query)> {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    let SetExpr::Select(sel) = q.body.as_ref() else { return None };
+    let selection = sel.selection.as_ref()?;
+    let names = from_names(sel)?;
+    let mut conjuncts = Vec::new();
+    fn split(e: &Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+                split(left, out);
+                split(right, out);
+            }
+            Expr::Nested(inner) if matches!(inner.as_ref(), Expr::BinaryOp { op: BinaryOperator::And, .. }) => split(inner, out),
+            other => out.push(other.clone()),
+        }
+    }
+    split(selection, &mut conjuncts);
+    let (outer, rest): (Vec<Expr>, Vec<Expr>) = conjuncts.into_iter().partition(|c| references(c, &names) == (true, false));
+    if outer.is_empty() {
+        return None;
+    }
+    let join = |v: &[Expr]| v.iter().map(|e| format!("({e})")).collect::<Vec<_>>().join(" AND ");
+    let test = parse_expr(&join(&outer)).ok()?;
+    let mut sel = sel.clone();
+    sel.selection = if rest.is_empty() { None } else { Some(parse_expr(&join(&rest)).ok()?) };
+    let mut out = q.clone();
+    out.body = Box::new(SetExpr::Select(sel));
+    Some((test, out))
+}
+
+/// A catalog lookup whose one output is a function of outer columns and its own
+/// (SQLAlchemy's `(SELECT json_build_object('always', pg_attribute.attidentity = 'a',
+/// 'start', pg_sequence.seqstart, …) FROM pg_sequence WHERE …)`): DataFusion cannot plan
+/// outer columns in a subquery's output, so each argument of the subquery's own becomes a
+/// lookup of its own, and the function is applied outside, when the lookup finds its row:
+/// `CASE WHEN (SELECT max(1) FROM … WHERE …) = 1 THEN f(outer, (SELECT own …), …) END`.
+fn split_outer_output(q: &Query) -> Option<Expr> {
+    let SetExpr::Select(sel) = q.body.as_ref() else { return None };
+    let names = from_names(sel)?;
+    if sel.projection.len() != 1 {
+        return None;
+    }
+    let (SelectItem::UnnamedExpr(Expr::Function(f)) | SelectItem::ExprWithAlias { expr: Expr::Function(f), .. }) = &sel.projection[0] else {
+        return None;
+    };
+    let datafusion::sql::sqlparser::ast::FunctionArguments::List(list) = &f.args else { return None };
+    let mut any_outer = false;
+    let lookup = |e: String| -> Option<String> {
+        let mut s = sel.clone();
+        s.projection = vec![SelectItem::UnnamedExpr(parse_expr(&e).ok()?)];
+        let mut one = q.clone();
+        one.body = Box::new(SetExpr::Select(s));
+        Some(format!("({})", catalog_lookup_as_aggregate(&one).unwrap_or(one)))
+    };
+    let mut args = Vec::new();
+    for a in &list.args {
+        let datafusion::sql::sqlparser::ast::FunctionArg::Unnamed(datafusion::sql::sqlparser::ast::FunctionArgExpr::Expr(e)) = a else {
+            return None;
+        };
+        match references(e, &names) {
+            (true, true) => return None,
+            (true, false) => {
+                any_outer = true;
+                args.push(e.to_string());
+            }
+            (false, true) => args.push(lookup(e.to_string())?),
+            (false, false) => args.push(e.to_string()),
+        }
+    }
+    if !any_outer {
+        return None;
+    }
+    let found = lookup("max(1)".into())?;
+    parse_expr(&format!("CASE WHEN {found} = 1 THEN {}({}) END", f.name, args.join(", "))).ok()
 }
 
 /// A scalar subquery that looks one row up in the catalogs (`(SELECT typcollation FROM
@@ -465,6 +647,47 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
         *expr = text(&session.user);
         return Ok(());
     }
+    // `CAST(<text expression> AS regclass)`: a relation named by a computed string, as
+    // Metabase's field sync writes `format('%I.%I', schema, table)::regclass::oid`. The
+    // pg_catalog crate resolves only literal names; a function call or `||` concatenation is
+    // looked up by regclass_oid() (a column operand stays the oid → regclass display cast).
+    if let Expr::Cast { expr: inner, data_type, .. } = expr
+        && data_type.to_string().to_ascii_lowercase().trim_start_matches("pg_catalog.") == "regclass"
+        && matches!(
+            inner.as_ref(),
+            Expr::Function(_) | Expr::BinaryOp { op: datafusion::sql::sqlparser::ast::BinaryOperator::StringConcat, .. }
+        )
+    {
+        *expr = parse_expr(&format!("regclass_oid({inner})"))?;
+        return Ok(());
+    }
+    // `unnest(indkey)` and `generate_subscripts(indkey, 1)` side by side in a select list
+    // (SQLAlchemy's key and index reflection): vector columns are read as lists by
+    // pg_vector_items(), and generate_subscripts (which DataFusion lacks) becomes the unnest
+    // of 1..n, zipped with the other unnest as PostgreSQL zips set-returning functions.
+    if let Some(name) = function_name(expr)
+        && (name == "unnest" || name == "generate_subscripts")
+    {
+        let a = args(expr);
+        let list = |e: &Expr| if is_vector_column(e) { format!("pg_vector_items({e})") } else { e.to_string() };
+        match (name.as_str(), a.as_slice()) {
+            ("unnest", [e]) if is_vector_column(e) => {
+                *expr = parse_expr(&format!("unnest({})", list(e)))?;
+                return Ok(());
+            }
+            // Lists are one-dimensional: subscripts of dimension 1 are 1..n, of any other none.
+            ("generate_subscripts", [e, dim]) => {
+                let n = format!("CAST(coalesce(array_length({}), 0) AS BIGINT)", list(e));
+                let dim = match int_literal(dim) {
+                    Some(d) => d.to_string(),
+                    None => dim.to_string(),
+                };
+                *expr = parse_expr(&format!("unnest(range(CAST(1 AS BIGINT), CASE WHEN {dim} = 1 THEN {n} + 1 ELSE CAST(1 AS BIGINT) END))"))?;
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
     // LIKE … ESCAPE 'c' (SQLAlchemy escapes with '/'): DataFusion only takes a backslash, so
     // the pattern is rewritten to backslash escapes (existing backslashes made literal first).
     if let Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. } = expr
@@ -520,6 +743,29 @@ fn rewrite_expr(expr: &mut Expr, session: &SessionInfo, changes: &mut SettingCha
             **left = parse_expr(&format!("regproc_oid({left})"))?;
         } else if is_regproc(right) && string_literal(left).is_none() {
             **right = parse_expr(&format!("regproc_oid({right})"))?;
+        }
+    }
+    // A scalar subquery whose WHERE tests outer columns only (SQLAlchemy's column reflection:
+    // `(SELECT pg_get_expr(…) FROM pg_attrdef WHERE pg_attribute.atthasdef AND …)` inside a
+    // CASE): DataFusion cannot decorrelate that inside an expression, so the outer-only test
+    // moves out as `CASE WHEN test THEN (subquery without it) END` — the same value, as the
+    // subquery yields no row (NULL) exactly when the test fails.
+    // Outer columns in the subquery's output are split out the same way (split_outer_output).
+    if let Expr::Subquery(q) = expr {
+        let (test, inner) = match hoist_outer_conjuncts(q) {
+            Some((test, inner)) => (Some(test), inner),
+            None => (None, q.as_ref().clone()),
+        };
+        let value = match split_outer_output(&inner) {
+            Some(v) => Some(v.to_string()),
+            None => test.is_some().then(|| format!("({})", catalog_lookup_as_aggregate(&inner).unwrap_or(inner))),
+        };
+        if let Some(value) = value {
+            *expr = match test {
+                Some(test) => parse_expr(&format!("CASE WHEN {test} THEN {value} END"))?,
+                None => parse_expr(&value)?,
+            };
+            return Ok(());
         }
     }
     if let Expr::Subquery(q) = expr
@@ -647,6 +893,30 @@ fn set_expr_names(body: &SetExpr) -> Option<Vec<ColumnName>> {
     }
 }
 
+/// A possibly qualified SQL name split into its parts as PostgreSQL reads them: unquoted
+/// parts folded to lower case, quoted parts kept with `""` as `"` (`Public."My Table"` →
+/// `public`, `My Table`).
+pub fn split_qualified_name(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = name.trim().chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if quoted => cur.push(c),
+            c => cur.extend(c.to_lowercase()),
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
 fn ident_name(i: &Ident) -> String {
     if i.quote_style.is_some() { i.value.clone() } else { i.value.to_ascii_lowercase() }
 }
@@ -743,6 +1013,13 @@ pub fn resolve_names(pg: &[ColumnName], df: &[String]) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn qualified_names_split_as_postgresql_reads_them() {
+        assert_eq!(super::split_qualified_name("public.retail"), ["public", "retail"]);
+        assert_eq!(super::split_qualified_name("Public.\"My \"\"T\"\".x\""), ["public", "My \"T\".x"]);
+        assert_eq!(super::split_qualified_name("Retail"), ["retail"]);
+    }
+
     use super::*;
 
     fn names(sql: &str) -> Vec<ColumnName> {

@@ -32,6 +32,11 @@ pub struct Security {
 }
 
 pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security: Security, shutdown: impl Future) -> Result<()> {
+    // The catalogs list the users who may connect; with none configured (trust on loopback),
+    // the default user.
+    if !security.users.0.is_empty() {
+        engine.set_roles(security.users.0.keys().cloned().collect());
+    }
     let handlers = Arc::new(Handlers::new(engine, security.users.clone()));
     let tls = security.tls;
     let slots = Arc::new(Semaphore::new(limits.max_connections));

@@ -187,3 +187,40 @@ pub async fn engine(lake_dir: &Path) -> Engine {
     let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
     Engine::open(Lake::open(lake_dir.to_str().unwrap(), false).unwrap(), Some(&model)).await.unwrap()
 }
+
+/// A PostgreSQL `numeric` read in binary (as Npgsql and tokio-postgres read it), kept as the
+/// decimal text PostgreSQL would print, so tests compare it exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numeric(pub String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Numeric {
+    fn from_sql(_: &tokio_postgres::types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let word = |i: usize| -> Result<i16, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(i16::from_be_bytes(raw.get(i..i + 2).ok_or("short numeric")?.try_into()?))
+        };
+        let (ndigits, weight, sign, dscale) = (word(0)? as usize, word(2)? as i32, word(4)? as u16, word(6)? as usize);
+        if sign == 0xC000 {
+            return Ok(Numeric("NaN".into()));
+        }
+        let digits: Vec<i16> = (0..ndigits).map(|k| word(8 + 2 * k)).collect::<Result<_, _>>()?;
+        let mut int = String::new();
+        for w in 0..=weight.max(0) {
+            let d = if w <= weight { digits.get(w as usize).copied().unwrap_or(0) } else { 0 };
+            int.push_str(&if int.is_empty() { d.to_string() } else { format!("{d:04}") });
+        }
+        if weight < 0 {
+            int = "0".into();
+        }
+        let mut frac = String::new();
+        for k in (weight + 1)..(weight + 1 + dscale.div_ceil(4) as i32) {
+            let d = if k >= 0 { digits.get(k as usize).copied().unwrap_or(0) } else { 0 };
+            frac.push_str(&format!("{d:04}"));
+        }
+        frac.truncate(dscale);
+        let sign = if sign == 0x4000 { "-" } else { "" };
+        Ok(Numeric(if dscale > 0 { format!("{sign}{int}.{frac}") } else { format!("{sign}{int}") }))
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::NUMERIC
+    }
+}
