@@ -291,3 +291,146 @@ async fn only_the_needed_cubes_are_joined() {
     assert_eq!(scans("SELECT region, revenue FROM retail WHERE department = 'Home'").await, vec!["departments", "stores", "traffic"]);
     assert_eq!(scans("SELECT count(*) FROM retail WHERE store_format = 'mall'").await, vec!["stores", "traffic"]);
 }
+
+/// Stores with their hourly traffic, joined both ways: a view rooted at `stores` joining
+/// `traffic` one_to_many, and one rooted at `traffic` joining `stores` many_to_one. A store's
+/// selling area is summed once per store whatever the join repeats (the fan trap).
+const FAN_TRAP_MODEL: &str = r#"
+cubes:
+  - name: stores
+    sql_table: lake.stores
+    joins:
+      - name: traffic
+        relationship: one_to_many
+        sql: "{CUBE}.store_id = {traffic.store_id}"
+    dimensions:
+      - name: store_id
+        sql: store_id
+        type: number
+        primary_key: true
+      - name: region
+        sql: region
+        type: string
+    measures:
+      - name: selling_area
+        sql: surface_m2
+        type: sum
+      - name: store_rows
+        type: count
+      - name: largest_store
+        sql: surface_m2
+        type: max
+  - name: traffic
+    sql_table: lake.traffic
+    joins:
+      - name: stores
+        relationship: many_to_one
+        sql: "{CUBE}.store_id = {stores.store_id}"
+    dimensions:
+      - name: store_id
+        sql: store_id
+        type: number
+        public: false
+      - name: period
+        sql: ts
+        type: time
+    measures:
+      - name: footfall
+        sql: footfall
+        type: sum
+views:
+  - name: store_traffic
+    cubes:
+      - join_path: stores
+        includes: "*"
+      - join_path: stores.traffic
+        includes: [period, footfall]
+  - name: traffic_stores
+    cubes:
+      - join_path: traffic
+        includes: [period, footfall]
+      - join_path: traffic.stores
+        includes: [region, selling_area, store_rows]
+"#;
+
+async fn engine_with(yaml: &str) -> Engine {
+    let model = lakecube::model::Model::from_texts(&[("fan.yaml", yaml)]).unwrap_or_else(|p| panic!("{p:?}"));
+    let lake = lakecube::storage::Lake::open(lake(Preset::Tiny).to_str().unwrap(), false).unwrap();
+    Engine::open(lake, Some(&model)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_to_many_joins_never_double_count() {
+    let e = engine_with(FAN_TRAP_MODEL).await;
+    // The lake's second month.
+    let start: String = scalar(&e, "SELECT CAST(date_trunc('month', min(ts)) + INTERVAL '1 month' AS VARCHAR) FROM lake.traffic").await;
+    let bounds = |c: &str| format!("{c} >= TIMESTAMP '{start}' AND {c} < TIMESTAMP '{start}' + INTERVAL '1 month'");
+    let (month, lake_month) = (bounds("period"), bounds("ts"));
+    // Rooted at stores: every store once, with or without hours; footfall of all hours.
+    let cube = rows(&e, "SELECT region, SUM(selling_area), COUNT(store_rows), MAX(largest_store), SUM(footfall) FROM store_traffic GROUP BY 1 ORDER BY 1").await;
+    let hand = rows(
+        &e,
+        "SELECT s.region, SUM(s.surface_m2), COUNT(*), MAX(s.surface_m2), SUM(f.footfall) FROM lake.stores s
+         LEFT JOIN (SELECT store_id, SUM(footfall) AS footfall FROM lake.traffic GROUP BY 1) f USING (store_id) GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    assert!(cube.len() > 1);
+    assert_eq!(cube, hand);
+    // Filtered to a month on the many side: the stores with hours that month, once each.
+    let cube = rows(&e, &format!("SELECT region, SUM(selling_area), SUM(footfall) FROM store_traffic WHERE {month} GROUP BY 1 ORDER BY 1")).await;
+    let hand = rows(
+        &e,
+        &format!(
+            "SELECT s.region, SUM(s.surface_m2), SUM(f.footfall) FROM lake.stores s
+             JOIN (SELECT store_id, SUM(footfall) AS footfall FROM lake.traffic WHERE {lake_month} GROUP BY 1) f USING (store_id) GROUP BY 1 ORDER BY 1"
+        ),
+    )
+    .await;
+    assert!(!cube.is_empty());
+    assert_eq!(cube, hand);
+    // Grouped by a many-side dimension: each month counts the stores open in it once.
+    let cube = rows(&e, "SELECT date_trunc('month', period), SUM(selling_area) FROM store_traffic GROUP BY 1 ORDER BY 1 LIMIT 5").await;
+    let hand = rows(
+        &e,
+        "SELECT m, SUM(s.surface_m2) FROM lake.stores s JOIN (SELECT DISTINCT store_id, date_trunc('month', ts) AS m FROM lake.traffic) t USING (store_id)
+         GROUP BY 1 ORDER BY 1 LIMIT 5",
+    )
+    .await;
+    assert_eq!(cube, hand);
+    // A total with no group at all, and the ungrouped form.
+    let total: i64 = scalar(&e, "SELECT SUM(selling_area) FROM store_traffic").await;
+    let hand_total: i64 = scalar(&e, "SELECT SUM(surface_m2) FROM lake.stores").await;
+    assert_eq!(total, hand_total);
+    let cube = rows(&e, "SELECT region, selling_area FROM store_traffic ORDER BY 1").await;
+    let hand = rows(&e, "SELECT region, SUM(surface_m2) FROM lake.stores GROUP BY 1 ORDER BY 1").await;
+    assert_eq!(cube, hand);
+
+    // Rooted at traffic, stores joined many_to_one: a store's row repeats for each of its
+    // hours, and is still counted once.
+    let cube = rows(&e, &format!("SELECT region, SUM(selling_area), COUNT(store_rows), SUM(footfall) FROM traffic_stores WHERE {month} GROUP BY 1 ORDER BY 1")).await;
+    let hand = rows(
+        &e,
+        &format!(
+            "SELECT s.region, SUM(s.surface_m2), COUNT(*), SUM(f.footfall) FROM lake.stores s
+             JOIN (SELECT store_id, SUM(footfall) AS footfall FROM lake.traffic WHERE {lake_month} GROUP BY 1) f USING (store_id) GROUP BY 1 ORDER BY 1"
+        ),
+    )
+    .await;
+    assert!(!cube.is_empty());
+    assert_eq!(cube, hand);
+}
+
+/// Summing a repeated cube's measure needs its primary key; without one the query fails with
+/// a hint, never a double-counted answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_cube_without_primary_key_is_an_error() {
+    let e = engine_with(&FAN_TRAP_MODEL.replace("        primary_key: true\n", "")).await;
+    let Err(err) = e.sql("SELECT region, SUM(selling_area), SUM(footfall) FROM store_traffic GROUP BY 1").await else { panic!("no error") };
+    assert_eq!(err.kind.sqlstate(), "0A000", "{err:?}");
+    assert!(err.message.contains("no primary key") && err.hint.as_deref().unwrap_or("").contains("primary_key: true"), "{err:?}");
+    // What does not repeat still answers: footfall alone, and the stores' own measures alone.
+    let f: i64 = scalar(&e, "SELECT SUM(footfall) FROM store_traffic").await;
+    assert_eq!(f, scalar::<i64>(&e, "SELECT SUM(footfall) FROM lake.traffic").await);
+    let a: i64 = scalar(&e, "SELECT SUM(selling_area) FROM store_traffic").await;
+    assert_eq!(a, scalar::<i64>(&e, "SELECT SUM(surface_m2) FROM lake.stores").await);
+}

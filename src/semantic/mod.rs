@@ -30,6 +30,8 @@ use crate::model::{Cube, DimensionType, Includes, MeasureType, Model, Relationsh
 const DIM: &str = "__d_";
 const LEAF_INPUT: &str = "__m_";
 const LEAF_AGG: &str = "__l_";
+/// Base columns holding a joined cube's primary key (`__k_<alias>__<dimension>`).
+const KEY: &str = "__k_";
 
 /// Every cube table, by name.
 #[derive(Debug, Default)]
@@ -92,6 +94,12 @@ pub struct CubeTable {
     column_alias: HashMap<String, String>,
     /// Each joined cube's parent in the join tree.
     parent_of: HashMap<String, String>,
+    /// The cube every join starts from.
+    root: String,
+    /// The relationship of each joined cube's join from its parent.
+    relationship_of: HashMap<String, Relationship>,
+    /// Each cube's primary-key columns in the base relation (`__k_…`).
+    primary_keys: HashMap<String, Vec<String>>,
     pub members: Vec<Member>,
     pub schema: SchemaRef,
     leaves: BTreeMap<String, Leaf>,
@@ -107,6 +115,11 @@ impl CubeTable {
         let input = col(format!("{LEAF_INPUT}{key}"));
         let kind = self.leaves.get(key).map(|l| l.kind).unwrap_or(MeasureType::Sum);
         leaf_expr(kind, input).alias(format!("{LEAF_AGG}{key}"))
+    }
+
+    /// How a leaf aggregates.
+    fn leaf_kind(&self, key: &str) -> MeasureType {
+        self.leaves.get(key).map(|l| l.kind).unwrap_or(MeasureType::Sum)
     }
 
     /// The leaf keys a measure needs.
@@ -143,8 +156,9 @@ impl CubeTable {
         &self.bases.last().expect("the full base is always compiled").1
     }
 
-    /// The narrowest base relation that has the given base columns.
-    fn base_for<'a>(&self, columns: impl IntoIterator<Item = &'a str>) -> LogicalPlan {
+    /// The narrowest base relation that has the given base columns, with the cubes it joins
+    /// (the root first).
+    fn base_for<'a>(&self, columns: impl IntoIterator<Item = &'a str>) -> (Vec<String>, LogicalPlan) {
         let mut needed: Vec<&str> = Vec::new();
         for c in columns {
             let mut alias = self.column_alias.get(c).map(String::as_str);
@@ -158,9 +172,49 @@ impl CubeTable {
         self.bases
             .iter()
             .find(|(set, _)| needed.iter().all(|a| self.parent_of.get(*a).is_none() || set.iter().any(|s| s == a)))
-            .unwrap_or_else(|| self.bases.last().expect("the full base is always compiled"))
-            .1
-            .clone()
+            .or_else(|| self.bases.last())
+            .map(|(set, plan)| (std::iter::once(self.root.clone()).chain(set.iter().cloned()).collect(), plan.clone()))
+            .expect("the full base is always compiled")
+    }
+
+    /// The cube a base column (dimension, leaf input or key) comes from.
+    fn alias_of(&self, column: &str) -> Option<&str> {
+        self.column_alias.get(column).map(String::as_str)
+    }
+
+    /// Whether the rows of cube `alias` repeat in a base joining `joined` (besides the root):
+    /// some other cube of the base is reached from it through a to-many step — down a
+    /// one_to_many join, or up a many_to_one join (a store's row repeats for each of its
+    /// hours). Such rows must be counted once per key before summing (the fan trap).
+    fn multiplied(&self, alias: &str, joined: &[String]) -> bool {
+        let chain = |a: &str| -> Vec<String> {
+            let mut out = vec![a.to_string()];
+            while let Some(p) = self.parent_of.get(out.last().expect("non-empty")) {
+                out.push(p.clone());
+            }
+            out
+        };
+        let mine = chain(alias);
+        joined.iter().filter(|y| y.as_str() != alias).any(|y| {
+            let theirs = chain(y);
+            let up = mine.iter().take_while(|n| !theirs.contains(n));
+            let down = theirs.iter().take_while(|n| !mine.contains(n));
+            up.clone().any(|n| self.relationship_of.get(n) == Some(&Relationship::ManyToOne))
+                || down.clone().any(|n| self.relationship_of.get(n) == Some(&Relationship::OneToMany))
+        })
+    }
+
+    /// The primary-key columns of cube `alias` in the base relation, or an error naming the
+    /// cube when it declares none.
+    fn primary_key_columns(&self, alias: &str) -> Result<&[String]> {
+        match self.primary_keys.get(alias) {
+            Some(k) if !k.is_empty() => Ok(k),
+            _ => Err(Error::new(
+                ErrorKind::FeatureNotSupported,
+                format!("`{}`: the measures of `{alias}` repeat over a one_to_many join and `{alias}` has no primary key to count each row once", self.name),
+            )
+            .with_hint(format!("mark the key dimension of `{alias}` with `primary_key: true` in its cube definition"))),
+        }
     }
 
     /// The base columns a leaf aggregate reads.
@@ -270,12 +324,6 @@ impl<'a> TableSpec<'a> {
                             let j = pc.joins.iter().find(|j| j.name == *step).ok_or_else(|| {
                                 Error::config(format!("view `{}`: cube `{}` has no join to `{step}`", v.name, pc.name))
                             })?;
-                            if j.relationship == Relationship::OneToMany {
-                                return Err(Error::new(ErrorKind::FeatureNotSupported, format!(
-                                    "view `{}`: the join `{}` → `{step}` is one_to_many; views over one_to_many joins are not supported yet (their sums would be double-counted)",
-                                    v.name, pc.name
-                                )));
-                            }
                             Some((pa.clone(), j.relationship, j.sql.clone()))
                         }
                     };
@@ -373,6 +421,11 @@ fn cube_subquery(c: &Cube, leaf_prefix: &str) -> Result<String> {
     Ok(format!("(SELECT {} FROM {source} AS {src})", cols.join(", ")))
 }
 
+/// The base column of a cube's primary-key dimension.
+fn key_column(alias: &str, dimension: &str) -> String {
+    format!("{KEY}{alias}__{dimension}")
+}
+
 /// SQL of the base relation with the root cube and the joined cubes in `joined`.
 fn base_sql(spec: &TableSpec<'_>, joined: &[String]) -> Result<String> {
     let included = |alias: &str| spec.cubes.first().is_some_and(|(a, _, _)| a == alias) || joined.iter().any(|j| j == alias);
@@ -408,6 +461,10 @@ fn base_sql(spec: &TableSpec<'_>, joined: &[String]) -> Result<String> {
         }
     }
     for (alias, cube, _) in spec.cubes.iter().filter(|(a, _, _)| included(a)) {
+        for d in cube.dimensions.iter().filter(|d| d.primary_key) {
+            let k = key_column(alias, &d.name);
+            select.push(format!("{}.{} AS {}", quote(alias), quote(&format!("{DIM}{}", d.name)), quote(&k)));
+        }
         for m in cube.measures.iter().filter(|m| m.kind != MeasureType::Number) {
             let key = format!("{alias}__{}", m.name);
             select.push(format!("{}.{} AS {}", quote(alias), quote(&format!("{LEAF_INPUT}{key}")), quote(&format!("{LEAF_INPUT}{key}"))));
@@ -455,11 +512,19 @@ async fn compile_table(ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<Cub
     for (exposed, alias, _) in &spec.exposed {
         column_alias.insert(exposed.clone(), alias.clone());
     }
+    let mut primary_keys: HashMap<String, Vec<String>> = HashMap::new();
     for (alias, cube, _) in &spec.cubes {
         for m in cube.measures.iter().filter(|m| m.kind != MeasureType::Number) {
             column_alias.insert(format!("{LEAF_INPUT}{alias}__{}", m.name), alias.clone());
         }
+        for d in cube.dimensions.iter().filter(|d| d.primary_key) {
+            let k = key_column(alias, &d.name);
+            column_alias.insert(k.clone(), alias.clone());
+            primary_keys.entry(alias.clone()).or_default().push(k);
+        }
     }
+    let relationship_of: HashMap<String, Relationship> =
+        spec.cubes.iter().filter_map(|(a, _, j)| j.as_ref().map(|(_, r, _)| (a.clone(), *r))).collect();
     let base_schema = base.schema().clone();
 
     // 2. Leaf aggregates and their types.
@@ -590,6 +655,9 @@ async fn compile_table(ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<Cub
         bases,
         column_alias,
         parent_of,
+        root: spec.cubes[0].0.clone(),
+        relationship_of,
+        primary_keys,
         members,
         schema: Arc::new(Schema::new(fields)),
         leaves,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchemaRef};
+use datafusion::common::{Column, DFSchemaRef, JoinType, NullEquality};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
@@ -505,14 +505,63 @@ fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
         .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
         .collect();
     cols.extend(leaves.iter().map(|k| CubeTable::leaf_input(k)));
-    let mut b = LogicalPlanBuilder::from(table.base_for(cols.iter().map(String::as_str)));
-    if let Some(p) = conjunction(s.pre.clone()) {
-        b = b.filter(p).map_err(Error::from)?;
+    let (joined, base) = table.base_for(cols.iter().map(String::as_str));
+    let filtered = |plan: LogicalPlan| -> Result<LogicalPlanBuilder> {
+        let b = LogicalPlanBuilder::from(plan);
+        match conjunction(s.pre.clone()) {
+            Some(p) => b.filter(p).map_err(Error::from),
+            None => Ok(b),
+        }
+    };
+    // Leaves whose cube's rows repeat in this base (the fan trap), by cube: summed or counted
+    // as they are, they would count a row once per repetition. Min, max and count distinct
+    // do not change under repetition.
+    let mut repeated: Vec<(String, Vec<String>)> = Vec::new();
+    let mut plain: Vec<String> = Vec::new();
+    for k in leaves {
+        let alias = table.alias_of(&CubeTable::leaf_input(k)).unwrap_or_default().to_string();
+        let idempotent = matches!(table.leaf_kind(k), MeasureType::Min | MeasureType::Max | MeasureType::CountDistinct);
+        if !idempotent && table.multiplied(&alias, &joined) {
+            match repeated.iter_mut().find(|(a, _)| *a == alias) {
+                Some((_, ks)) => ks.push(k.clone()),
+                None => repeated.push((alias, vec![k.clone()])),
+            }
+        } else {
+            plain.push(k.clone());
+        }
     }
-    let mut aggs: Vec<Expr> = leaves.iter().map(|k| table.leaf_aggregate(k)).collect();
+    let mut aggs: Vec<Expr> = plain.iter().map(|k| table.leaf_aggregate(k)).collect();
     aggs.extend(others);
     let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
-    b.aggregate(group_exprs, aggs).map_err(Error::from)
+    let mut b = filtered(base.clone())?.aggregate(group_exprs, aggs).map_err(Error::from)?;
+    // Each repeated cube: its rows once per (group, primary key) — DISTINCT over the group
+    // keys, the key and the leaf inputs — then aggregated per group, and joined back on the
+    // group keys (NULL groups matching NULL groups).
+    for (n, (alias, keys)) in repeated.iter().enumerate() {
+        let group_col = |i: usize| format!("__g{n}_{i}");
+        let mut project: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(group_col(i))).collect();
+        project.extend(table.primary_key_columns(alias)?.iter().map(|c| Expr::Column(Column::new_unqualified(c))));
+        project.extend(keys.iter().map(|k| Expr::Column(Column::new_unqualified(CubeTable::leaf_input(k)))));
+        let once = filtered(base.clone())?
+            .project(project)
+            .and_then(|b| b.distinct())
+            .and_then(|b| {
+                b.aggregate(
+                    (0..groups.len()).map(|i| Expr::Column(Column::new_unqualified(group_col(i)))).collect::<Vec<_>>(),
+                    keys.iter().map(|k| table.leaf_aggregate(k)).collect::<Vec<_>>(),
+                )
+            })
+            .and_then(|b| b.build())
+            .map_err(Error::from)?;
+        b = if groups.is_empty() {
+            b.cross_join(once).map_err(Error::from)?
+        } else {
+            let left: Vec<Column> = (0..groups.len()).map(|i| Column::new_unqualified(format!("__g_{i}"))).collect();
+            let right: Vec<Column> = (0..groups.len()).map(|i| Column::new_unqualified(group_col(i))).collect();
+            b.join_detailed(once, JoinType::Inner, (left, right), None, NullEquality::NullEqualsNull).map_err(Error::from)?
+        };
+    }
+    Ok(b)
 }
 
 /// Describes a group key for the cube query: a member, a time member at a granularity, or

@@ -1,0 +1,157 @@
+"""Wire benchmark: lakecube beside a local PostgreSQL 15 holding the same rows, measured in the
+same run with the same clients (psycopg 3 and pgjdbc):
+  - `SELECT 1` round trip, p50 and p95 over many runs (one client, one connection);
+  - rows/s streaming the whole `lake.traffic` of a lake (a named cursor for psycopg, text and
+    binary; setFetchSize for pgjdbc), median of several runs.
+Prints a Markdown table with lakecube/PostgreSQL ratios and writes a JSON file of the figures
+under benches/results/. Figures, not pass/fail: see docs/performance.md.
+Usage: python3 benches/wire/run.py [--lake data/demo] [--pings 2000] [--runs 3]"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from pglocal import ROOT, Lakecube, Postgres  # noqa: E402
+
+COLUMNS = "store_id, department_id, ts, footfall, transactions, revenue, units, month"
+JDBC_JAR = "/usr/share/java/postgresql.jar"
+
+
+def load_postgres(lc: Lakecube, pg: Postgres) -> int:
+    """Copies lake.traffic, read from lakecube, into a PostgreSQL table of the same types."""
+    with pg.connect(autocommit=True) as dst:
+        dst.execute("DROP TABLE IF EXISTS traffic")
+        dst.execute("CREATE TABLE traffic (store_id int NOT NULL, department_id int NOT NULL, ts timestamp NOT NULL, "
+                    "footfall int NOT NULL, transactions int NOT NULL, revenue numeric(14,2) NOT NULL, "
+                    "units int NOT NULL, month date NOT NULL)")
+        n = 0
+        with lc.connect() as src, src.cursor(name="load", binary=True) as cur, \
+                dst.cursor().copy(f"COPY traffic ({COLUMNS}) FROM STDIN") as copy:
+            cur.itersize = 50_000
+            cur.execute(f"SELECT {COLUMNS} FROM lake.traffic")
+            for row in cur:
+                copy.write_row(row)
+                n += 1
+        dst.execute("CREATE INDEX ON traffic (ts)")
+        dst.execute("VACUUM ANALYZE traffic")
+    return n
+
+
+def check_same(lc: Lakecube, pg: Postgres) -> tuple:
+    q = "SELECT count(*), sum(footfall), sum(revenue), min(ts), max(ts) FROM {}"
+    with lc.connect() as a, pg.connect() as b:
+        x = a.execute(q.format("lake.traffic")).fetchone()
+        y = b.execute(q.format("traffic")).fetchone()
+    if x != y:
+        sys.exit(f"the two servers do not hold the same rows: lakecube {x}, PostgreSQL {y}")
+    return x
+
+
+def pings(connect, n: int) -> list:
+    with connect(autocommit=True) as c:
+        cur = c.cursor()
+        for _ in range(max(50, n // 10)):
+            cur.execute("SELECT 1").fetchone()
+        out = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            cur.execute("SELECT 1").fetchone()
+            out.append((time.perf_counter_ns() - t) / 1e6)
+    return out
+
+
+def stream(connect, table: str, binary: bool, runs: int) -> tuple:
+    rates, rows = [], 0
+    for _ in range(runs):
+        with connect() as c, c.cursor(name="stream", binary=binary) as cur:
+            cur.itersize = 10_000
+            t = time.perf_counter()
+            cur.execute(f"SELECT {COLUMNS} FROM {table}")
+            rows = sum(1 for _ in cur)
+            rates.append(rows / (time.perf_counter() - t))
+    return statistics.median(rates), rows
+
+
+def jdbc(port: int, user: str, table: str, pings_n: int, runs: int) -> dict:
+    build = tempfile.mkdtemp()
+    src = pathlib.Path(__file__).with_name("WireBench.java")
+    subprocess.run(["javac", "-cp", JDBC_JAR, "-d", build, str(src)], check=True)
+    out = subprocess.run(["java", "-cp", f"{JDBC_JAR}:{build}", "WireBench", str(port), user, table, str(pings_n), str(runs)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def machine() -> dict:
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+    return {"machine": True, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1), "cpu": model,
+            "date": datetime.date.today().isoformat()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lake", default=str(ROOT / "data/demo"))
+    ap.add_argument("--pings", type=int, default=2000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    lc = Lakecube(pathlib.Path(args.lake))
+    pg = Postgres()
+    try:
+        t = time.perf_counter()
+        n = load_postgres(lc, pg)
+        print(f"loaded {n} rows of lake.traffic into PostgreSQL 15 in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        same = check_same(lc, pg)
+        results = []
+        for engine, conn, table, port, user in [("lakecube", lc.connect, "lake.traffic", lc.port, "lakecube"),
+                                                ("postgresql", pg.connect, "traffic", pg.port, "postgres")]:
+            p = pings(conn, args.pings)
+            results.append({"engine": engine, "client": "psycopg", "measure": "select1_ms", "p50": pct(p, 50), "p95": pct(p, 95), "runs": len(p)})
+            for binary in (False, True):
+                rate, rows = stream(conn, table, binary, args.runs)
+                results.append({"engine": engine, "client": "psycopg", "measure": "stream_rows_per_s_" + ("binary" if binary else "text"),
+                                "value": rate, "rows": rows, "runs": args.runs})
+            j = jdbc(port, user, table, args.pings, args.runs)
+            results.append({"engine": engine, "client": "pgjdbc", "measure": "select1_ms", "p50": j["p50"], "p95": j["p95"], "runs": args.pings})
+            results.append({"engine": engine, "client": "pgjdbc", "measure": "stream_rows_per_s", "value": j["rows_per_s"], "rows": j["rows"], "runs": args.runs})
+        results.append({"engine": "lakecube", "measure": "peak_rss_mib", "value": lc.peak_rss_kib() / 1024})
+    finally:
+        lc.stop()
+        pg.stop()
+
+    def get(engine, client, measure, key):
+        return next(r[key] for r in results if r["engine"] == engine and r.get("client") == client and r["measure"] == measure)
+
+    lines = [f"rows: {same[0]} (sum footfall {same[1]}, equal on both servers)", "",
+             "| client | measure | lakecube | PostgreSQL 15 | lakecube / PostgreSQL |", "|---|---|---|---|---|"]
+    for client, measure, key, unit in [("psycopg", "select1_ms", "p50", "ms p50"), ("psycopg", "select1_ms", "p95", "ms p95"),
+                                       ("pgjdbc", "select1_ms", "p50", "ms p50"), ("pgjdbc", "select1_ms", "p95", "ms p95"),
+                                       ("psycopg", "stream_rows_per_s_text", "value", "rows/s"),
+                                       ("psycopg", "stream_rows_per_s_binary", "value", "rows/s"),
+                                       ("pgjdbc", "stream_rows_per_s", "value", "rows/s")]:
+        a, b = get("lakecube", client, measure, key), get("postgresql", client, measure, key)
+        name = measure.replace("select1_ms", "SELECT 1").replace("stream_rows_per_s", "stream lake.traffic").replace("_", " ")
+        fmt = (lambda v: f"{v:.3f}") if unit.startswith("ms") else (lambda v: f"{v:,.0f}")
+        lines.append(f"| {client} | {name} ({unit}) | {fmt(a)} | {fmt(b)} | {a / b:.2f} |")
+    lines.append(f"\nlakecube peak RSS: {results[-1]['value']:.0f} MiB")
+    print("\n".join(lines))
+    out = ROOT / "benches/results" / f"wire-{datetime.date.today().isoformat()}-{pathlib.Path(args.lake).name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results + [machine()], indent=1) + "\n")
+    print(f"\nwritten: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
