@@ -113,22 +113,24 @@ async fn grafana_probe_table_list_and_time_series() {
         )
         .await;
     assert!(texts(&r, b'E').is_empty(), "{:?}", texts(&r, b'E'));
-    // Known gap (docs/clients.md): with `user` in the CASE the list comes back empty instead
-    // of public.retail; what it lists must still be real tables.
-    for row in data_rows(&r) {
-        assert_eq!(row, vec![Some("public.retail".to_string())]);
-    }
-    // The same list without the `$user` branch is exact.
+    assert_eq!(data_rows(&r), vec![vec![Some("public.retail".to_string())]], "the tables of the search path");
+    // With `lake` on the search path too, its tables are listed as well.
+    let r = c.simple("SET search_path = \"$user\", public, lake").await;
+    assert!(texts(&r, b'E').is_empty(), "{r:?}");
     let r = c
         .simple(
             "select quote_ident(table_schema) || '.' || quote_ident(table_name) as \"table\" from information_schema.tables \
-             where table_type in ('BASE TABLE', 'VIEW') and quote_ident(table_schema) IN ( \
-             SELECT trim(s[i]) FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), \
+             where quote_ident(table_schema) not in ('information_schema', 'pg_catalog', '_timescaledb_cache') \
+             and table_type in ('BASE TABLE', 'VIEW') and quote_ident(table_schema) IN ( \
+             SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END \
+             FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), \
              array_upper(string_to_array(current_setting('search_path'), ','), 1)) as i, \
-             string_to_array(current_setting('search_path'), ',') s)",
+             string_to_array(current_setting('search_path'), ',') s) order by 1",
         )
         .await;
-    assert_eq!(data_rows(&r), vec![vec![Some("public.retail".to_string())]]);
+    let listed: Vec<String> = data_rows(&r).into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(listed, ["lake.departments", "lake.stores", "lake.traffic", "public.retail"]);
+    c.simple("RESET search_path").await;
 
     // A day of the lake, as Grafana's $__timeFilter writes its bounds (RFC 3339, UTC).
     let day = data_rows(&c.simple("SELECT CAST(CAST(min(ts) AS DATE) + 1 AS VARCHAR) FROM lake.traffic").await)[0][0].clone().unwrap();

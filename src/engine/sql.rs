@@ -72,17 +72,39 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-/// Fragments of client statements that DataFusion cannot plan, each replaced by what it
-/// always evaluates to in lakecube, for the reason given: (client and reason, fragment,
-/// replacement). Matched token by token, whatever the spacing.
-const FRAGMENTS: &[(&str, &str, &str)] = &[(
-    // psql's `\d+ table` appends the TOAST table's storage options. A correlated
-    // `unnest(…)` in FROM does not plan; lakecube tables have no TOAST table, so the left
-    // join leaves `tc.reloptions` NULL and the array is empty.
-    "psql \\d+: TOAST table options",
-    "array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)",
-    "CAST(NULL AS VARCHAR[])",
-)];
+/// Fragments of client statements that DataFusion cannot plan, or that datafusion-pg-catalog
+/// would replace by a wrong constant, each replaced by an equivalent lakecube plans, for the
+/// reason given: (client and reason, fragment, replacement). Matched token by token, whatever
+/// the spacing.
+const FRAGMENTS: &[(&str, &str, &str)] = &[
+    (
+        // psql's `\d+ table` appends the TOAST table's storage options. A correlated
+        // `unnest(…)` in FROM does not plan; lakecube tables have no TOAST table, so the left
+        // join leaves `tc.reloptions` NULL and the array is empty.
+        "psql \\d+: TOAST table options",
+        "array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)",
+        "CAST(NULL AS VARCHAR[])",
+    ),
+    (
+        // Grafana's query builder lists the tables of the schemas on the search path. The
+        // crate blacklists this subquery as `''` (it had no current_setting()), which left
+        // the list empty; lakecube answers current_setting, so the same subquery is kept,
+        // spelled with btrim (trim of spaces, as trim) so the blacklist does not match it.
+        "Grafana: schemas of the search path",
+        r#"SELECT
+            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+        FROM
+            generate_series(
+                array_lower(string_to_array(current_setting('search_path'),','),1),
+                array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s"#,
+        r#"SELECT CASE WHEN btrim(s[i]) = '"$user"' THEN user ELSE btrim(s[i]) END
+           FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1),
+                                array_upper(string_to_array(current_setting('search_path'),','),1)) as i,
+                string_to_array(current_setting('search_path'),',') s"#,
+    ),
+];
 
 fn substitute_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
