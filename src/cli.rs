@@ -357,7 +357,11 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         local.ip(),
         local.port()
     );
-    let limits = crate::frontend::server::Limits { max_connections: s.max_connections, shutdown_grace: s.shutdown_grace };
+    let limits = crate::frontend::server::Limits {
+        max_connections: s.max_connections,
+        shutdown_grace: s.shutdown_grace,
+        metrics: Default::default(),
+    };
     crate::frontend::server::run(listener, engine, limits, security, shutdown_signal()).await?;
     Ok(0)
 }

@@ -34,6 +34,7 @@ use rust_decimal::Decimal;
 use super::encode::{canonical, encode_batch, field_infos};
 use super::session::{Command, Count, Cursor, Session, one_line, parse_command, split_statements};
 use crate::engine::{Engine, Planned};
+use crate::telemetry::Metrics;
 use crate::error::{Error, ErrorKind};
 
 pub use crate::engine::settings::SERVER_VERSION;
@@ -59,9 +60,9 @@ pub struct Handlers {
 
 impl Handlers {
     /// Handlers for one server; with users, clients authenticate with SCRAM-SHA-256.
-    pub fn new(engine: Engine, users: super::auth::Users) -> Self {
+    pub fn new(engine: Engine, users: super::auth::Users, metrics: Arc<Metrics>) -> Self {
         let cancels = Arc::new(Cancels::default());
-        let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone() });
+        let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), metrics: metrics.clone() });
         let startup = if users.is_empty() {
             Authenticator::Trust(Startup)
         } else {
@@ -72,7 +73,7 @@ impl Handlers {
             )
         };
         Handlers {
-            backend: Arc::new(Backend { engine, parser, cancels: cancels.clone() }),
+            backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), metrics }),
             startup: Arc::new(startup),
             cancels,
         }
@@ -278,6 +279,7 @@ impl Params {
 pub struct Parser {
     engine: Engine,
     cancels: Arc<Cancels>,
+    metrics: Arc<Metrics>,
 }
 
 #[async_trait]
@@ -290,7 +292,7 @@ impl QueryParser for Parser {
     {
         let cell = session_of(client, &self.cancels)?;
         let fail = |e: Error| {
-            log_failure(&client.socket_addr().to_string(), sql, &e);
+            log_failure(&self.metrics, &client.socket_addr().to_string(), sql, &e);
             to_pg_error(e)
         };
         let info = cell.session.lock().await.info();
@@ -367,6 +369,7 @@ pub struct Backend {
     engine: Engine,
     parser: Arc<Parser>,
     cancels: Arc<Cancels>,
+    metrics: Arc<Metrics>,
 }
 
 impl Backend {
@@ -690,8 +693,9 @@ fn one_line_short(sql: &str) -> String {
     if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s }
 }
 
-fn log_failure(who: &str, sql: &str, e: &Error) {
+fn log_failure(metrics: &Metrics, who: &str, sql: &str, e: &Error) {
     tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
+    metrics.record_failure(crate::telemetry::Failure { sqlstate: e.sqlstate().into(), message: e.message.clone(), sql: one_line(sql) });
 }
 
 #[async_trait]
@@ -743,7 +747,7 @@ impl SimpleQueryHandler for Backend {
             }
         }
         if let Some((e, sql)) = failure {
-            log_failure(&who, &sql, &e);
+            log_failure(&self.metrics, &who, &sql, &e);
             client.feed(PgWireBackendMessage::ErrorResponse(error_info(e).into())).await?;
             status = status.to_error_state();
         }
@@ -955,7 +959,7 @@ impl ExtendedQueryHandler for Backend {
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                log_failure(&who, &prepared.sql, &e);
+                log_failure(&self.metrics, &who, &prepared.sql, &e);
                 return Err(to_pg_error(e));
             }
         };

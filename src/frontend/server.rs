@@ -19,6 +19,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long running queries may go on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Where the server counts failed statements (shared with whoever started it).
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then stops accepting and
@@ -37,7 +39,7 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
     if !security.users.0.is_empty() {
         engine.set_roles(security.users.0.keys().cloned().collect());
     }
-    let handlers = Arc::new(Handlers::new(engine, security.users.clone()));
+    let handlers = Arc::new(Handlers::new(engine, security.users.clone(), limits.metrics.clone()));
     let tls = security.tls;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);

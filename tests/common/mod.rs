@@ -62,6 +62,8 @@ pub fn fresh_dir(name: &str) -> PathBuf {
 /// A server running in this process.
 pub struct TestServer {
     pub port: u16,
+    /// The server's count of failed statements ("errors in the server log").
+    pub metrics: std::sync::Arc<lakecube::telemetry::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<lakecube::error::Result<()>>,
 }
@@ -79,11 +81,12 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = oneshot::channel::<()>();
-        let limits = Limits { max_connections, shutdown_grace: Duration::from_secs(5) };
+        let metrics = std::sync::Arc::new(lakecube::telemetry::Metrics::default());
+        let limits = Limits { max_connections, shutdown_grace: Duration::from_secs(5), metrics: metrics.clone() };
         let done = tokio::spawn(run(listener, engine, limits, security, async move {
             let _ = rx.await;
         }));
-        TestServer { port, stop: Some(tx), done }
+        TestServer { port, metrics, stop: Some(tx), done }
     }
 
     pub fn url(&self) -> String {
@@ -96,6 +99,11 @@ impl TestServer {
             let _ = conn.await;
         });
         client
+    }
+
+    /// The statements that failed on this server, as `SQLSTATE: sql`.
+    pub fn failures(&self) -> Vec<String> {
+        self.metrics.recent_failures().into_iter().map(|f| format!("{}: {} ({})", f.sqlstate, f.sql, f.message)).collect()
     }
 
     /// Signals shutdown and waits for the server to stop.
