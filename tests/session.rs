@@ -324,3 +324,44 @@ async fn arrays_in_text_and_binary() {
     assert_eq!(i, vec![1, 2]);
     server.stop().await;
 }
+
+/// An interval as tokio-postgres reads it in binary: (months, days, microseconds).
+#[derive(Debug, PartialEq)]
+struct Interval(i32, i32, i64);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Interval {
+    fn from_sql(_: &tokio_postgres::types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let micros = i64::from_be_bytes(raw[0..8].try_into()?);
+        let days = i32::from_be_bytes(raw[8..12].try_into()?);
+        let months = i32::from_be_bytes(raw[12..16].try_into()?);
+        Ok(Interval(months, days, micros))
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::INTERVAL
+    }
+}
+
+/// Intervals (literals, and `timestamp - timestamp` over the cube) go as PostgreSQL's
+/// `interval`: its text form in the default IntervalStyle, and its binary form.
+#[tokio::test(flavor = "multi_thread")]
+async fn intervals_in_text_and_binary() {
+    let server = TestServer::start(&lake(Preset::Tiny), 10).await;
+    let sql = "SELECT interval '1 day 2 hours' AS a, interval '14 months' AS b, interval '-1.5 seconds' AS c, \
+               max(period) - min(period) AS span FROM retail";
+    let out = psql_csv(server.port, sql).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lake_span = psql_csv(server.port, "SELECT max(ts) - min(ts) FROM lake.traffic").await;
+    let span = stdout(&lake_span).lines().nth(1).unwrap().to_string();
+    assert!(span.contains(" days ") || span.ends_with(" days"), "{span}");
+    assert_eq!(stdout(&out), format!("a,b,c,span\n1 day 02:00:00,1 year 2 mons,-00:00:01.5,{span}\n"));
+    let client = server.client().await;
+    let row = client.query_one(sql, &[]).await.unwrap();
+    assert!(row.columns().iter().all(|c| c.type_() == &tokio_postgres::types::Type::INTERVAL));
+    assert_eq!(row.get::<_, Interval>(0), Interval(0, 1, 7_200_000_000));
+    assert_eq!(row.get::<_, Interval>(1), Interval(14, 0, 0));
+    assert_eq!(row.get::<_, Interval>(2), Interval(0, 0, -1_500_000));
+    let Interval(months, days, micros) = row.get::<_, Interval>(3);
+    assert_eq!(months, 0);
+    assert_eq!(span, format!("{days} days {:02}:00:00", micros / 3_600_000_000));
+    server.stop().await;
+}

@@ -40,6 +40,7 @@ pub fn canonical(dt: &DataType) -> (DataType, Type) {
         Timestamp(_, None) => (Timestamp(TimeUnit::Microsecond, None), Type::TIMESTAMP),
         Timestamp(_, Some(_)) => (Timestamp(TimeUnit::Microsecond, Some("UTC".into())), Type::TIMESTAMPTZ),
         Time32(_) | Time64(_) => (Time64(TimeUnit::Microsecond), Type::TIME),
+        Interval(_) | Duration(_) => (Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano), Type::INTERVAL),
         Dictionary(_, v) => canonical(v),
         List(f) | LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f) => {
             let (elem, _) = canonical(f.data_type());
@@ -168,6 +169,47 @@ fn quote_array_item(s: &str) -> String {
     out
 }
 
+/// An interval as PostgreSQL prints it in its default `postgres` IntervalStyle:
+/// `1 year 2 mons 3 days 04:05:06.5`, `-1 days`, `00:00:00`.
+pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let unit = |n: i64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    let (years, months) = (months / 12, months % 12);
+    if years != 0 {
+        parts.push(unit(years as i64, "year"));
+    }
+    if months != 0 {
+        parts.push(unit(months as i64, "mon"));
+    }
+    if days != 0 {
+        parts.push(unit(days as i64, "day"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let m = micros.unsigned_abs();
+        let (secs, frac) = (m / 1_000_000, m % 1_000_000);
+        let mut t = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        if frac != 0 {
+            t.push_str(format!(".{frac:06}").trim_end_matches('0'));
+        }
+        parts.push(t);
+    }
+    parts.join(" ")
+}
+
+/// A duration (what `timestamp - timestamp` gives) as PostgreSQL's interval of days and time,
+/// as PostgreSQL's own timestamp subtraction returns it (`729 days 12:00:00`).
+fn duration_as_interval(c: &ArrayRef) -> ArrayRef {
+    use datafusion::arrow::array::IntervalMonthDayNanoArray;
+    use datafusion::arrow::datatypes::{DurationMicrosecondType, IntervalMonthDayNano};
+    const DAY: i64 = 86_400_000_000;
+    let micros = cast(c, &DataType::Duration(TimeUnit::Microsecond)).expect("durations cast to microseconds");
+    let micros = micros.as_primitive::<DurationMicrosecondType>();
+    let out: IntervalMonthDayNanoArray =
+        micros.iter().map(|v| v.map(|us| IntervalMonthDayNano::new(0, (us / DAY) as i32, (us % DAY) * 1_000))).collect();
+    Arc::new(out)
+}
+
 /// Encodes every row of a batch.
 pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
     let cols: Vec<ArrayRef> = batch
@@ -175,7 +217,11 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
         .iter()
         .map(|c| {
             let (dt, _) = canonical(c.data_type());
-            if c.data_type() == &dt { Ok(c.clone()) } else { cast(c, &dt) }
+            match c.data_type() {
+                d if d == &dt => Ok(c.clone()),
+                DataType::Duration(_) => Ok(duration_as_interval(c)),
+                _ => cast(c, &dt),
+            }
         })
         .collect::<Result<_, _>>()
         .map_err(|e| pgwire::error::PgWireError::ApiError(Box::new(e)))?;
@@ -257,6 +303,16 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: Fi
                 .unwrap_or_default();
             enc.encode_field(&t)
         }
+        DataType::Interval(_) => {
+            let v = col.as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>().value(row);
+            // PostgreSQL keeps microseconds; finer parts are rounded toward zero.
+            let (months, days, micros) = (v.months, v.days, v.nanoseconds / 1_000);
+            if format == FieldFormat::Text {
+                enc.encode_field_with_type_and_format(&interval_text(months, days, micros), &Type::INTERVAL, format, &Default::default())
+            } else {
+                enc.encode_field(&pg_interval::Interval::new(months, days, micros))
+            }
+        }
         DataType::List(_) => {
             let items = col.as_list::<i32>().value(row);
             encode_array(enc, &items, format)
@@ -273,6 +329,19 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: Fi
 #[cfg(test)]
 mod tests {
     use super::float_text;
+
+    #[test]
+    fn intervals_print_as_postgresql_prints_them() {
+        use super::interval_text as t;
+        assert_eq!(t(0, 1, 7_200_000_000), "1 day 02:00:00");
+        assert_eq!(t(3, 0, 0), "3 mons");
+        assert_eq!(t(14, 0, 0), "1 year 2 mons");
+        assert_eq!(t(0, -1, 0), "-1 days");
+        assert_eq!(t(0, 0, 1_500_000), "00:00:01.5");
+        assert_eq!(t(0, 0, 0), "00:00:00");
+        assert_eq!(t(0, 1, -7_200_000_000), "1 day -02:00:00");
+        assert_eq!(t(0, 729, 43_200_000_000), "729 days 12:00:00");
+    }
 
     #[test]
     fn floats_print_as_postgresql_prints_them() {
