@@ -35,6 +35,9 @@ pub enum Command {
     /// Check the cube definitions and report problems as file:line:column: message.
     #[command(after_help = "Examples:\n  lakecube validate\n  lakecube validate --cube-defs my-cubes/\n  lakecube validate --lake data/demo   # also check types against the lake")]
     Validate(ValidateArgs),
+    /// Bring raw exports (CSV) into the lake by a source definition, exactly once.
+    #[command(after_help = "Examples:\n  lakecube ingest door_sensors --file exports/sensors-2024-10-01.csv --dry-run\n  lakecube ingest cube-defs/sources/tills.yaml --lake data/demo\n  lakecube ingest door_sensors --max-reject-share 0.05\n\nSource definitions: cube-defs/sources/<name>.yaml (docs/ingest.md).")]
+    Ingest(IngestArgs),
     /// Manage the users who may connect (SCRAM-SHA-256 verifiers in the config file).
     #[command(subcommand)]
     User(UserCommand),
@@ -156,6 +159,32 @@ pub struct QueryArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// A source name (cube-defs/sources/<name>.yaml) or the path of a source definition.
+    pub source: String,
+    /// A file to ingest (repeatable); by default the source's `input.path`.
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Read, validate and report what would be ingested; write nothing to the lake.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The share of rejected rows above which the batch fails (overrides the source's).
+    #[arg(long, value_name = "SHARE")]
+    pub max_reject_share: Option<f64>,
+    /// Where the run summary (JSON) and the rejects (CSV) go.
+    #[arg(long, value_name = "DIR", default_value = "ingest-reports")]
+    pub report_dir: PathBuf,
+    /// The lake to write to.
+    #[arg(long, env = "LAKECUBE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+    /// Folder of cube definitions (holding sources/).
+    #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
+    pub cube_defs: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// Folder of cube definitions.
     #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
@@ -251,6 +280,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve(a).await,
         Command::Query(a) => query(a).await,
         Command::Validate(a) => validate(a).await,
+        Command::Ingest(a) => ingest(a).await,
         Command::User(UserCommand::Add(a)) => user_add(a),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::model::json_schema()).expect("schema serializes"));
@@ -402,6 +432,56 @@ fn load_cube_defs(s: &Settings) -> Result<Option<crate::model::Model>> {
             Error::config(format!("{} problem(s) in the cube definitions in {}", problems.len(), s.cube_defs.display()))
                 .with_hint("fix them (`lakecube validate` lists them) and start again")
         })
+}
+
+async fn ingest(a: IngestArgs) -> Result<i32> {
+    let s = settings(&a.common, |o| {
+        o.lake = a.lake.clone();
+        o.cube_defs = a.cube_defs.clone();
+    })?;
+    let source = crate::ingest::source::Source::load(&a.source, &s.cube_defs)?;
+    let lake = Lake::open(&s.lake, false)?;
+    let opts = crate::ingest::Options {
+        files: a.files.clone(),
+        dry_run: a.dry_run,
+        max_reject_share: a.max_reject_share,
+        report_dir: a.report_dir.clone(),
+    };
+    let summary = crate::ingest::run(&lake, &source, &opts).await?;
+    let mut out = String::new();
+    for f in &summary.files {
+        if f.already_ingested {
+            out.push_str(&format!("{}: already ingested (sha256 {}), skipped\n", f.path, &f.sha256[..12]));
+            continue;
+        }
+        out.push_str(&format!(
+            "{}: {}, delimiter {:?}; {} rows read, {} accepted, {} rejected\n",
+            f.path,
+            f.encoding.as_deref().unwrap_or("?"),
+            f.delimiter.as_deref().unwrap_or("?"),
+            f.rows_read,
+            f.rows_accepted,
+            f.rows_rejected
+        ));
+        for (field, header) in &f.mapping {
+            out.push_str(&format!("  {field} <- {header:?}\n"));
+        }
+        if a.dry_run {
+            for row in &f.sample {
+                out.push_str(&format!("  row: {row}\n"));
+            }
+        }
+    }
+    if let Some(r) = &summary.rejects_file {
+        out.push_str(&format!("rejects: {r}\n"));
+    }
+    out.push_str(&match (a.dry_run, summary.committed_version) {
+        (true, _) => format!("dry run: {} store-hours would be written; nothing was written\n", summary.store_hours),
+        (false, Some(v)) => format!("committed {} store-hours to traffic as version {v}\n", summary.store_hours),
+        (false, None) => "nothing new to commit\n".to_string(),
+    });
+    print!("{out}");
+    Ok(0)
 }
 
 async fn query(a: QueryArgs) -> Result<i32> {

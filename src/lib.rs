@@ -12,6 +12,8 @@
 //!   into plans over the lake (measures computed at the query's grain).
 //! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation.
 //! - [`datagen`]: `lakecube generate`, the deterministic retail data generator.
+//! - [`ingest`]: `lakecube ingest`, raw exports (CSV) into the lake by YAML source
+//!   definitions, exactly once, in one Delta commit per batch.
 //! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
 //! - Leaves: [`config`] (layered settings), [`error`] (one error type, one SQLSTATE map),
 //!   [`telemetry`] (logging).
@@ -22,6 +24,7 @@ pub mod datagen;
 pub mod engine;
 pub mod error;
 pub mod frontend;
+pub mod ingest;
 pub mod model;
 pub mod semantic;
 pub mod storage;

@@ -1,0 +1,140 @@
+//! The lake side of an ingest: reference codes to keys, whether a file was already ingested,
+//! and the one Delta commit that merges a batch into `traffic`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Datelike;
+use datafusion::arrow::array::{Date32Array, Decimal128Array, Int32Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+
+use super::Batch;
+use crate::error::{Error, Result};
+use crate::storage::Lake;
+use crate::storage::schema::{self, MONEY_SCALE};
+
+/// Store and department codes → keys, from the lake's reference tables (matched ignoring case
+/// and surrounding spaces).
+pub struct ReferenceCodes {
+    stores: HashMap<String, i32>,
+    departments: HashMap<String, i32>,
+}
+
+impl ReferenceCodes {
+    pub async fn load(lake: &Lake) -> Result<ReferenceCodes> {
+        let ctx = SessionContext::new();
+        for name in [schema::STORES, schema::DEPARTMENTS] {
+            let table = lake
+                .open_table(name)
+                .await?
+                .ok_or_else(|| Error::lake(format!("the lake has no {name} table")).with_hint("generate or create the lake first (lakecube generate)"))?;
+            table.update_datafusion_session(&ctx.state()).map_err(Error::from)?;
+            ctx.register_table(name, table.table_provider().await.map_err(Error::from)?).map_err(Error::from)?;
+        }
+        let pairs = |sql: &'static str| {
+            let ctx = &ctx;
+            async move {
+                let mut out = HashMap::new();
+                for b in ctx.sql(sql).await.map_err(Error::from)?.collect().await.map_err(Error::from)? {
+                    let codes = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8).map_err(Error::from)?;
+                    let codes = codes.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().expect("cast to utf8");
+                    let ids = b.column(1).as_any().downcast_ref::<Int32Array>().ok_or_else(|| Error::lake("reference keys are not int4"))?;
+                    for i in 0..b.num_rows() {
+                        out.insert(codes.value(i).trim().to_lowercase(), ids.value(i));
+                    }
+                }
+                Ok::<_, Error>(out)
+            }
+        };
+        Ok(ReferenceCodes {
+            stores: pairs("SELECT store_code, store_id FROM stores").await?,
+            departments: pairs("SELECT department_code, department_id FROM departments").await?,
+        })
+    }
+
+    pub fn store(&self, code: &str) -> Option<i32> {
+        self.stores.get(&code.trim().to_lowercase()).copied()
+    }
+
+    pub fn department(&self, code: &str) -> Option<i32> {
+        self.departments.get(&code.trim().to_lowercase()).copied()
+    }
+}
+
+/// Whether a commit of `traffic` already carries this application transaction.
+pub async fn already_ingested(traffic: &DeltaTable, app_id: &str) -> Result<bool> {
+    let state = traffic.snapshot().map_err(Error::from)?;
+    Ok(state.transaction_version(traffic.log_store().as_ref(), app_id).await.map_err(Error::from)?.is_some())
+}
+
+/// Merges the batch into `traffic` in one Delta commit that also records one application
+/// transaction per file: matching store-department-hours get the new counts added, the others
+/// are inserted. Returns the committed version.
+pub async fn merge_into_traffic(traffic: DeltaTable, batch: &Batch, app_ids: &[String]) -> Result<i64> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+    let n = batch.len();
+    let mut store = Vec::with_capacity(n);
+    let mut department = Vec::with_capacity(n);
+    let mut ts = Vec::with_capacity(n);
+    let mut footfall = Vec::with_capacity(n);
+    let mut transactions = Vec::with_capacity(n);
+    let mut revenue = Vec::with_capacity(n);
+    let mut units = Vec::with_capacity(n);
+    let mut month = Vec::with_capacity(n);
+    let narrow = |v: i64, what: &str| i32::try_from(v).map_err(|_| Error::new(crate::error::ErrorKind::DataException, format!("{what} {v} does not fit the lake's int4")));
+    for ((s, d, hour), t) in batch {
+        store.push(*s);
+        department.push(*d);
+        ts.push(hour.and_utc().timestamp_micros());
+        footfall.push(narrow(t.footfall, "footfall")?);
+        transactions.push(narrow(t.tickets.len() as i64, "transactions")?);
+        let mut r = t.revenue;
+        r.rescale(MONEY_SCALE as u32);
+        revenue.push(r.mantissa());
+        units.push(narrow(t.units, "units")?);
+        let first = hour.date().with_day(1).expect("day 1");
+        month.push((first - epoch).num_days() as i32);
+    }
+    let schema = schema::traffic_schema();
+    let columns: Vec<Arc<dyn datafusion::arrow::array::Array>> = vec![
+        Arc::new(Int32Array::from(store)),
+        Arc::new(Int32Array::from(department)),
+        Arc::new(TimestampMicrosecondArray::from(ts)),
+        Arc::new(Int32Array::from(footfall)),
+        Arc::new(Int32Array::from(transactions)),
+        Arc::new(
+            Decimal128Array::from(revenue)
+                .with_precision_and_scale(schema::MONEY_PRECISION, MONEY_SCALE)
+                .map_err(Error::from)?,
+        ),
+        Arc::new(Int32Array::from(units)),
+        Arc::new(Date32Array::from(month)),
+    ];
+    let batch = RecordBatch::try_new(schema, columns).map_err(Error::from)?;
+    let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
+    let txns = app_ids.iter().map(|id| Transaction::new(id, 1)).collect();
+    let (table, _metrics) = traffic
+        .merge(source, "t.store_id = s.store_id AND t.department_id = s.department_id AND t.ts = s.ts AND t.month = s.month")
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+        .when_matched_update(|u| {
+            u.update("footfall", "t.footfall + s.footfall")
+                .update("transactions", "t.transactions + s.transactions")
+                .update("revenue", "t.revenue + s.revenue")
+                .update("units", "t.units + s.units")
+        })
+        .map_err(Error::from)?
+        .when_not_matched_insert(|i| {
+            ["store_id", "department_id", "ts", "footfall", "transactions", "revenue", "units", "month"]
+                .into_iter()
+                .fold(i, |i, c| i.set(c, format!("s.{c}")))
+        })
+        .map_err(Error::from)?
+        .await
+        .map_err(Error::from)?;
+    Ok(table.version().unwrap_or_default() as i64)
+}

@@ -1,0 +1,264 @@
+//! The fields each kind of source carries, the export headers accepted for them (English and
+//! French, as retail tools write them), and how values are read: integers, decimals with a
+//! point or a comma, date-times in the common forms and as Excel serial numbers.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use rust_decimal::Decimal;
+use unicode_normalization::UnicodeNormalization;
+
+use super::source::{FieldMapping, Kind};
+use crate::error::{Error, Result};
+
+/// How a field's values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Text,
+    Integer,
+    Decimal,
+    Timestamp,
+}
+
+/// One target field of a kind of source.
+#[derive(Debug)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub required: bool,
+    /// Built-in headers accepted for it (normalized with [`normalize`] when matched).
+    pub aliases: &'static [&'static str],
+}
+
+const STORE: &[&str] = &["store", "store code", "store id", "shop", "shop code", "site", "site code", "magasin", "code magasin", "boutique", "code boutique"];
+const DEPARTMENT: &[&str] =
+    &["department", "department code", "dept", "dept code", "zone", "zone code", "area", "rayon", "code rayon", "departement", "code departement"];
+
+const SENSOR_FIELDS: &[FieldSpec] = &[
+    FieldSpec { name: "store_code", ty: FieldType::Text, required: true, aliases: STORE },
+    FieldSpec { name: "zone_code", ty: FieldType::Text, required: true, aliases: DEPARTMENT },
+    FieldSpec {
+        name: "interval_start",
+        ty: FieldType::Timestamp,
+        required: true,
+        aliases: &["interval start", "start", "start time", "timestamp", "time", "datetime", "date time", "period", "debut", "date heure", "horodatage", "date"],
+    },
+    FieldSpec {
+        name: "count_in",
+        ty: FieldType::Integer,
+        required: true,
+        aliases: &["in", "ins", "count in", "entries", "entry", "enters", "visitors in", "entrees", "entree", "nb entrees", "comptage entrees"],
+    },
+    FieldSpec { name: "count_out", ty: FieldType::Integer, required: false, aliases: &["out", "outs", "count out", "exits", "exit", "visitors out", "sorties", "sortie", "nb sorties"] },
+];
+
+const TICKET_FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "ticket_id",
+        ty: FieldType::Text,
+        required: true,
+        aliases: &["ticket", "ticket id", "ticket no", "ticket number", "receipt", "receipt id", "receipt no", "transaction id", "numero ticket", "no ticket", "num ticket"],
+    },
+    FieldSpec { name: "store_code", ty: FieldType::Text, required: true, aliases: STORE },
+    FieldSpec { name: "department_code", ty: FieldType::Text, required: true, aliases: DEPARTMENT },
+    FieldSpec {
+        name: "timestamp",
+        ty: FieldType::Timestamp,
+        required: true,
+        aliases: &["time", "datetime", "date time", "sale time", "sold at", "date heure", "horodatage", "date vente", "date"],
+    },
+    FieldSpec { name: "amount", ty: FieldType::Decimal, required: true, aliases: &["amount", "total", "value", "sales", "revenue", "line total", "montant", "montant ttc", "ca", "prix total"] },
+    FieldSpec { name: "quantity", ty: FieldType::Integer, required: true, aliases: &["quantity", "qty", "units", "items", "quantite", "qte", "nb articles"] },
+];
+
+pub fn fields_of(kind: Kind) -> &'static [FieldSpec] {
+    match kind {
+        Kind::SensorCounts => SENSOR_FIELDS,
+        Kind::PosTickets => TICKET_FIELDS,
+    }
+}
+
+/// A header as matched: accents removed, lower case, every run of non-alphanumerics one space
+/// (`Entrées`, ` ENTREES `, `entrées_` all read `entrees`).
+pub fn normalize(header: &str) -> String {
+    let folded: String = header.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).collect::<String>().to_lowercase();
+    folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Which column holds each field: `columns[i]` is the index of `fields[i]`, if found.
+#[derive(Debug)]
+pub struct HeaderMap {
+    pub columns: Vec<Option<usize>>,
+}
+
+/// Matches a file's headers to a kind's fields (the field's own name, its built-in aliases,
+/// then the source's). A required field with no header is an error listing what was found,
+/// what was expected and the closest header.
+pub fn map_headers(kind: Kind, headers: &[String], mapping: &std::collections::BTreeMap<String, FieldMapping>, file: &str) -> Result<HeaderMap> {
+    let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
+    let mut columns = Vec::new();
+    let mut taken: Vec<usize> = Vec::new();
+    for f in fields_of(kind) {
+        let extra = mapping.get(f.name).map(|m| m.aliases.as_slice()).unwrap_or(&[]);
+        // The source's own aliases first: they say which of two candidate columns is meant.
+        let wanted: Vec<String> = extra
+            .iter()
+            .map(|a| normalize(a))
+            .chain(std::iter::once(normalize(f.name)))
+            .chain(f.aliases.iter().map(|a| normalize(a)))
+            .collect();
+        let found = wanted.iter().find_map(|w| normalized.iter().enumerate().position(|(i, h)| h == w && !taken.contains(&i)));
+        if let Some(i) = found {
+            taken.push(i);
+        } else if f.required {
+            let expected: Vec<&str> = std::iter::once(f.name).chain(extra.iter().map(String::as_str)).chain(f.aliases.iter().copied()).collect();
+            let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+            let hint = match crate::error::closest(f.name, &header_refs).or_else(|| expected.iter().find_map(|e| crate::error::closest(e, &header_refs))) {
+                Some(c) => format!("did you mean the column `{c}`? If so, add it under `mapping: {{{}: {{aliases: [\"{c}\"]}}}}`", f.name),
+                None => format!("add the column's header under `mapping: {{{}: {{aliases: [...]}}}}` in the source definition", f.name),
+            };
+            return Err(Error::new(
+                crate::error::ErrorKind::Config,
+                format!(
+                    "{file}: no column for `{}` (a {} source needs it). Headers found: {}. Accepted for `{}`: {}",
+                    f.name,
+                    kind.name(),
+                    headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", "),
+                    f.name,
+                    expected.join(", ")
+                ),
+            )
+            .with_hint(hint));
+        }
+        columns.push(found);
+    }
+    Ok(HeaderMap { columns })
+}
+
+/// A parsed value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Integer(i64),
+    Decimal(Decimal),
+    Timestamp(NaiveDateTime),
+}
+
+/// Reads one raw value as a field's type; the error is the reject reason.
+pub fn parse_value(raw: &str, ty: FieldType, format: Option<&str>) -> std::result::Result<Value, String> {
+    let s = raw.trim().trim_matches('\u{feff}');
+    if s.is_empty() {
+        return Err("empty value".into());
+    }
+    match ty {
+        FieldType::Text => Ok(Value::Text(s.to_string())),
+        FieldType::Integer => {
+            let compact: String = s.chars().filter(|c| !c.is_whitespace() && *c != '\u{a0}' && *c != '\u{202f}').collect();
+            if let Ok(n) = compact.parse::<i64>() {
+                return Ok(Value::Integer(n));
+            }
+            match parse_decimal(&compact) {
+                Some(d) if d.fract().is_zero() => i64::try_from(d).map(Value::Integer).map_err(|_| format!("`{s}` is out of range")),
+                _ => Err(format!("`{s}` is not a whole number")),
+            }
+        }
+        FieldType::Decimal => parse_decimal(s).map(Value::Decimal).ok_or_else(|| format!("`{s}` is not a number")),
+        FieldType::Timestamp => parse_timestamp(s, format).map(Value::Timestamp),
+    }
+}
+
+/// `12.50`, `12,50` (decimal comma), `1 234,50`, `1,234.50`, `1.234,50`.
+pub fn parse_decimal(s: &str) -> Option<Decimal> {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace() && *c != '\u{a0}' && *c != '\u{202f}' && *c != '\'').collect();
+    let (last_dot, last_comma) = (compact.rfind('.'), compact.rfind(','));
+    let normalized = match (last_dot, last_comma) {
+        (Some(d), Some(c)) if c > d => compact.replace('.', "").replace(',', "."),
+        (Some(_), Some(_)) => compact.replace(',', ""),
+        (None, Some(_)) if compact.matches(',').count() == 1 => compact.replace(',', "."),
+        (None, Some(_)) => return None,
+        _ => compact,
+    };
+    normalized.parse::<Decimal>().ok()
+}
+
+const TIME_FORMATS: &[&str] = &[
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+];
+
+/// A local date-time: with `format`, that chrono format only; else ISO 8601 (`T` or space,
+/// optional seconds and fraction, a trailing `Z` or offset dropped as the stores' local time is
+/// what counts), European day-first forms (`01/10/2014 00:02`), or an Excel serial number
+/// (`41913.0014`, days since 1899-12-30).
+pub fn parse_timestamp(s: &str, format: Option<&str>) -> std::result::Result<NaiveDateTime, String> {
+    if let Some(f) = format {
+        return NaiveDateTime::parse_from_str(s, f)
+            .or_else(|_| NaiveDate::parse_from_str(s, f).map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
+            .map_err(|e| format!("`{s}` does not match the format `{f}`: {e}"));
+    }
+    let local = s.trim_end_matches('Z');
+    let local = match local.get(19..).and_then(|tail| tail.find(['+', '-'])) {
+        Some(i) => &local[..19 + i],
+        None => local,
+    };
+    for f in TIME_FORMATS {
+        if let Ok(t) = NaiveDateTime::parse_from_str(local, f) {
+            return Ok(t);
+        }
+    }
+    if let Ok(serial) = s.replace(',', ".").parse::<f64>()
+        && (1.0..2_958_466.0).contains(&serial)
+    {
+        let base = NaiveDate::from_ymd_opt(1899, 12, 30).expect("Excel's epoch").and_hms_opt(0, 0, 0).expect("midnight");
+        let millis = (serial * 86_400_000.0).round() as i64;
+        return Ok(base + chrono::Duration::milliseconds(millis));
+    }
+    Err(format!("`{s}` is not a date and time this source understands; set `mapping: {{<field>: {{format: \"%d/%m/%Y %H:%M\"}}}}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_match_whatever_case_accents_and_spacing() {
+        assert_eq!(normalize(" Entrées "), "entrees");
+        assert_eq!(normalize("Code_Magasin"), "code magasin");
+        assert_eq!(normalize("Date/Heure"), "date heure");
+        let headers: Vec<String> = ["Magasin", "Rayon", "Début", "Entrées", "Sorties"].iter().map(|s| s.to_string()).collect();
+        let m = map_headers(Kind::SensorCounts, &headers, &Default::default(), "f.csv").unwrap();
+        assert_eq!(m.columns, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
+        let headers: Vec<String> = ["shop", "zone", "when", "in"].iter().map(|s| s.to_string()).collect();
+        let e = map_headers(Kind::SensorCounts, &headers, &Default::default(), "f.csv").unwrap_err();
+        assert!(e.message.contains("no column for `interval_start`") && e.message.contains("`when`"), "{}", e.message);
+        assert!(e.hint.unwrap().contains("aliases"));
+    }
+
+    #[test]
+    fn values_read_as_exports_write_them() {
+        assert_eq!(parse_decimal("12,50"), Some(Decimal::new(1250, 2)));
+        assert_eq!(parse_decimal("1 234,50"), Some(Decimal::new(123450, 2)));
+        assert_eq!(parse_decimal("1,234.50"), Some(Decimal::new(123450, 2)));
+        assert_eq!(parse_decimal("1.234,50"), Some(Decimal::new(123450, 2)));
+        assert_eq!(parse_decimal("abc"), None);
+        let t = |s: &str| parse_timestamp(s, None).unwrap().to_string();
+        assert_eq!(t("01/10/2014 00:02"), "2014-10-01 00:02:00");
+        assert_eq!(t("2014-10-01T00:02:00"), "2014-10-01 00:02:00");
+        assert_eq!(t("2014-10-01T00:02:00+02:00"), "2014-10-01 00:02:00");
+        assert_eq!(t("41913.5"), "2014-10-01 12:00:00");
+        assert!(parse_timestamp("31/02/2014 10:00", None).is_err());
+        assert_eq!(parse_value("12.0", FieldType::Integer, None), Ok(Value::Integer(12)));
+        assert!(parse_value("12.5", FieldType::Integer, None).is_err());
+        assert!(parse_value(" ", FieldType::Text, None).is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! `lakecube ingest` end to end: raw exports in several dialects (tests/fixtures/ingest/, the
+//! Windows-1252 and UTF-16 variants encoded here from their UTF-8 text) into a fresh lake,
+//! checked against the lake's rows before and after; rejects, the reject-share limit, exactly
+//! once on re-runs, and the errors a bad file gets.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use lakecube::datagen::Preset;
+use lakecube::ingest::{self, Options, source::Source};
+use lakecube::storage::Lake;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ingest")
+}
+
+/// A fresh tiny lake of this test's own (ingestion writes to it).
+fn fresh_lake(name: &str) -> (PathBuf, Lake) {
+    let dir = fresh_dir(name);
+    generate_into(&dir, &Preset::Tiny.params());
+    let lake = Lake::open(dir.to_str().unwrap(), false).unwrap();
+    (dir, lake)
+}
+
+fn source(file: &str) -> Source {
+    Source::load(fixtures().join(file).to_str().unwrap(), Path::new("cube-defs")).unwrap()
+}
+
+fn options(files: Vec<PathBuf>, reports: &Path) -> Options {
+    Options { files, dry_run: false, max_reject_share: None, report_dir: reports.to_path_buf() }
+}
+
+/// One value of a query over the lake (through `lakecube query --format csv`).
+fn value(lake: &Path, sql: &str) -> String {
+    query_csv(lake, sql).lines().nth(1).unwrap_or("").to_string()
+}
+
+fn hour(lake: &Path, store: &str, department: &str, ts: &str) -> String {
+    value(
+        lake,
+        &format!(
+            "SELECT COALESCE(SUM(footfall), 0) || '/' || COALESCE(SUM(transactions), 0) || '/' || COALESCE(SUM(revenue), 0) || '/' || COALESCE(SUM(units), 0) \
+             FROM lake.traffic t JOIN lake.stores s USING (store_id) JOIN lake.departments d USING (department_id) \
+             WHERE s.store_code = '{store}' AND d.department_code = '{department}' AND t.ts = TIMESTAMP '{ts}'"
+        ),
+    )
+}
+
+fn add(before: &str, delta: [f64; 4]) -> String {
+    let b: Vec<f64> = before.split('/').map(|x| x.parse().unwrap()).collect();
+    let f = |i: usize| b[i] + delta[i];
+    format!("{}/{}/{:.2}/{}", f(0), f(1), f(2), f(3)).replace(".0/", "/")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sensor_exports_in_three_dialects_merge_into_hourly_footfall() {
+    let (dir, lake) = fresh_lake("ingest-sensors");
+    let reports = fresh_dir("ingest-sensors-reports");
+    let total = |d: &Path| value(d, "SELECT COUNT(*) || '/' || SUM(footfall) FROM lake.traffic");
+    let before_total = total(&dir);
+    let paris = hour(&dir, "FR-PAR-001", "D01", "2025-11-02 11:00:00");
+    let madrid = hour(&dir, "ES-MAD-001", "D03", "2025-11-20 10:00:00");
+    assert_eq!(hour(&dir, "FR-PAR-001", "D02", "2030-10-01 09:00:00"), "0/0/0.00/0");
+
+    // UTF-8, commas, CRLF, quoted fields, English headers; 3 bad rows of 7.
+    let s = source("sensors.yaml");
+    let summary = ingest::run(&lake, &s, &options(vec![fixtures().join("sensors_utf8_comma.csv")], &reports)).await.unwrap();
+    assert_eq!((summary.rows_read, summary.rows_accepted, summary.rows_rejected), (7, 4, 3));
+    assert_eq!(summary.files[0].encoding.as_deref(), Some("UTF-8"));
+    assert_eq!(summary.files[0].mapping.get("count_in").map(String::as_str), Some("Entries"));
+    // 5 + 7 + 2 added to an existing hour; a new hour inserted with its month.
+    assert_eq!(hour(&dir, "FR-PAR-001", "D01", "2025-11-02 11:00:00"), add(&paris, [14.0, 0.0, 0.0, 0.0]));
+    assert_eq!(hour(&dir, "FR-PAR-001", "D02", "2030-10-01 09:00:00"), "3/0/0.00/0");
+    assert_eq!(value(&dir, "SELECT CAST(month AS VARCHAR) FROM lake.traffic WHERE ts = TIMESTAMP '2030-10-01 09:00:00'"), "2030-10-01");
+    let rejects = std::fs::read_to_string(summary.rejects_file.as_ref().unwrap()).unwrap();
+    assert!(rejects.contains("unknown store `XX-NOPE-001`") && rejects.contains("interval_start") && rejects.contains("negative"), "{rejects}");
+    assert!(rejects.contains(",6,") && rejects.contains(",7,") && rejects.contains(",8,"), "line numbers of the bad rows: {rejects}");
+
+    // Windows-1252 with semicolons and French headers; then the same rows in UTF-16LE with tabs.
+    let french = std::fs::read_to_string(fixtures().join("sensors_fr.txt")).unwrap();
+    let w1252 = dir.join("sensors_w1252.csv");
+    std::fs::write(&w1252, encoding_rs::WINDOWS_1252.encode(&french).0).unwrap();
+    let summary = ingest::run(&lake, &s, &options(vec![w1252.clone()], &reports)).await.unwrap();
+    assert_eq!(summary.files[0].encoding.as_deref(), Some("windows-1252"));
+    assert_eq!(summary.files[0].delimiter.as_deref(), Some(";"));
+    assert_eq!(summary.files[0].mapping.get("interval_start").map(String::as_str), Some("Début"));
+    assert_eq!(hour(&dir, "ES-MAD-001", "D03", "2025-11-20 10:00:00"), add(&madrid, [15.0, 0.0, 0.0, 0.0]));
+    let utf16 = dir.join("sensors_utf16.csv");
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(french.replace(';', "\t").encode_utf16().flat_map(|u| u.to_le_bytes()));
+    std::fs::write(&utf16, bytes).unwrap();
+    let summary = ingest::run(&lake, &s, &options(vec![utf16.clone()], &reports)).await.unwrap();
+    assert_eq!((summary.files[0].encoding.as_deref(), summary.files[0].delimiter.as_deref()), (Some("UTF-16LE"), Some("\\t")));
+    assert_eq!(hour(&dir, "ES-MAD-001", "D03", "2025-11-20 10:00:00"), add(&madrid, [30.0, 0.0, 0.0, 0.0]), "a later file adds to the hour");
+
+    // Exactly once: the same files again change nothing.
+    let after = total(&dir);
+    let summary = ingest::run(&lake, &s, &options(vec![fixtures().join("sensors_utf8_comma.csv"), w1252, utf16], &reports)).await.unwrap();
+    assert!(summary.files.iter().all(|f| f.already_ingested) && summary.committed_version.is_none(), "{summary:?}");
+    assert_eq!(total(&dir), after);
+    assert_ne!(after, before_total);
+    let b: Vec<i64> = before_total.split('/').map(|x| x.parse().unwrap()).collect();
+    let a: Vec<i64> = after.split('/').map(|x| x.parse().unwrap()).collect();
+    assert_eq!(a[1] - b[1], 14 + 3 + 21 + 21, "footfall added: every accepted count, once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn till_tickets_become_transactions_revenue_and_units() {
+    let (dir, lake) = fresh_lake("ingest-tickets");
+    let reports = fresh_dir("ingest-tickets-reports");
+    // Excel serial 45964.4375 is 2025-11-03 10:30; 45964.45 is 10:48: one hour.
+    let before = hour(&dir, "BE-BRU-001", "D01", "2025-11-03 10:00:00");
+    let s = source("tills.yaml");
+    let summary = ingest::run(&lake, &s, &options(vec![fixtures().join("tickets_pipe.txt")], &reports)).await.unwrap();
+    assert_eq!(summary.files[0].delimiter.as_deref(), Some("|"));
+    assert_eq!((summary.rows_read, summary.rows_accepted, summary.rows_rejected), (4, 3, 1));
+    // Tickets T1 (two lines, one with a quoted name holding the delimiter, quotes and a
+    // newline) and T2; decimal commas and a thousands space. T3's department is unknown.
+    assert_eq!(hour(&dir, "BE-BRU-001", "D01", "2025-11-03 10:00:00"), add(&before, [0.0, 2.0, 1254.0, 4.0]));
+    let rejects = std::fs::read_to_string(summary.rejects_file.as_ref().unwrap()).unwrap();
+    assert!(rejects.contains("unknown department `D99`"), "{rejects}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_rejects_write_nothing_and_bad_files_are_errors() {
+    let (dir, lake) = fresh_lake("ingest-limits");
+    let reports = fresh_dir("ingest-limits-reports");
+    let before = value(&dir, "SELECT COUNT(*) || '/' || SUM(footfall) FROM lake.traffic");
+    let mut s = source("sensors.yaml");
+    s.max_reject_share = 0.1;
+    let e = ingest::run(&lake, &s, &options(vec![fixtures().join("sensors_utf8_comma.csv")], &reports)).await.unwrap_err();
+    assert_eq!(e.sqlstate(), "22000");
+    assert!(e.message.contains("3 of 7 rows rejected") && e.message.contains("nothing was written"), "{}", e.message);
+    assert_eq!(value(&dir, "SELECT COUNT(*) || '/' || SUM(footfall) FROM lake.traffic"), before);
+
+    let bad = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let s = source("sensors.yaml");
+    let run = |p: PathBuf| {
+        let (lake, s, reports) = (lake.clone(), s.clone(), reports.clone());
+        async move { ingest::run(&lake, &s, &options(vec![p], &reports)).await.unwrap_err() }
+    };
+    let e = run(bad("empty.csv", b"")).await;
+    assert!(e.message.contains("empty"), "{}", e.message);
+    let e = run(bad("binary.csv", &[0x50, 0x4B, 0x03, 0x04, 0x00, 0x00, 0xff, 0x00, 0x13, 0x00, 0x08, 0x00])).await;
+    assert!(e.message.contains("binary") || e.message.contains("neither"), "{}", e.message);
+    let e = run(bad("headers.csv", b"shop,when,visitors\nFR-PAR-001,2025-11-02T11:00:00,3\n")).await;
+    assert!(e.message.contains("no column for `zone_code`") && e.message.contains("`shop`, `when`, `visitors`"), "{}", e.message);
+    assert!(e.hint.as_deref().unwrap_or("").contains("aliases"), "{e:?}");
+    assert_eq!(value(&dir, "SELECT COUNT(*) || '/' || SUM(footfall) FROM lake.traffic"), before);
+
+    // Unknown keys in a source definition are errors, with the file named.
+    let e = Source::parse("name: x\nkind: sensor_counts\nmaping: {}\n", "bad.yaml").unwrap_err();
+    assert!(e.message.contains("bad.yaml") && e.message.contains("maping"), "{}", e.message);
+    let e = Source::parse("name: x\nkind: sensor_counts\nmapping: {count_inn: {aliases: [a]}}\n", "bad.yaml").unwrap_err();
+    assert!(e.message.contains("did you mean `count_in`"), "{}", e.message);
+}
+
+#[test]
+fn dry_run_reports_the_dialect_and_mapping_and_writes_nothing() {
+    let dir = fresh_dir("ingest-dry");
+    generate_into(&dir, &Preset::Tiny.params());
+    let before = value(&dir, "SELECT COUNT(*) || '/' || SUM(footfall) FROM lake.traffic");
+    let reports = fresh_dir("ingest-dry-reports");
+    let o = lakecube(
+        &[
+            "ingest",
+            fixtures().join("sensors.yaml").to_str().unwrap(),
+            "--file",
+            fixtures().join("sensors_utf8_comma.csv").to_str().unwrap(),
+            "--dry-run",
+            "--lake",
+            dir.to_str().unwrap(),
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in ["UTF-8, delimiter \",\"", "7 rows read, 4 accepted, 3 rejected", "count_in <- \"Entries\"", "row: store_id=", "dry run: 2 store-hours would be written"] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert_eq!(value(&dir, "SELECT COUNT(*) || '/' || SUM(footfall) FROM lake.traffic"), before);
+    let summaries: Vec<_> = std::fs::read_dir(&reports).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with("summary.json")).collect();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(summaries[0].path()).unwrap()).unwrap();
+    assert_eq!(json["rows_rejected"], 3);
+    assert_eq!(json["dry_run"], true);
+}
