@@ -107,7 +107,9 @@ impl Engine {
             match lake.open_table(name).await? {
                 Some(table) => {
                     table.update_datafusion_session(&ctx.state()).map_err(Error::from)?;
-                    let provider = table.table_provider().await.map_err(Error::from)?;
+                    // Served at its latest version: commits by `lakecube ingest` show on the
+                    // next query.
+                    let provider = Arc::new(crate::storage::latest::LatestTable::new(table).await?);
                     lake_schema.register_table(name.to_string(), provider).map_err(Error::from)?;
                 }
                 None => missing.push(name),

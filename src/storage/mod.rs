@@ -9,6 +9,7 @@
 //! registers ours for `memory` (one shared store for the process, so a lake written by
 //! `generate` can be read back) and `s3` (built from the environment, without a cloud SDK).
 
+pub mod latest;
 pub mod schema;
 
 use std::collections::HashMap;
