@@ -174,6 +174,13 @@ pub struct IngestArgs {
     /// Where the run summary (JSON) and the rejects (CSV) go.
     #[arg(long, value_name = "DIR", default_value = "ingest-reports")]
     pub report_dir: PathBuf,
+    /// Keep polling the source's `input.path` and ingest each new, fully written file once,
+    /// until stopped (Ctrl-C or SIGTERM).
+    #[arg(long, conflicts_with_all = ["files", "dry_run"])]
+    pub watch: bool,
+    /// Seconds between two polls of --watch; a file is taken once unchanged for one interval.
+    #[arg(long, value_name = "SECONDS", default_value = "5")]
+    pub interval: f64,
     /// The lake to write to.
     #[arg(long, env = "LAKECUBE_LAKE", value_name = "URL")]
     pub lake: Option<String>,
@@ -447,6 +454,27 @@ async fn ingest(a: IngestArgs) -> Result<i32> {
         max_reject_share: a.max_reject_share,
         report_dir: a.report_dir.clone(),
     };
+    if a.watch {
+        if !(a.interval.is_finite() && a.interval > 0.0) {
+            return Err(Error::config(format!("--interval must be a positive number of seconds, not {}", a.interval)));
+        }
+        eprintln!("watching {} every {} s (Ctrl-C stops)", source.input.path.as_deref().unwrap_or("?"), a.interval);
+        crate::ingest::watch(&lake, &source, &opts, std::time::Duration::from_secs_f64(a.interval), shutdown_signal(), |outcome| match outcome {
+            Ok(s) => println!(
+                "{} file(s): {} rows accepted, {} rejected; {}",
+                s.files.len(),
+                s.rows_accepted,
+                s.rows_rejected,
+                match s.committed_version {
+                    Some(v) => format!("committed {} store-hours as version {v}", s.store_hours),
+                    None => "nothing new".into(),
+                }
+            ),
+            Err(e) => eprintln!("{}", e.render()),
+        })
+        .await?;
+        return Ok(0);
+    }
     let summary = crate::ingest::run(&lake, &source, &opts).await?;
     let mut out = String::new();
     for f in &summary.files {

@@ -296,3 +296,70 @@ async fn kill_9_mid_ingest_then_rerun_commits_each_batch_exactly_once() {
     assert!(killed_before_commit > 0, "some kills must land before the commit for the test to mean anything");
     server.stop().await;
 }
+
+/// `--watch` on a drop folder: a complete file is ingested once; a file still being written
+/// (growing at every poll) is left until complete, so it is never half-ingested and then
+/// ingested again; the same content dropped again is skipped; SIGTERM stops the loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_ingests_each_fully_written_file_once() {
+    let (dir, _lake) = fresh_lake("ingest-watch");
+    let drop = fresh_dir("ingest-watch-drop");
+    let reports = fresh_dir("ingest-watch-reports");
+    let def = drop.parent().unwrap().join("watch-source.yaml");
+    std::fs::write(&def, format!("name: watched\nkind: sensor_counts\ninput:\n  path: {}/*.csv\n", drop.display())).unwrap();
+    let server = TestServer::start(&dir, 10).await;
+    let client = server.client().await;
+    let total = || {
+        let client = &client;
+        async move { client.query_one("SELECT SUM(footfall)::BIGINT FROM lake.traffic", &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let start = total().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakecube"))
+        .args(["ingest", def.to_str().unwrap(), "--watch", "--interval", "0.3", "--lake", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |want: i64| {
+        let total = &total;
+        async move {
+            for _ in 0..100 {
+                if total().await == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the lake's footfall never reached {want} (now {})", total().await);
+        }
+    };
+    let line = |i: u32| format!("FR-PAR-001,D01,2032-01-01T{:02}:{:02}:00,{}\n", i / 4 % 24, (i % 4) * 15, i % 7 + 1);
+    let a: String = std::iter::once("store,zone,interval_start,in\n".to_string()).chain((0..40).map(line)).collect();
+    let a_sum: i64 = (0..40).map(|i| (i % 7 + 1) as i64).sum();
+    std::fs::write(drop.join("a.csv"), &a).unwrap();
+    wait_for(start + a_sum).await;
+
+    // A file written over 2 s, a line every 100 ms: never unchanged for a whole 0.3 s poll.
+    let b_path = drop.join("b.csv");
+    std::fs::write(&b_path, "store,zone,interval_start,in\n").unwrap();
+    let mut b_sum = 0i64;
+    for i in 40..60u32 {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&b_path).unwrap();
+        f.write_all(line(i).as_bytes()).unwrap();
+        b_sum += (i % 7 + 1) as i64;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(total().await == start + a_sum, "a growing file must not be ingested");
+    }
+    wait_for(start + a_sum + b_sum).await;
+
+    // The same content again, under another name: skipped.
+    std::fs::write(drop.join("a-again.csv"), &a).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(total().await, start + a_sum + b_sum);
+
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM ends the watch cleanly: {status:?}");
+    server.stop().await;
+}

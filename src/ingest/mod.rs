@@ -365,3 +365,61 @@ fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
     w.flush().map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
 }
+
+/// A file as last seen by the watcher: its size and modification time.
+type Seen = (u64, Option<std::time::SystemTime>);
+
+/// `--watch`: polls the source's `input.path` every `interval` and ingests, as one batch per
+/// poll, each file that is new or changed and has been *settled* for a whole interval (same
+/// size and modification time at two polls in a row, so a file still being written — by an
+/// FTP upload, a copy — is left until it is complete). A file is ingested once: its content
+/// hash is recorded in the commit, so a file seen again (renamed, touched, or after a restart)
+/// is skipped. A batch that fails (too many rejects, a bad file) is logged and its files are
+/// not retried until they change. Returns when `shutdown` completes, after the batch in hand.
+pub async fn watch(
+    lake: &Lake,
+    source: &Source,
+    opts: &Options,
+    interval: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut on_batch: impl FnMut(&Result<Summary>),
+) -> Result<()> {
+    if source.input.path.is_none() {
+        return Err(Error::config(format!("source `{}`: --watch needs `input: {{path: …}}` (a folder glob) in the definition", source.name))
+            .with_hint("e.g. input: {path: incoming/sensors/*.csv}"));
+    }
+    tokio::pin!(shutdown);
+    let mut last: HashMap<PathBuf, Seen> = HashMap::new();
+    let mut done: HashMap<PathBuf, Seen> = HashMap::new();
+    loop {
+        let mut settled = Vec::new();
+        let mut now: HashMap<PathBuf, Seen> = HashMap::new();
+        for path in input_files(source)? {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let seen = (meta.len(), meta.modified().ok());
+            if last.get(&path) == Some(&seen) && done.get(&path) != Some(&seen) && seen.0 > 0 {
+                settled.push(path.clone());
+            }
+            now.insert(path, seen);
+        }
+        last = now;
+        if !settled.is_empty() {
+            let batch_opts = Options { files: settled.clone(), ..opts.clone() };
+            let outcome = run(lake, source, &batch_opts).await;
+            match &outcome {
+                Ok(s) => tracing::info!(source = %source.name, files = settled.len(), rows = s.rows_accepted, version = ?s.committed_version, "batch ingested"),
+                Err(e) => tracing::warn!(source = %source.name, files = settled.len(), error = %e.message, "batch failed; its files wait until they change"),
+            }
+            on_batch(&outcome);
+            for p in settled {
+                if let Some(seen) = last.get(&p) {
+                    done.insert(p, *seen);
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
