@@ -217,11 +217,23 @@ fn read_file(
 ) -> Result<()> {
     let decoded = read::decode(bytes, &source.csv, file)?;
     report.encoding = Some(decoded.encoding.to_string());
-    report.delimiter = Some(match decoded.delimiter {
-        b'\t' => "\\t".to_string(),
-        d => (d as char).to_string(),
-    });
-    let (headers, records) = read::records(&decoded);
+    let json = match source.format {
+        source::Format::Json | source::Format::Ndjson => true,
+        source::Format::Csv => false,
+        source::Format::Auto => {
+            let lower = file.to_lowercase();
+            lower.ends_with(".json") || lower.ends_with(".ndjson") || lower.ends_with(".jsonl")
+        }
+    };
+    let (headers, records) = if json {
+        read::json_records(&decoded.text)
+    } else {
+        report.delimiter = Some(match decoded.delimiter {
+            b'\t' => "\\t".to_string(),
+            d => (d as char).to_string(),
+        });
+        read::records(&decoded)
+    };
     let specs = fields_of(source.kind);
     let map = fields::map_headers(source.kind, &headers, &source.mapping, file)?;
     for (spec, col) in specs.iter().zip(&map.columns) {
@@ -240,7 +252,7 @@ fn read_file(
                 continue;
             }
         };
-        let raw = || record.fields.join(&delimiter.to_string());
+        let raw = || if json { record.fields.join(" | ") } else { record.fields.join(&delimiter.to_string()) };
         match parse_row(source, &record.fields, &map.columns, codes) {
             Ok(row) => {
                 if report.sample.len() < 5 {

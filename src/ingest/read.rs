@@ -120,6 +120,67 @@ pub fn sniff_delimiter(text: &str) -> u8 {
     best.0
 }
 
+/// The keys and records of a JSON export: an array of objects, or one object per line
+/// (NDJSON). Keys become headers in the order they first appear; a record's `line` is its
+/// line in the file for NDJSON and its position in the array for an array. Strings are taken
+/// as they are, numbers and booleans as written, `null` as empty; a line that is not a JSON
+/// object is a record error (rejected).
+pub fn json_records(text: &str) -> (Vec<String>, Vec<std::result::Result<Record, (u64, String)>>) {
+    use serde_json::Value as J;
+    let mut headers: Vec<String> = Vec::new();
+    let mut objects: Vec<std::result::Result<(u64, serde_json::Map<String, J>), (u64, String)>> = Vec::new();
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('[') {
+        match serde_json::from_str::<Vec<J>>(trimmed) {
+            Ok(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    objects.push(match item {
+                        J::Object(o) => Ok((i as u64 + 1, o)),
+                        other => Err((i as u64 + 1, format!("item {} is not an object: {other}", i + 1))),
+                    });
+                }
+            }
+            Err(e) => objects.push(Err((e.line() as u64, format!("not a JSON array of objects: {e}")))),
+        }
+    } else {
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim().trim_start_matches('\u{feff}');
+            if line.is_empty() {
+                continue;
+            }
+            objects.push(match serde_json::from_str::<J>(line) {
+                Ok(J::Object(o)) => Ok((i as u64 + 1, o)),
+                Ok(other) => Err((i as u64 + 1, format!("not a JSON object: {other}"))),
+                Err(e) => Err((i as u64 + 1, format!("not valid JSON: {e}"))),
+            });
+        }
+    }
+    for o in objects.iter().flatten() {
+        for k in o.1.keys() {
+            if !headers.contains(k) {
+                headers.push(k.clone());
+            }
+        }
+    }
+    let records = objects
+        .into_iter()
+        .map(|o| {
+            o.map(|(line, obj)| Record {
+                line,
+                fields: headers
+                    .iter()
+                    .map(|h| match obj.get(h) {
+                        None | Some(J::Null) => String::new(),
+                        Some(J::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    (headers, records)
+}
+
 /// One data record: its 1-based line number in the file and its fields.
 #[derive(Debug)]
 pub struct Record {

@@ -58,11 +58,19 @@ pub struct Input {
     pub path: Option<String>,
 }
 
+/// The files' format; by default told by the extension (`.json`, `.ndjson`, `.jsonl`, else
+/// CSV).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     #[default]
+    Auto,
     Csv,
+    /// One JSON object per line.
+    #[serde(alias = "jsonl")]
+    Ndjson,
+    /// A JSON array of objects (or one object per line).
+    Json,
 }
 
 /// CSV dialect; every option is detected when absent or `auto`.
