@@ -365,7 +365,8 @@ async fn watch_ingests_each_fully_written_file_once() {
 }
 
 /// JSON exports (a till API's NDJSON, a sensor API's array) map and aggregate like CSV; a
-/// line that is not a JSON object, or a ticket without an amount, is a reject.
+/// line that is not a JSON object, a ticket without an amount or with an amount beyond the
+/// lake's numeric(12, 2), is a reject.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_and_ndjson_exports() {
     let (dir, lake) = fresh_lake("ingest-json");
@@ -374,12 +375,12 @@ async fn json_and_ndjson_exports() {
     let mut tills = source("tills.yaml");
     tills.max_reject_share = 0.5;
     let summary = ingest::run(&lake, &tills, &options(vec![fixtures().join("tickets_api.ndjson")], &reports)).await.unwrap();
-    assert_eq!((summary.rows_read, summary.rows_accepted, summary.rows_rejected), (5, 3, 2));
+    assert_eq!((summary.rows_read, summary.rows_accepted, summary.rows_rejected), (6, 3, 3));
     assert_eq!(summary.files[0].mapping.get("timestamp").map(String::as_str), Some("sold_at"));
     // Tickets T9 (two lines) and 10: 2 transactions, 19.90 + 5 + 3.10 revenue, 4 units.
     assert_eq!(hour(&dir, "FR-PAR-001", "D02", "2025-11-02 14:00:00"), add(&tickets_before, [0.0, 2.0, 28.0, 4.0]));
     let rejects = std::fs::read_to_string(summary.rejects_file.as_ref().unwrap()).unwrap();
-    assert!(rejects.contains("amount: empty value") && rejects.contains("not valid JSON"), "{rejects}");
+    assert!(rejects.contains("amount: empty value") && rejects.contains("not valid JSON") && rejects.contains("out of range"), "{rejects}");
     assert!(rejects.contains(",5,") && rejects.contains(",6,"), "NDJSON line numbers (a blank line counts): {rejects}");
 
     let sensors_before = hour(&dir, "BE-BRU-001", "D01", "2025-11-03 10:00:00");

@@ -93,6 +93,12 @@ pub async fn merge_into_traffic(traffic: DeltaTable, batch: &Batch, app_ids: &[S
         transactions.push(narrow(t.tickets.len() as i64, "transactions")?);
         let mut r = t.revenue;
         r.rescale(MONEY_SCALE as u32);
+        if r.mantissa().unsigned_abs() >= 10u128.pow(schema::MONEY_PRECISION as u32) {
+            return Err(Error::new(
+                crate::error::ErrorKind::DataException,
+                format!("revenue {r} of one store-hour does not fit the lake's numeric({}, {MONEY_SCALE})", schema::MONEY_PRECISION),
+            ));
+        }
         revenue.push(r.mantissa());
         units.push(narrow(t.units, "units")?);
         let first = hour.date().with_day(1).expect("day 1");

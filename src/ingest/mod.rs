@@ -356,6 +356,10 @@ fn parse_row(source: &Source, fields: &[String], columns: &[Option<usize>], code
                 Some(Value::Decimal(d)) => d.round_dp(2),
                 _ => return Err("amount: missing".into()),
             };
+            // The lake keeps money as numeric(12, 2).
+            if amount.abs() >= Decimal::from(10_000_000_000i64) {
+                return Err(format!("amount: {amount} is out of range (at most 9999999999.99)"));
+            }
             Ok(Row {
                 store_id,
                 department_id,
