@@ -130,6 +130,13 @@ pub struct ServeArgs {
     /// TLS private key (PEM) of --tls-cert.
     #[arg(long, env = "LAKECUBE_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Also watch this source's drop folder and ingest its new files while serving, as
+    /// `lakecube ingest SOURCE --watch` does (repeatable).
+    #[arg(long = "ingest-watch", value_name = "SOURCE")]
+    pub ingest_watch: Vec<String>,
+    /// Seconds between two polls of --ingest-watch.
+    #[arg(long = "ingest-interval", value_name = "SECONDS", default_value = "5")]
+    pub ingest_interval: f64,
     #[command(flatten)]
     pub common: Common,
 }
@@ -399,8 +406,54 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         shutdown_grace: s.shutdown_grace,
         metrics: Default::default(),
     };
-    crate::frontend::server::run(listener, engine, limits, security, shutdown_signal()).await?;
+    // One stop signal for the server and the ingest watchers.
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    let watchers = spawn_ingest_watchers(&a, &s, engine.lake().clone(), &stop)?;
+    crate::frontend::server::run(listener, engine, limits, security, stop.clone().cancelled_owned()).await?;
+    stop.cancel();
+    for w in watchers {
+        let _ = w.await;
+    }
     Ok(0)
+}
+
+/// `serve --ingest-watch`: one watch loop per source, over the served lake, until `stop`.
+/// Sources are loaded (and checked) before the server starts.
+fn spawn_ingest_watchers(
+    a: &ServeArgs,
+    s: &crate::config::Settings,
+    lake: Lake,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    if a.ingest_watch.is_empty() {
+        return Ok(vec![]);
+    }
+    if !(a.ingest_interval.is_finite() && a.ingest_interval > 0.0) {
+        return Err(Error::config(format!("--ingest-interval must be a positive number of seconds, not {}", a.ingest_interval)));
+    }
+    let interval = std::time::Duration::from_secs_f64(a.ingest_interval);
+    let mut out = Vec::new();
+    for name in &a.ingest_watch {
+        let source = crate::ingest::source::Source::load(name, &s.cube_defs)?;
+        if source.input.path.is_none() {
+            return Err(Error::config(format!("source `{}`: --ingest-watch needs `input: {{path: …}}` in its definition", source.name)));
+        }
+        let (lake, stop) = (lake.clone(), stop.clone());
+        let opts = crate::ingest::Options { files: vec![], dry_run: false, max_reject_share: None, report_dir: "ingest-reports".into() };
+        out.push(tokio::spawn(async move {
+            if let Err(e) = crate::ingest::watch(&lake, &source, &opts, interval, stop.cancelled_owned(), |_| {}).await {
+                tracing::error!(source = %source.name, error = %e.message, "ingest watcher stopped");
+            }
+        }));
+    }
+    Ok(out)
 }
 
 /// Completes on SIGINT or SIGTERM.

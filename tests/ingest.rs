@@ -388,3 +388,54 @@ async fn json_and_ndjson_exports() {
     assert_eq!((summary.rows_read, summary.rows_rejected), (2, 0));
     assert_eq!(hour(&dir, "BE-BRU-001", "D01", "2025-11-03 10:00:00"), add(&sensors_before, [12.0, 0.0, 0.0, 0.0]));
 }
+
+/// `serve --ingest-watch`: the server watches a drop folder itself; a dropped file shows in
+/// the next queries, and SIGTERM stops both the server and the watcher.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_ingest_watch() {
+    let (dir, _lake) = fresh_lake("ingest-serve-watch");
+    let drop = fresh_dir("ingest-serve-watch-drop");
+    let def = drop.parent().unwrap().join("serve-watch-source.yaml");
+    std::fs::write(&def, format!("name: served\nkind: sensor_counts\ninput:\n  path: {}/*.csv\n", drop.display())).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakecube"))
+        .args(["serve", "--lake", dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--ingest-watch", def.to_str().unwrap(), "--ingest-interval", "0.3"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("host=127.0.0.1 port={port} user=lakecube dbname=lakecube");
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let client = client.expect("the server answers");
+    let sum = "SELECT SUM(footfall)::BIGINT FROM retail";
+    let before: i64 = client.query_one(sum, &[]).await.unwrap().get(0);
+    std::fs::copy(fixtures().join("sensors_utf8_comma.csv"), drop.join("export.csv")).unwrap();
+    // The fixture has 3 bad rows of 7, over this source's default 1 %: that file is refused
+    // whole. A clean file dropped beside it goes in whole, in its own commit.
+    let mut clean = String::from("store,zone,interval_start,in\n");
+    for i in 0..8 {
+        clean.push_str(&format!("FR-PAR-001,D01,2033-03-0{}T10:00:00,{}\n", i + 1, i + 1));
+    }
+    std::fs::write(drop.join("clean.csv"), clean).unwrap();
+    let mut now = before;
+    for _ in 0..100 {
+        now = client.query_one(sum, &[]).await.unwrap().get(0);
+        if now != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(now - before, 36, "the clean file (1 + … + 8) is in; the file with 3 of 7 rows bad is not");
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+}

@@ -385,13 +385,13 @@ fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
 /// A file as last seen by the watcher: its size and modification time.
 type Seen = (u64, Option<std::time::SystemTime>);
 
-/// `--watch`: polls the source's `input.path` every `interval` and ingests, as one batch per
-/// poll, each file that is new or changed and has been *settled* for a whole interval (same
+/// `--watch`: polls the source's `input.path` every `interval` and ingests, as one batch (one
+/// commit) per file, each file that is new or changed and has been *settled* for a whole interval (same
 /// size and modification time at two polls in a row, so a file still being written — by an
 /// FTP upload, a copy — is left until it is complete). A file is ingested once: its content
 /// hash is recorded in the commit, so a file seen again (renamed, touched, or after a restart)
-/// is skipped. A batch that fails (too many rejects, a bad file) is logged and its files are
-/// not retried until they change. Returns when `shutdown` completes, after the batch in hand.
+/// is skipped. A file that fails (too many rejects, unreadable) is logged and not retried
+/// until it changes. Returns when `shutdown` completes, after the batch in hand.
 pub async fn watch(
     lake: &Lake,
     source: &Source,
@@ -419,18 +419,17 @@ pub async fn watch(
             now.insert(path, seen);
         }
         last = now;
-        if !settled.is_empty() {
-            let batch_opts = Options { files: settled.clone(), ..opts.clone() };
+        // One batch (one commit) per file, so that a bad file never holds back good ones.
+        for path in settled {
+            let batch_opts = Options { files: vec![path.clone()], ..opts.clone() };
             let outcome = run(lake, source, &batch_opts).await;
             match &outcome {
-                Ok(s) => tracing::info!(source = %source.name, files = settled.len(), rows = s.rows_accepted, version = ?s.committed_version, "batch ingested"),
-                Err(e) => tracing::warn!(source = %source.name, files = settled.len(), error = %e.message, "batch failed; its files wait until they change"),
+                Ok(s) => tracing::info!(source = %source.name, file = %path.display(), rows = s.rows_accepted, version = ?s.committed_version, "file ingested"),
+                Err(e) => tracing::warn!(source = %source.name, file = %path.display(), error = %e.message, "file failed; it waits until it changes"),
             }
             on_batch(&outcome);
-            for p in settled {
-                if let Some(seen) = last.get(&p) {
-                    done.insert(p, *seen);
-                }
+            if let Some(seen) = last.get(&path) {
+                done.insert(path, *seen);
             }
         }
         tokio::select! {
