@@ -106,6 +106,14 @@ impl TestServer {
         self.metrics.recent_failures().into_iter().map(|f| format!("{}: {} ({})", f.sqlstate, f.sql, f.message)).collect()
     }
 
+    /// Stops the server after checking that the statements that failed on it are exactly the
+    /// expected ones (their SQLSTATEs, in order): a client test's "no error in the server log".
+    pub async fn stop_expecting_failures(self, sqlstates: &[&str]) {
+        let got: Vec<String> = self.metrics.recent_failures().into_iter().map(|f| f.sqlstate).collect();
+        assert_eq!(got, sqlstates, "statements that failed on the server: {:#?}", self.failures());
+        self.stop().await;
+    }
+
     /// Signals shutdown and waits for the server to stop.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
