@@ -93,6 +93,15 @@ async fn tableau_psqlodbc_session() {
     server.stop_expecting_failures(&["25006"]).await;
 }
 
+/// Grafana's query-builder table list: the tables of the schemas on the search path.
+const GRAFANA_TABLES: &str = "select quote_ident(table_schema) || '.' || quote_ident(table_name) as \"table\" from information_schema.tables \
+     where quote_ident(table_schema) not in ('information_schema', 'pg_catalog', '_timescaledb_cache') \
+     and table_type in ('BASE TABLE', 'VIEW') and quote_ident(table_schema) IN ( \
+     SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END \
+     FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), \
+     array_upper(string_to_array(current_setting('search_path'), ','), 1)) as i, \
+     string_to_array(current_setting('search_path'), ',') s) order by 1";
+
 /// Grafana: the data source's version probe, the query builder's table list over the search
 /// path, and a time-series panel after macro expansion (RFC 3339 bounds, epoch buckets),
 /// whose numbers must equal the same buckets over the lake table.
@@ -102,33 +111,13 @@ async fn grafana_probe_table_list_and_time_series() {
     let mut c = Raw::connect(server.port, &[]).await;
     let r = c.simple("SELECT current_setting('server_version_num')::int/100 as version").await;
     assert_eq!(data_rows(&r), vec![vec![Some("1500".to_string())]]);
-    let r = c
-        .simple(
-            "select quote_ident(table_schema) || '.' || quote_ident(table_name) as \"table\" from information_schema.tables \
-             where quote_ident(table_schema) not in ('information_schema', 'pg_catalog', '_timescaledb_cache') \
-             and table_type in ('BASE TABLE', 'VIEW') and quote_ident(table_schema) IN ( \
-             SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END \
-             FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), \
-             array_upper(string_to_array(current_setting('search_path'), ','), 1)) as i, \
-             string_to_array(current_setting('search_path'), ',') s)",
-        )
-        .await;
+    let r = c.simple(GRAFANA_TABLES).await;
     assert!(texts(&r, b'E').is_empty(), "{:?}", texts(&r, b'E'));
     assert_eq!(data_rows(&r), vec![vec![Some("public.retail".to_string())]], "the tables of the search path");
     // With `lake` on the search path too, its tables are listed as well.
     let r = c.simple("SET search_path = \"$user\", public, lake").await;
     assert!(texts(&r, b'E').is_empty(), "{r:?}");
-    let r = c
-        .simple(
-            "select quote_ident(table_schema) || '.' || quote_ident(table_name) as \"table\" from information_schema.tables \
-             where quote_ident(table_schema) not in ('information_schema', 'pg_catalog', '_timescaledb_cache') \
-             and table_type in ('BASE TABLE', 'VIEW') and quote_ident(table_schema) IN ( \
-             SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END \
-             FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), \
-             array_upper(string_to_array(current_setting('search_path'), ','), 1)) as i, \
-             string_to_array(current_setting('search_path'), ',') s) order by 1",
-        )
-        .await;
+    let r = c.simple(GRAFANA_TABLES).await;
     let listed: Vec<String> = data_rows(&r).into_iter().map(|r| r[0].clone().unwrap()).collect();
     assert_eq!(listed, ["lake.departments", "lake.stores", "lake.traffic", "public.retail"]);
     c.simple("RESET search_path").await;

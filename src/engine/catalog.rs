@@ -232,7 +232,7 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
     // column number > 0 that key column's name (pgjdbc's getIndexInfo, SQLAlchemy's index
     // reflection); NULL for an oid that is no index of a relation served here.
     let mut indexes: HashMap<i64, (String, Vec<String>)> = HashMap::new();
-    let attnames = collect(
+    let index_rows = collect(
         "SELECT CAST(i.indexrelid AS BIGINT), i.indisunique, ci.relname, n.nspname, ct.relname, i.indkey, am.amname,
                 (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum > 0)
          FROM pg_catalog.pg_index i
@@ -242,7 +242,7 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
          LEFT JOIN pg_catalog.pg_am am ON am.oid = ci.relam",
     )
     .await?;
-    for b in attnames {
+    for b in index_rows {
         let cols: Vec<Vec<Option<String>>> = (0..7).map(|k| as_text(b.column(k).as_ref())).collect::<Result<_>>()?;
         let lists = b.column(7).as_list::<i32>();
         for r in 0..b.num_rows() {

@@ -19,7 +19,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long running queries may go on after a shutdown signal.
     pub shutdown_grace: Duration,
-    /// Where the server counts failed statements (shared with whoever started it).
+    /// Where the server records its failed statements (shared with whoever started it).
     pub metrics: Arc<crate::telemetry::Metrics>,
 }
 

@@ -17,6 +17,8 @@ use deltalake::DeltaTable;
 #[derive(Debug)]
 pub struct LatestTable {
     table: tokio::sync::Mutex<DeltaTable>,
+    /// The table's own object store (prefixed at the table root), for the commit-file check.
+    store: Arc<dyn object_store::ObjectStore>,
     /// The provider of the version last seen, and that version.
     current: RwLock<(Option<u64>, Arc<dyn TableProvider>)>,
 }
@@ -25,7 +27,8 @@ impl LatestTable {
     pub async fn new(table: DeltaTable) -> crate::error::Result<LatestTable> {
         let provider = table.table_provider().await?;
         let version = table.version().map(|v| v as u64);
-        Ok(LatestTable { table: tokio::sync::Mutex::new(table), current: RwLock::new((version, provider)) })
+        let store = table.log_store().object_store(None);
+        Ok(LatestTable { table: tokio::sync::Mutex::new(table), store, current: RwLock::new((version, provider)) })
     }
 
     fn current(&self) -> Arc<dyn TableProvider> {
@@ -39,8 +42,7 @@ impl LatestTable {
         let (seen, provider) = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(v) = seen {
             let next = deltalake::logstore::commit_uri_from_version(Some(v + 1));
-            let store = self.table.lock().await.log_store().object_store(None);
-            match object_store::ObjectStoreExt::head(store.as_ref(), &next).await {
+            match object_store::ObjectStoreExt::head(self.store.as_ref(), &next).await {
                 Err(object_store::Error::NotFound { .. }) => return Ok(provider),
                 Err(e) => return Err(DataFusionError::External(Box::new(e))),
                 Ok(_) => {}
