@@ -6,6 +6,8 @@
 #     libpostgresql-jdbc-java, compiled against with the machine's javac), psycopg 3, asyncpg,
 #     SQLAlchemy 2 and pandas (PyPI), node-postgres and pg-cursor (npm, tests/clients/node);
 #   - openssl, which makes the TLS tests' self-signed certificates.
+#   - PostgreSQL 15 (Debian package postgresql-15): the ingest tests start a throwaway cluster
+#     to read a PostgreSQL source from.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ fi
 
 apt_packages=()
 [ -f /usr/share/java/postgresql.jar ] || apt_packages+=(libpostgresql-jdbc-java)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || apt_packages+=(postgresql-15)
 command -v javac >/dev/null 2>&1 || apt_packages+=(default-jdk-headless)
 command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs npm)

@@ -446,7 +446,7 @@ fn spawn_ingest_watchers(
             return Err(Error::config(format!("source `{}`: --ingest-watch needs `input: {{path: …}}` in its definition", source.name)));
         }
         let (lake, stop) = (lake.clone(), stop.clone());
-        let opts = crate::ingest::Options { files: vec![], dry_run: false, max_reject_share: None, report_dir: "ingest-reports".into() };
+        let opts = crate::ingest::Options::new(vec![], "ingest-reports");
         out.push(tokio::spawn(async move {
             if let Err(e) = crate::ingest::watch(&lake, &source, &opts, interval, stop.cancelled_owned(), |_| {}).await {
                 tracing::error!(source = %source.name, error = %e.message, "ingest watcher stopped");
@@ -506,6 +506,7 @@ async fn ingest(a: IngestArgs) -> Result<i32> {
         dry_run: a.dry_run,
         max_reject_share: a.max_reject_share,
         report_dir: a.report_dir.clone(),
+        progress: !a.watch,
     };
     if a.watch {
         if !(a.interval.is_finite() && a.interval > 0.0) {
@@ -535,11 +536,14 @@ async fn ingest(a: IngestArgs) -> Result<i32> {
             out.push_str(&format!("{}: already ingested (sha256 {}), skipped\n", f.path, &f.sha256[..12]));
             continue;
         }
+        let dialect = match (&f.encoding, &f.delimiter) {
+            (Some(e), Some(d)) => format!("{}, {e}, delimiter {d:?}", f.format),
+            (Some(e), None) => format!("{}, {e}", f.format),
+            _ => f.format.clone(),
+        };
         out.push_str(&format!(
-            "{}: {}, delimiter {:?}; {} rows read, {} accepted, {} rejected\n",
+            "{}: {dialect}; {} rows read, {} accepted, {} rejected\n",
             f.path,
-            f.encoding.as_deref().unwrap_or("?"),
-            f.delimiter.as_deref().unwrap_or("?"),
             f.rows_read,
             f.rows_accepted,
             f.rows_rejected

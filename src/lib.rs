@@ -12,8 +12,9 @@
 //!   into plans over the lake (measures computed at the query's grain).
 //! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation.
 //! - [`datagen`]: `lakecube generate`, the deterministic retail data generator.
-//! - [`ingest`]: `lakecube ingest`, raw exports (CSV) into the lake by YAML source
-//!   definitions, exactly once, in one Delta commit per batch.
+//! - [`ingest`]: `lakecube ingest`, raw exports (CSV, JSON, Parquet, spreadsheets, a
+//!   PostgreSQL query, an HTTP API) into the lake by YAML source definitions, streamed,
+//!   exactly once, in one Delta commit per batch.
 //! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
 //! - Leaves: [`config`] (layered settings), [`error`] (one error type, one SQLSTATE map),
 //!   [`telemetry`] (logging).
@@ -29,3 +30,10 @@ pub mod model;
 pub mod semantic;
 pub mod storage;
 pub mod telemetry;
+
+/// mimalloc for every binary linking lakecube (server, tests, benches): planning allocates
+/// many small objects, and glibc's malloc/free were a fifth of planning time (perf, see
+/// docs/performance.md). DataFusion's own CLI makes the same choice.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -29,7 +29,7 @@ fn source(file: &str) -> Source {
 }
 
 fn options(files: Vec<PathBuf>, reports: &Path) -> Options {
-    Options { files, dry_run: false, max_reject_share: None, report_dir: reports.to_path_buf() }
+    Options::new(files, reports)
 }
 
 /// One value of a query over the lake (through `lakecube query --format csv`).
@@ -183,7 +183,7 @@ fn dry_run_reports_the_dialect_and_mapping_and_writes_nothing() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for want in ["UTF-8, delimiter \",\"", "7 rows read, 4 accepted, 3 rejected", "count_in <- \"Entries\"", "row: store_id=", "dry run: 2 store-hours would be written"] {
+    for want in ["csv, UTF-8, delimiter \",\"", "7 rows read, 4 accepted, 3 rejected", "count_in <- \"Entries\"", "row: store_id=", "dry run: 2 store-hours would be written"] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
     assert_eq!(value(&dir, "SELECT COUNT(*) || '/' || SUM(footfall) FROM lake.traffic"), before);
@@ -438,4 +438,155 @@ async fn serve_with_ingest_watch() {
     assert_eq!(now - before, 36, "the clean file (1 + … + 8) is in; the file with 3 of 7 rows bad is not");
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     assert!(child.wait().unwrap().success());
+}
+
+/// A Parquet file (written by DuckDB) and an Excel workbook (written by openpyxl, with real
+/// date cells and a customer e-mail column) map and aggregate like CSV; the e-mail never shows
+/// in clear, not even in the rejects file.
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_and_spreadsheet_exports() {
+    let (dir, lake) = fresh_lake("ingest-binary");
+    let reports = fresh_dir("ingest-binary-reports");
+    let before = hour(&dir, "ES-MAD-001", "D04", "2025-11-05 09:00:00");
+    let sensors = Source::parse("name: lake-sensors\nkind: sensor_counts\nmax_reject_share: 0.5\nmapping:\n  interval_start: {aliases: [period_start]}\n", "inline").unwrap();
+    let s = ingest::run(&lake, &sensors, &options(vec![fixtures().join("sensors_lake.parquet")], &reports)).await.unwrap();
+    assert_eq!((s.rows_read, s.rows_accepted, s.rows_rejected, s.files[0].format.as_str()), (4, 2, 2, "parquet"));
+    assert_eq!(hour(&dir, "ES-MAD-001", "D04", "2025-11-05 09:00:00"), add(&before, [15.0, 0.0, 0.0, 0.0]));
+    let rejects = std::fs::read_to_string(s.rejects_file.as_ref().unwrap()).unwrap();
+    assert!(rejects.contains("count_in: -1 is negative") && rejects.contains("interval_start: empty value"), "{rejects}");
+
+    let before = hour(&dir, "FR-PAR-001", "D03", "2025-11-04 16:00:00");
+    let tills = Source::parse("name: excel-tills\nkind: pos_tickets\nmax_reject_share: 0.5\n", "inline").unwrap();
+    let s = ingest::run(&lake, &tills, &options(vec![fixtures().join("tickets_excel.xlsx")], &reports)).await.unwrap();
+    assert_eq!((s.rows_read, s.rows_accepted, s.rows_rejected, s.files[0].format.as_str()), (5, 3, 2, "xlsx"));
+    assert_eq!(s.files[0].mapping.get("ticket_id").map(String::as_str), Some("N° ticket"));
+    // Tickets X1 (two lines) and X2: 2 transactions, 24.90 + 10 + 5.10 revenue, 4 units.
+    assert_eq!(hour(&dir, "FR-PAR-001", "D03", "2025-11-04 16:00:00"), add(&before, [0.0, 2.0, 40.0, 4.0]));
+    let rejects = std::fs::read_to_string(s.rejects_file.as_ref().unwrap()).unwrap();
+    assert!(rejects.contains("quantity: `deux` is not a whole number") && rejects.contains("unknown store `ZZ-NOPE-9`"), "{rejects}");
+    assert!(rejects.contains(",5,") && rejects.contains(",6,"), "the sheet's row numbers: {rejects}");
+    assert!(!rejects.contains("@example.com") && rejects.contains("[personal data dropped]"), "{rejects}");
+}
+
+/// `pii: hash`: the column shows in the rejects file as its salted SHA-256, and a definition
+/// asking for it without `$LAKECUBE_PII_SALT` is refused before anything is read.
+#[test]
+fn personal_data_mapped_with_pii_hash_shows_only_as_salted_hashes() {
+    let dir = fresh_dir("ingest-pii");
+    let (lake_dir, _lake) = fresh_lake("ingest-pii-lake");
+    let def = dir.join("hashed.yaml");
+    std::fs::write(&def, "name: hashed\nkind: pos_tickets\nmax_reject_share: 0.5\nmapping:\n  ticket_id: {pii: hash}\n").unwrap();
+    let file = fixtures().join("tickets_excel.xlsx");
+    let args = ["ingest", def.to_str().unwrap(), "--file", file.to_str().unwrap(), "--lake", lake_dir.to_str().unwrap(), "--dry-run", "--report-dir", dir.to_str().unwrap()];
+    let refused = lakecube(&args, &[]);
+    assert!(!refused.status.success() && stderr(&refused).contains("LAKECUBE_PII_SALT is not set"), "{}", stderr(&refused));
+    let out = lakecube(&args, &[("LAKECUBE_PII_SALT", "s3cret")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rejects_file = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with("-rejects.csv")).unwrap();
+    let rejects = std::fs::read_to_string(rejects_file).unwrap();
+    use sha2::Digest;
+    let expected = |v: &str| format!("sha256:{}", &hex::encode(sha2::Sha256::digest(format!("s3cret\0{v}").as_bytes()))[..16]);
+    assert!(rejects.contains(&expected("X3")) && rejects.contains(&expected("X4")), "{rejects}");
+    assert!(!rejects.contains("X3,") && !rejects.contains("@example.com"), "{rejects}");
+}
+
+/// A PostgreSQL source: the query's rows (read with `COPY (…) TO STDOUT`) ingest like a file;
+/// the same answer again is skipped (its content hash), a changed one is a new batch; a bad
+/// query fails with PostgreSQL's own message and nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_query_source() {
+    let pg = LocalPostgres::start();
+    pg.psql(
+        "CREATE TABLE sales (ticket text, shop text, dept text, sold_at timestamp, total numeric(10,2), qty int, customer_email text);
+         INSERT INTO sales VALUES ('P1', 'FR-PAR-001', 'D04', '2025-11-06 11:10', 12.30, 1, 'x@y.fr'),
+           ('P1', 'FR-PAR-001', 'D04', '2025-11-06 11:10', 7.70, 3, 'x@y.fr'), ('P2', 'FR-PAR-001', 'D04', '2025-11-06 11:55', 100.00, 1, 'z@y.fr');",
+    );
+    let (dir, lake) = fresh_lake("ingest-postgres");
+    let reports = fresh_dir("ingest-postgres-reports");
+    let def = |query: &str| {
+        Source::parse(&format!("name: pos-db\nkind: pos_tickets\ninput:\n  postgres:\n    url: {}\n    query: {query}\n", pg.url()), "inline").unwrap()
+    };
+    let source = def("SELECT ticket, shop, dept AS department, sold_at, total AS amount, qty FROM sales ORDER BY 1, 5");
+    let before = hour(&dir, "FR-PAR-001", "D04", "2025-11-06 11:00:00");
+    let s = ingest::run(&lake, &source, &options(vec![], &reports)).await.unwrap();
+    assert_eq!((s.rows_read, s.rows_rejected), (3, 0));
+    assert!(s.files[0].path.starts_with("postgres: SELECT"), "{}", s.files[0].path);
+    assert_eq!(hour(&dir, "FR-PAR-001", "D04", "2025-11-06 11:00:00"), add(&before, [0.0, 2.0, 120.0, 5.0]));
+    let again = ingest::run(&lake, &source, &options(vec![], &reports)).await.unwrap();
+    assert!(again.files[0].already_ingested && again.committed_version.is_none());
+    pg.psql("INSERT INTO sales VALUES ('P3', 'FR-PAR-001', 'D04', '2025-11-06 11:58', 1.00, 1, NULL)");
+    let changed = ingest::run(&lake, &def("SELECT ticket, shop, dept AS department, sold_at, total AS amount, qty FROM sales WHERE ticket = 'P3'"), &options(vec![], &reports))
+        .await
+        .unwrap();
+    assert!(changed.committed_version.is_some());
+    assert_eq!(hour(&dir, "FR-PAR-001", "D04", "2025-11-06 11:00:00"), add(&before, [0.0, 3.0, 121.0, 6.0]));
+    let e = ingest::run(&lake, &def("SELECT nope FROM sales"), &options(vec![], &reports)).await.unwrap_err();
+    assert!(e.message.contains("column \"nope\" does not exist") && e.message.contains("42703"), "{}", e.message);
+}
+
+/// An HTTP JSON source: the list inside the answer (`items: /data/items`) ingests like a JSON
+/// file, with the request's API key header; an answer that is not a success is an error quoting
+/// it, and a header read from an unset environment variable is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_json_source() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = r#"{"data": {"items": [
+        {"ticket": "H1", "store": "BE-BRU-001", "department": "D03", "sold_at": "2025-11-07T15:20:00", "amount": "19,99", "qty": 1},
+        {"ticket": "H2", "store": "BE-BRU-001", "department": "D03", "sold_at": "2025-11-07T15:40:00", "amount": 30.01, "qty": 2}
+    ]}, "next": null}"#;
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let authorized = String::from_utf8_lossy(&request).to_lowercase().contains("x-api-key: secret");
+            let (status, text) = if authorized { ("200 OK", body) } else { ("401 Unauthorized", r#"{"error": "bad API key"}"#) };
+            let answer = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+            sock.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    let (dir, lake) = fresh_lake("ingest-http");
+    let reports = fresh_dir("ingest-http-reports");
+    let def = |key: &str| {
+        Source::parse(
+            &format!("name: pos-api\nkind: pos_tickets\ninput:\n  http:\n    url: http://127.0.0.1:{port}/v1/sales\n    headers: {{X-Api-Key: {key}}}\n    items: /data/items\n"),
+            "inline",
+        )
+        .unwrap()
+    };
+    let before = hour(&dir, "BE-BRU-001", "D03", "2025-11-07 15:00:00");
+    let s = ingest::run(&lake, &def("secret"), &options(vec![], &reports)).await.unwrap();
+    assert_eq!((s.rows_read, s.rows_rejected), (2, 0));
+    assert_eq!(hour(&dir, "BE-BRU-001", "D03", "2025-11-07 15:00:00"), add(&before, [0.0, 2.0, 50.0, 3.0]));
+    let e = ingest::run(&lake, &def("wrong"), &options(vec![], &reports)).await.unwrap_err();
+    assert!(e.message.contains("401") && e.message.contains("bad API key"), "{}", e.message);
+    let e = ingest::run(&lake, &def("$LAKECUBE_TEST_NEVER_SET"), &options(vec![], &reports)).await.unwrap_err();
+    assert!(e.message.contains("LAKECUBE_TEST_NEVER_SET, which is not set"), "{}", e.message);
+    assert_eq!(hour(&dir, "BE-BRU-001", "D03", "2025-11-07 15:00:00"), add(&before, [0.0, 2.0, 50.0, 3.0]));
+}
+
+/// A 2 GB line (a file whose second line never ends) is an error naming the line, read in
+/// bounded memory: the reader stops at the 16 MiB limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_gigabyte_line_is_an_error_not_a_crash() {
+    let (_dir, lake) = fresh_lake("ingest-long-line");
+    let reports = fresh_dir("ingest-long-line-reports");
+    let path = reports.join("long.csv");
+    let mut f = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut f, b"store,zone,start,in\nFR-PAR-001,D01,").unwrap();
+    std::io::Write::write_all(&mut f, &vec![b'7'; 32 << 20]).unwrap();
+    f.set_len(2u64 << 30).unwrap();
+    drop(f);
+    let e = ingest::run(&lake, &source("sensors.yaml"), &options(vec![path.clone()], &reports)).await.unwrap_err();
+    assert!(e.message.contains("line 2 is longer than 16 MiB"), "{}", e.message);
+    std::fs::remove_file(path).unwrap();
 }

@@ -43,6 +43,8 @@ impl ReferenceCodes {
                     let codes = codes.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().expect("cast to utf8");
                     let ids = b.column(1).as_any().downcast_ref::<Int32Array>().ok_or_else(|| Error::lake("reference keys are not int4"))?;
                     for i in 0..b.num_rows() {
+                        // As written (the common case, found without allocating) and folded.
+                        out.insert(codes.value(i).trim().to_string(), ids.value(i));
                         out.insert(codes.value(i).trim().to_lowercase(), ids.value(i));
                     }
                 }
@@ -56,11 +58,16 @@ impl ReferenceCodes {
     }
 
     pub fn store(&self, code: &str) -> Option<i32> {
-        self.stores.get(&code.trim().to_lowercase()).copied()
+        Self::find(&self.stores, code)
     }
 
     pub fn department(&self, code: &str) -> Option<i32> {
-        self.departments.get(&code.trim().to_lowercase()).copied()
+        Self::find(&self.departments, code)
+    }
+
+    fn find(codes: &HashMap<String, i32>, code: &str) -> Option<i32> {
+        let code = code.trim();
+        codes.get(code).or_else(|| codes.get(&code.to_lowercase())).copied()
     }
 }
 
@@ -85,23 +92,27 @@ pub async fn merge_into_traffic(traffic: DeltaTable, batch: &Batch, app_ids: &[S
     let mut units = Vec::with_capacity(n);
     let mut month = Vec::with_capacity(n);
     let narrow = |v: i64, what: &str| i32::try_from(v).map_err(|_| Error::new(crate::error::ErrorKind::DataException, format!("{what} {v} does not fit the lake's int4")));
+    debug_assert_eq!(MONEY_SCALE, 2, "revenue is summed in cents");
     for ((s, d, hour), t) in batch {
         store.push(*s);
         department.push(*d);
-        ts.push(hour.and_utc().timestamp_micros());
+        ts.push(hour * 3_600_000_000);
         footfall.push(narrow(t.footfall, "footfall")?);
-        transactions.push(narrow(t.tickets.len() as i64, "transactions")?);
-        let mut r = t.revenue;
-        r.rescale(MONEY_SCALE as u32);
-        if r.mantissa().unsigned_abs() >= 10u128.pow(schema::MONEY_PRECISION as u32) {
+        transactions.push(narrow(t.transactions(), "transactions")?);
+        if (t.revenue_cents as i128).unsigned_abs() >= 10u128.pow(schema::MONEY_PRECISION as u32) {
             return Err(Error::new(
                 crate::error::ErrorKind::DataException,
-                format!("revenue {r} of one store-hour does not fit the lake's numeric({}, {MONEY_SCALE})", schema::MONEY_PRECISION),
+                format!(
+                    "revenue {} of one store-hour does not fit the lake's numeric({}, {MONEY_SCALE})",
+                    rust_decimal::Decimal::new(t.revenue_cents, 2),
+                    schema::MONEY_PRECISION
+                ),
             ));
         }
-        revenue.push(r.mantissa());
+        revenue.push(t.revenue_cents as i128);
         units.push(narrow(t.units, "units")?);
-        let first = hour.date().with_day(1).expect("day 1");
+        let at = chrono::DateTime::from_timestamp(hour * 3600, 0).ok_or_else(|| Error::new(crate::error::ErrorKind::DataException, "an hour out of range"))?;
+        let first = at.date_naive().with_day(1).expect("day 1");
         month.push((first - epoch).num_days() as i32);
     }
     let schema = schema::traffic_schema();

@@ -55,7 +55,7 @@ const TICKET_FIELDS: &[FieldSpec] = &[
         name: "ticket_id",
         ty: FieldType::Text,
         required: true,
-        aliases: &["ticket", "ticket id", "ticket no", "ticket number", "receipt", "receipt id", "receipt no", "transaction id", "numero ticket", "no ticket", "num ticket"],
+        aliases: &["ticket", "ticket id", "ticket no", "ticket number", "receipt", "receipt id", "receipt no", "transaction id", "numero ticket", "no ticket", "num ticket", "n ticket", "n de ticket"],
     },
     FieldSpec { name: "store_code", ty: FieldType::Text, required: true, aliases: STORE },
     FieldSpec { name: "department_code", ty: FieldType::Text, required: true, aliases: DEPARTMENT },
@@ -83,20 +83,70 @@ pub fn normalize(header: &str) -> String {
     folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-/// Which column holds each field: `columns[i]` is the index of `fields[i]`, if found.
-#[derive(Debug)]
-pub struct HeaderMap {
-    pub columns: Vec<Option<usize>>,
+/// Words of a header that holds personal data: customer names, e-mails, phone numbers,
+/// addresses (English and French). Such a column never reaches the lake (no field reads it)
+/// and is masked in the rejects file.
+const PII_WORDS: &[&str] = &[
+    "email", "mail", "courriel", "phone", "telephone", "tel", "mobile", "portable", "gsm", "address", "adresse", "street", "rue", "zip",
+    "postcode", "postal", "customer", "client", "name", "nom", "prenom", "firstname", "lastname", "surname", "birth", "naissance", "iban",
+];
+
+/// Whether a header names personal data (see [`PII_WORDS`]).
+pub fn is_pii_header(header: &str) -> bool {
+    let n = normalize(header);
+    n.split(' ').any(|w| PII_WORDS.contains(&w)) || n.contains("e mail")
 }
 
-/// Matches a file's headers to a kind's fields (the field's own name, its built-in aliases,
-/// then the source's). A required field with no header is an error listing what was found,
-/// what was expected and the closest header.
+/// Whether a value looks like an e-mail address (masked wherever it appears in a reject).
+pub fn looks_like_email(value: &str) -> bool {
+    match value.split_once('@') {
+        Some((user, domain)) => !user.trim().is_empty() && domain.contains('.') && !domain.contains(' '),
+        None => false,
+    }
+}
+
+/// Where a field's values come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// The column at this index.
+    At(usize),
+    /// The source's `constant:` (an export of one store, without a store column).
+    Constant(String),
+    /// Not in the file (an optional field).
+    Missing,
+}
+
+/// Where each field's values come from: `columns[i]` for `fields_of(kind)[i]`.
+#[derive(Debug)]
+pub struct HeaderMap {
+    pub columns: Vec<Column>,
+}
+
+impl HeaderMap {
+    /// Field `i`'s value in a record, trimmed; `None` when absent or blank.
+    pub fn value<'r>(&'r self, i: usize, fields: &'r dyn super::read::Fields) -> Option<&'r str> {
+        let v = match &self.columns[i] {
+            Column::At(c) => fields.get(*c)?,
+            Column::Constant(v) => v.as_str(),
+            Column::Missing => return None,
+        };
+        let v = v.trim().trim_matches('\u{feff}');
+        (!v.is_empty()).then_some(v)
+    }
+}
+
+/// Matches a file's headers to a kind's fields (the source's constant, else the source's
+/// aliases, the field's own name, its built-in aliases). A required field with no header is an
+/// error listing what was found, what was expected and the closest header.
 pub fn map_headers(kind: Kind, headers: &[String], mapping: &std::collections::BTreeMap<String, FieldMapping>, file: &str) -> Result<HeaderMap> {
     let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
     let mut columns = Vec::new();
     let mut taken: Vec<usize> = Vec::new();
     for f in fields_of(kind) {
+        if let Some(c) = mapping.get(f.name).and_then(|m| m.constant.clone()) {
+            columns.push(Column::Constant(c));
+            continue;
+        }
         let extra = mapping.get(f.name).map(|m| m.aliases.as_slice()).unwrap_or(&[]);
         // The source's own aliases first: they say which of two candidate columns is meant.
         let wanted: Vec<String> = extra
@@ -113,7 +163,10 @@ pub fn map_headers(kind: Kind, headers: &[String], mapping: &std::collections::B
             let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
             let hint = match crate::error::closest(f.name, &header_refs).or_else(|| expected.iter().find_map(|e| crate::error::closest(e, &header_refs))) {
                 Some(c) => format!("did you mean the column `{c}`? If so, add it under `mapping: {{{}: {{aliases: [\"{c}\"]}}}}`", f.name),
-                None => format!("add the column's header under `mapping: {{{}: {{aliases: [...]}}}}` in the source definition", f.name),
+                None => format!(
+                    "add the column's header under `mapping: {{{}: {{aliases: [...]}}}}`, or a fixed value with `mapping: {{{}: {{constant: ...}}}}`",
+                    f.name, f.name
+                ),
             };
             return Err(Error::new(
                 crate::error::ErrorKind::Config,
@@ -128,7 +181,7 @@ pub fn map_headers(kind: Kind, headers: &[String], mapping: &std::collections::B
             )
             .with_hint(hint));
         }
-        columns.push(found);
+        columns.push(found.map(Column::At).unwrap_or(Column::Missing));
     }
     Ok(HeaderMap { columns })
 }
@@ -151,6 +204,9 @@ pub fn parse_value(raw: &str, ty: FieldType, format: Option<&str>) -> std::resul
     match ty {
         FieldType::Text => Ok(Value::Text(s.to_string())),
         FieldType::Integer => {
+            if let Ok(n) = s.parse::<i64>() {
+                return Ok(Value::Integer(n));
+            }
             let compact: String = s.chars().filter(|c| !c.is_whitespace() && *c != '\u{a0}' && *c != '\u{202f}').collect();
             if let Ok(n) = compact.parse::<i64>() {
                 return Ok(Value::Integer(n));
@@ -198,32 +254,84 @@ const TIME_FORMATS: &[&str] = &[
 
 /// A local date-time: with `format`, that chrono format only; else ISO 8601 (`T` or space,
 /// optional seconds and fraction, a trailing `Z` or offset dropped as the stores' local time is
-/// what counts), European day-first forms (`01/10/2014 00:02`), or an Excel serial number
-/// (`41913.0014`, days since 1899-12-30).
+/// what counts), European day-first forms (`01/10/2014 00:02`), a bare date (midnight), or an
+/// Excel serial number (`41913.0014`, days since 1899-12-30).
 pub fn parse_timestamp(s: &str, format: Option<&str>) -> std::result::Result<NaiveDateTime, String> {
-    if let Some(f) = format {
-        return NaiveDateTime::parse_from_str(s, f)
-            .or_else(|_| NaiveDate::parse_from_str(s, f).map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
-            .map_err(|e| format!("`{s}` does not match the format `{f}`: {e}"));
+    TimeParser::new(format).parse(s)
+}
+
+/// [`parse_timestamp`] for a column: the form that read the last value is tried first, as an
+/// export writes all its dates one way.
+#[derive(Debug, Clone)]
+pub struct TimeParser {
+    format: Option<String>,
+    last: usize,
+}
+
+impl TimeParser {
+    pub fn new(format: Option<&str>) -> TimeParser {
+        TimeParser { format: format.map(str::to_string), last: 0 }
     }
-    let local = s.trim_end_matches('Z');
-    let local = match local.get(19..).and_then(|tail| tail.find(['+', '-'])) {
-        Some(i) => &local[..19 + i],
-        None => local,
-    };
-    for f in TIME_FORMATS {
-        if let Ok(t) = NaiveDateTime::parse_from_str(local, f) {
+
+    pub fn parse(&mut self, s: &str) -> std::result::Result<NaiveDateTime, String> {
+        if let Some(f) = &self.format {
+            return NaiveDateTime::parse_from_str(s, f)
+                .or_else(|_| NaiveDate::parse_from_str(s, f).map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
+                .map_err(|e| format!("`{s}` does not match the format `{f}`: {e}"));
+        }
+        let local = s.trim_end_matches('Z');
+        let local = match local.get(19..).and_then(|tail| tail.find(['+', '-'])) {
+            Some(i) => &local[..19 + i],
+            None => local,
+        };
+        if let Some(t) = fixed_width_timestamp(local.as_bytes()) {
             return Ok(t);
         }
+        if let Ok(t) = NaiveDateTime::parse_from_str(local, TIME_FORMATS[self.last]) {
+            return Ok(t);
+        }
+        for (i, f) in TIME_FORMATS.iter().enumerate() {
+            if let Ok(t) = NaiveDateTime::parse_from_str(local, f) {
+                self.last = i;
+                return Ok(t);
+            }
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(local, "%Y-%m-%d") {
+            return Ok(d.and_hms_opt(0, 0, 0).expect("midnight"));
+        }
+        if let Ok(serial) = s.replace(',', ".").parse::<f64>()
+            && (1.0..2_958_466.0).contains(&serial)
+        {
+            let base = NaiveDate::from_ymd_opt(1899, 12, 30).expect("Excel's epoch").and_hms_opt(0, 0, 0).expect("midnight");
+            let millis = (serial * 86_400_000.0).round() as i64;
+            return Ok(base + chrono::Duration::milliseconds(millis));
+        }
+        Err(format!("`{s}` is not a date and time this source understands; set `mapping: {{<field>: {{format: \"%d/%m/%Y %H:%M\"}}}}`"))
     }
-    if let Ok(serial) = s.replace(',', ".").parse::<f64>()
-        && (1.0..2_958_466.0).contains(&serial)
-    {
-        let base = NaiveDate::from_ymd_opt(1899, 12, 30).expect("Excel's epoch").and_hms_opt(0, 0, 0).expect("midnight");
-        let millis = (serial * 86_400_000.0).round() as i64;
-        return Ok(base + chrono::Duration::milliseconds(millis));
+}
+
+/// The fixed-width forms most exports write, read without chrono's format interpreter (which
+/// was a sixth of ingest time): `YYYY-MM-DD HH:MM[:SS]` (or `T`) and `DD/MM/YYYY HH:MM[:SS]`
+/// (or `-`, `.`). Same result as the matching [`TIME_FORMATS`] entry; `None` for anything else.
+fn fixed_width_timestamp(b: &[u8]) -> Option<NaiveDateTime> {
+    if b.len() != 16 && b.len() != 19 {
+        return None;
     }
-    Err(format!("`{s}` is not a date and time this source understands; set `mapping: {{<field>: {{format: \"%d/%m/%Y %H:%M\"}}}}`"))
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32))
+    };
+    let (y, m, d) = if b[4] == b'-' && b[7] == b'-' && (b[10] == b' ' || b[10] == b'T') {
+        (num(0..4)?, num(5..7)?, num(8..10)?)
+    } else if matches!(b[2], b'/' | b'-' | b'.') && b[5] == b[2] && b[10] == b' ' {
+        (num(6..10)?, num(3..5)?, num(0..2)?)
+    } else {
+        return None;
+    };
+    if b[13] != b':' || (b.len() == 19 && b[16] != b':') {
+        return None;
+    }
+    let sec = if b.len() == 19 { num(17..19)? } else { 0 };
+    NaiveDate::from_ymd_opt(y as i32, m, d)?.and_hms_opt(num(11..13)?, num(14..16)?, sec)
 }
 
 #[cfg(test)]
@@ -237,7 +345,7 @@ mod tests {
         assert_eq!(normalize("Date/Heure"), "date heure");
         let headers: Vec<String> = ["Magasin", "Rayon", "Début", "Entrées", "Sorties"].iter().map(|s| s.to_string()).collect();
         let m = map_headers(Kind::SensorCounts, &headers, &Default::default(), "f.csv").unwrap();
-        assert_eq!(m.columns, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
+        assert_eq!(m.columns, (0..5).map(Column::At).collect::<Vec<_>>());
         let headers: Vec<String> = ["shop", "zone", "when", "in"].iter().map(|s| s.to_string()).collect();
         let e = map_headers(Kind::SensorCounts, &headers, &Default::default(), "f.csv").unwrap_err();
         assert!(e.message.contains("no column for `interval_start`") && e.message.contains("`when`"), "{}", e.message);
@@ -257,6 +365,12 @@ mod tests {
         assert_eq!(t("2014-10-01T00:02:00+02:00"), "2014-10-01 00:02:00");
         assert_eq!(t("41913.5"), "2014-10-01 12:00:00");
         assert!(parse_timestamp("31/02/2014 10:00", None).is_err());
+        assert!(parse_timestamp("2014-10-01 24:00", None).is_err());
+        // The fixed-width fast path reads what chrono's formats read.
+        for s in ["2014-10-01 00:02", "2014-10-01T23:59:59", "01/10/2014 00:02", "01.10.2014 13:45:10", "01-10-2014 13:45"] {
+            let slow = TIME_FORMATS.iter().find_map(|f| NaiveDateTime::parse_from_str(s, f).ok());
+            assert_eq!(fixed_width_timestamp(s.as_bytes()), slow, "{s}");
+        }
         assert_eq!(parse_value("12.0", FieldType::Integer, None), Ok(Value::Integer(12)));
         assert!(parse_value("12.5", FieldType::Integer, None).is_err());
         assert!(parse_value(" ", FieldType::Text, None).is_err());

@@ -13,27 +13,28 @@
 //! committed once.
 
 pub mod commit;
+pub mod fetch;
 pub mod fields;
 pub mod read;
 pub mod source;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use chrono::{NaiveDateTime, Timelike};
+use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sha2::Digest;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::Lake;
-use fields::{Value, fields_of, parse_value};
+use fields::{FieldType, Value, fields_of, parse_value};
 use source::{Kind, Source};
 
 /// What to ingest and how.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Files to read; when empty, the source's `input.path` (a file or a glob).
+    /// Files to read; when empty, the source's input (`path` glob, `postgres` query, `http`).
     pub files: Vec<PathBuf>,
     /// Read, validate and report, but write nothing to the lake.
     pub dry_run: bool,
@@ -41,6 +42,15 @@ pub struct Options {
     pub max_reject_share: Option<f64>,
     /// Where the run summary (JSON) and the rejects (CSV) are written.
     pub report_dir: PathBuf,
+    /// A progress bar on a terminal (else a log line every 10 s of a long file).
+    pub progress: bool,
+}
+
+impl Options {
+    /// The options for these files, reports in `report_dir`, no progress bar.
+    pub fn new(files: Vec<PathBuf>, report_dir: impl Into<PathBuf>) -> Options {
+        Options { files, dry_run: false, max_reject_share: None, report_dir: report_dir.into(), progress: false }
+    }
 }
 
 /// One rejected row.
@@ -59,6 +69,8 @@ pub struct FileReport {
     pub sha256: String,
     /// Already committed by an earlier run (same content): skipped.
     pub already_ingested: bool,
+    pub format: String,
+    pub bytes: u64,
     pub encoding: Option<String>,
     pub delimiter: Option<String>,
     /// Target field → the header it was read from.
@@ -88,17 +100,43 @@ pub struct Summary {
     pub rejects_file: Option<String>,
 }
 
-/// Hourly totals of one store, department and hour.
+/// Hourly totals of one store, department and hour (64 bytes with its key: a batch's memory
+/// grows with its store-hours, not with its rows or bytes).
 #[derive(Debug, Default, Clone)]
 pub struct HourTotals {
     pub footfall: i64,
-    pub tickets: HashSet<String>,
-    pub revenue: Decimal,
+    /// Revenue in cents (each amount is below 10¹² cents; sums saturate, and a sum beyond the
+    /// lake's numeric(12, 2) fails the batch before writing).
+    pub revenue_cents: i64,
     pub units: i64,
+    /// The tickets' lines, by a 64-bit hash of the ticket id (memory per line, not per id's
+    /// length; a collision among one store-hour's tickets has odds of about n²/2⁶⁵). Counted
+    /// distinct by [`HourTotals::transactions`].
+    pub tickets: Vec<u64>,
 }
 
-/// The batch to commit: hourly totals by (store_id, department_id, hour).
-pub type Batch = BTreeMap<(i32, i32, NaiveDateTime), HourTotals>;
+impl HourTotals {
+    fn absorb(&mut self, other: HourTotals) {
+        self.footfall = self.footfall.saturating_add(other.footfall);
+        self.revenue_cents = self.revenue_cents.saturating_add(other.revenue_cents);
+        self.units = self.units.saturating_add(other.units);
+        self.tickets.extend(other.tickets);
+    }
+
+    /// Distinct tickets.
+    pub fn transactions(&self) -> i64 {
+        let mut t = self.tickets.clone();
+        t.sort_unstable();
+        t.dedup();
+        t.len() as i64
+    }
+}
+
+/// A store-department-hour: (store_id, department_id, hours since 1970-01-01 00:00).
+pub type HourKey = (i32, i32, i64);
+
+/// The batch to commit: hourly totals by store, department and hour.
+pub type Batch = foldhash::HashMap<HourKey, HourTotals>;
 
 /// The Delta application-transaction id that marks a file of a source as ingested.
 pub fn app_id(source: &str, sha256: &str) -> String {
@@ -108,31 +146,47 @@ pub fn app_id(source: &str, sha256: &str) -> String {
 /// Runs one ingest of `source` into `lake`.
 pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary> {
     let started = std::time::Instant::now();
-    let files = if opts.files.is_empty() { input_files(source)? } else { opts.files.clone() };
-    if files.is_empty() {
+    let spool = tempfile::tempdir().map_err(|e| Error::config(format!("cannot make a temporary folder: {e}")))?;
+    let inputs: Vec<(PathBuf, String)> = if !opts.files.is_empty() {
+        opts.files.iter().map(|p| (p.clone(), p.display().to_string())).collect()
+    } else if let Some(pg) = &source.input.postgres {
+        vec![fetch::postgres(pg, spool.path(), &source.name).await?]
+    } else if let Some(h) = &source.input.http {
+        vec![fetch::http(h, spool.path(), &source.name).await?]
+    } else {
+        input_files(source)?.into_iter().map(|p| (p.clone(), p.display().to_string())).collect()
+    };
+    if inputs.is_empty() {
         return Err(Error::config(format!("source `{}`: no file to ingest", source.name))
             .with_hint("pass --file PATH, or set `input: {path: …}` in the source definition"));
     }
-    let codes = commit::ReferenceCodes::load(lake).await?;
+    let codes = Arc::new(commit::ReferenceCodes::load(lake).await?);
     let traffic = lake
         .open_table(crate::storage::schema::TRAFFIC)
         .await?
         .ok_or_else(|| Error::lake("the lake has no traffic table").with_hint("generate or create the lake first (lakecube generate)"))?;
-    let mut batch = Batch::new();
+    std::fs::create_dir_all(&opts.report_dir)
+        .map_err(|e| Error::config(format!("cannot create the report folder {}: {e}", opts.report_dir.display())))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let mut rejects = Rejects::new(opts.report_dir.join(format!("{}-{stamp}-rejects.csv", source.name)));
+    let mut batch = Batch::default();
     let mut reports = Vec::new();
-    let mut rejects = Vec::new();
     let mut new_files = Vec::new();
-    for path in &files {
-        let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::config(format!("cannot read {shown}: {e}")))?;
-        let sha = hex::encode(sha2::Sha256::digest(&bytes));
-        let already = commit::already_ingested(&traffic, &app_id(&source.name, &sha)).await?;
-        let mut report = FileReport {
+    for (path, shown) in inputs {
+        let format = source.format.of(&path.to_string_lossy());
+        let probe = {
+            let (path, shown, csv) = (path.clone(), shown.clone(), source.csv.clone());
+            blocking(move || read::probe(&path, &csv, &shown, format.is_text())).await?
+        };
+        let already = commit::already_ingested(&traffic, &app_id(&source.name, &probe.sha256)).await?;
+        let report = FileReport {
             path: shown.clone(),
-            sha256: sha.clone(),
+            sha256: probe.sha256.clone(),
             already_ingested: already,
-            encoding: None,
-            delimiter: None,
+            format: format!("{format:?}").to_lowercase(),
+            bytes: probe.bytes,
+            encoding: format.is_text().then(|| probe.encoding.name().to_string()),
+            delimiter: (format == source::Format::Csv).then(|| probe.delimiter_name()),
             mapping: BTreeMap::new(),
             rows_read: 0,
             rows_accepted: 0,
@@ -144,7 +198,31 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
             reports.push(report);
             continue;
         }
-        read_file(source, &bytes, &shown, &codes, &mut batch, &mut rejects, &mut report)?;
+        let sha = probe.sha256.clone();
+        let job = {
+            let (source, codes, progress) = (source.clone(), codes.clone(), opts.progress);
+            move || {
+                let mut sink = FileSink::new(&source, &shown, &codes, &mut rejects, report, progress);
+                let read = match format {
+                    source::Format::Parquet => read::read_parquet(&path, &shown, &mut sink),
+                    source::Format::Xlsx => read::read_xlsx(&path, &shown, source.xlsx.sheet.as_deref(), &mut sink),
+                    source::Format::Json | source::Format::Ndjson => read::read_json(&path, &probe, &shown, &mut sink),
+                    source::Format::Csv | source::Format::Auto => read::read_csv(&path, &probe, &shown, &mut sink),
+                };
+                let outcome = read.map(|_| sink.finish());
+                (outcome, rejects)
+            }
+        };
+        let (outcome, back) = tokio::task::spawn_blocking(job).await.map_err(|e| Error::internal(format!("the reader stopped: {e}")))?;
+        rejects = back;
+        let (file_batch, report) = outcome?;
+        if batch.is_empty() {
+            batch = file_batch;
+        } else {
+            for (k, v) in file_batch {
+                batch.entry(k).or_default().absorb(v);
+            }
+        }
         new_files.push(sha);
         reports.push(report);
     }
@@ -161,16 +239,8 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
         store_hours: batch.len() as u64,
         committed_version: None,
         duration_ms: 0,
-        rejects_file: None,
+        rejects_file: rejects.finish()?,
     };
-    std::fs::create_dir_all(&opts.report_dir)
-        .map_err(|e| Error::config(format!("cannot create the report folder {}: {e}", opts.report_dir.display())))?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    if !rejects.is_empty() {
-        let path = opts.report_dir.join(format!("{}-{stamp}-rejects.csv", source.name));
-        write_rejects(&path, &rejects)?;
-        summary.rejects_file = Some(path.display().to_string());
-    }
     let allowed = opts.max_reject_share.unwrap_or(source.max_reject_share);
     let share = if rows_read == 0 { 0.0 } else { rows_rejected as f64 / rows_read as f64 };
     let outcome = if share > allowed {
@@ -196,6 +266,12 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
     outcome.map(|_| summary)
 }
 
+/// Runs blocking work (hashing, parsing) off the async threads, so a server running
+/// `--ingest-watch` keeps answering queries.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("the reader stopped: {e}")))?
+}
+
 /// The files of the source's `input.path`: one file, or a glob's matches in name order.
 fn input_files(source: &Source) -> Result<Vec<PathBuf>> {
     let Some(pattern) = &source.input.path else { return Ok(vec![]) };
@@ -205,69 +281,289 @@ fn input_files(source: &Source) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads one file's rows into the batch and the rejects.
-fn read_file(
-    source: &Source,
-    bytes: &[u8],
-    file: &str,
-    codes: &commit::ReferenceCodes,
-    batch: &mut Batch,
-    rejects: &mut Vec<Reject>,
-    report: &mut FileReport,
-) -> Result<()> {
-    let decoded = read::decode(bytes, &source.csv, file)?;
-    report.encoding = Some(decoded.encoding.to_string());
-    let json = match source.format {
-        source::Format::Json | source::Format::Ndjson => true,
-        source::Format::Csv => false,
-        source::Format::Auto => {
-            let lower = file.to_lowercase();
-            lower.ends_with(".json") || lower.ends_with(".ndjson") || lower.ends_with(".jsonl")
+/// The rejects file, written as rejects come (never held in memory) and only if there are any.
+struct Rejects {
+    path: PathBuf,
+    writer: Option<csv::Writer<std::fs::File>>,
+}
+
+impl Rejects {
+    fn new(path: PathBuf) -> Rejects {
+        Rejects { path, writer: None }
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::config(format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    fn push(&mut self, r: &Reject) -> Result<()> {
+        if self.writer.is_none() {
+            self.writer = Some(csv::Writer::from_path(&self.path).map_err(|e| self.error(e))?);
         }
-    };
-    let (headers, records) = if json {
-        read::json_records(&decoded.text)
-    } else {
-        report.delimiter = Some(match decoded.delimiter {
-            b'\t' => "\\t".to_string(),
-            d => (d as char).to_string(),
-        });
-        read::records(&decoded)
-    };
-    let specs = fields_of(source.kind);
-    let map = fields::map_headers(source.kind, &headers, &source.mapping, file)?;
-    for (spec, col) in specs.iter().zip(&map.columns) {
-        if let Some(c) = col {
-            report.mapping.insert(spec.name.to_string(), headers[*c].clone());
+        let w = self.writer.as_mut().expect("opened above");
+        w.serialize(r).map_err(|e| Error::config(format!("cannot write {}: {e}", self.path.display())))
+    }
+
+    /// Flushes; the file's path if any reject was written.
+    fn finish(&mut self) -> Result<Option<String>> {
+        match self.writer.as_mut() {
+            None => Ok(None),
+            Some(w) => {
+                w.flush().map_err(|e| Error::config(format!("cannot write {}: {e}", self.path.display())))?;
+                Ok(Some(self.path.display().to_string()))
+            }
         }
     }
-    let delimiter = decoded.delimiter as char;
-    for record in records {
-        report.rows_read += 1;
-        let record = match record {
-            Ok(r) => r,
-            Err((line, reason)) => {
-                rejects.push(Reject { file: file.into(), line, raw: String::new(), reason });
-                report.rows_rejected += 1;
-                continue;
-            }
+}
+
+/// Progress of one file: a bar on a terminal, else a log line every 10 s.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    file: String,
+    started: std::time::Instant,
+    logged: std::time::Instant,
+}
+
+impl Progress {
+    fn new(file: &str, wanted: bool) -> Progress {
+        use std::io::IsTerminal;
+        let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})").expect("a valid template"));
+            b.set_message(file.to_string());
+            b
+        });
+        let now = std::time::Instant::now();
+        Progress { bar, file: file.to_string(), started: now, logged: now }
+    }
+
+    fn tick(&mut self, rows: u64) {
+        if rows % 16384 != 0 {
+            return;
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(rows);
+        } else if self.logged.elapsed() >= std::time::Duration::from_secs(10) {
+            self.logged = std::time::Instant::now();
+            let rate = rows as f64 / self.started.elapsed().as_secs_f64();
+            tracing::info!(file = %self.file, rows, rows_per_s = rate as u64, "reading");
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Reads one file's records into its own batch (merged into the run's once the whole file was
+/// read) and the rejects.
+struct FileSink<'a> {
+    source: &'a Source,
+    file: &'a str,
+    codes: &'a commit::ReferenceCodes,
+    rejects: &'a mut Rejects,
+    report: FileReport,
+    map: Option<fields::HeaderMap>,
+    /// Per column: `None` shown as is in a reject, else how it is masked (personal data).
+    masks: Vec<Option<Mask>>,
+    times: fields::TimeParser,
+    batch: Batch,
+    progress: Progress,
+}
+
+impl<'a> FileSink<'a> {
+    fn new(source: &'a Source, file: &'a str, codes: &'a commit::ReferenceCodes, rejects: &'a mut Rejects, report: FileReport, progress: bool) -> FileSink<'a> {
+        let time_field = match source.kind {
+            Kind::SensorCounts => "interval_start",
+            Kind::PosTickets => "timestamp",
         };
-        let raw = || if json { record.fields.join(" | ") } else { record.fields.join(&delimiter.to_string()) };
-        match parse_row(source, &record.fields, &map.columns, codes) {
-            Ok(row) => {
-                if report.sample.len() < 5 {
-                    report.sample.push(row.describe());
+        let format = source.mapping.get(time_field).and_then(|m| m.format.as_deref());
+        FileSink {
+            source,
+            file,
+            codes,
+            rejects,
+            report,
+            map: None,
+            masks: Vec::new(),
+            times: fields::TimeParser::new(format),
+            batch: Batch::default(),
+            progress: Progress::new(file, progress),
+        }
+    }
+
+    fn finish(self) -> (Batch, FileReport) {
+        (self.batch, self.report)
+    }
+
+    /// A record as text for the rejects file, personal data masked: columns whose header names
+    /// it and any value that looks like an e-mail are dropped, or shown as their salted hash
+    /// when the source maps the column with `pii: hash`.
+    fn raw_text(&self, fields: &dyn read::Fields) -> String {
+        let salt = self.source.pii_salt.as_deref();
+        (0..fields.len())
+            .map(|i| {
+                let v = fields.get(i).unwrap_or("");
+                match self.masks.get(i).copied().flatten() {
+                    Some(Mask::Hash) => pii_hash(salt.unwrap_or_default(), v),
+                    Some(Mask::Drop) => "[personal data dropped]".to_string(),
+                    None if fields::looks_like_email(v) => "[personal data dropped]".to_string(),
+                    None => v.to_string(),
                 }
-                row.add_to(batch);
-                report.rows_accepted += 1;
+            })
+            .collect::<Vec<_>>()
+            .join(&fields.separator())
+    }
+
+    fn reject(&mut self, line: u64, raw: String, reason: String) -> Result<()> {
+        self.report.rows_rejected += 1;
+        self.rejects.push(&Reject { file: self.file.to_string(), line, raw, reason })
+    }
+
+    /// One record as a row of the lake's grain, or the reason it is rejected.
+    fn parse(&mut self, fields: &dyn read::Fields) -> std::result::Result<Row, String> {
+        let map = self.map.as_ref().expect("headers come first");
+        let specs = fields_of(self.source.kind);
+        let value = |i: usize| map.value(i, fields).ok_or_else(|| format!("{}: empty value", specs[i].name));
+        let int = |i: usize| match parse_value(value(i)?, FieldType::Integer, None) {
+            Ok(Value::Integer(n)) => Ok(n),
+            Ok(_) => unreachable!("an integer field parses to an integer"),
+            Err(e) => Err(format!("{}: {e}", specs[i].name)),
+        };
+        let codes = self.codes;
+        let store = |i: usize| value(i).and_then(|c| codes.store(c).ok_or_else(|| format!("store_code: unknown store `{c}`")));
+        let department =
+            |i: usize| value(i).and_then(|c| codes.department(c).ok_or_else(|| format!("{}: unknown department `{c}`", specs[i].name)));
+        match self.source.kind {
+            Kind::SensorCounts => {
+                let (store_id, department_id) = (store(0)?, department(1)?);
+                let at = self.times.parse(value(2)?).map_err(|e| format!("interval_start: {e}"))?;
+                let count = int(3)?;
+                if count < 0 {
+                    return Err(format!("count_in: {count} is negative"));
+                }
+                if map.value(4, fields).is_some() {
+                    let out = int(4)?;
+                    if out < 0 {
+                        return Err(format!("count_out: {out} is negative"));
+                    }
+                }
+                Ok(Row { store_id, department_id, at, footfall: count, ticket: None, revenue_cents: 0, units: 0 })
+            }
+            Kind::PosTickets => {
+                let ticket = value(0)?;
+                let (store_id, department_id) = (store(1)?, department(2)?);
+                let at = self.times.parse(value(3)?).map_err(|e| format!("timestamp: {e}"))?;
+                let mut amount = match parse_value(value(4)?, FieldType::Decimal, None) {
+                    Ok(Value::Decimal(d)) => d.round_dp(2),
+                    Ok(_) => unreachable!("a decimal field parses to a decimal"),
+                    Err(e) => return Err(format!("amount: {e}")),
+                };
+                // The lake keeps money as numeric(12, 2).
+                if amount.abs() >= Decimal::from(10_000_000_000i64) {
+                    return Err(format!("amount: {amount} is out of range (at most 9999999999.99)"));
+                }
+                amount.rescale(2);
+                let revenue_cents = amount.mantissa() as i64;
+                Ok(Row { store_id, department_id, at, footfall: 0, ticket: Some(ticket_hash(ticket)), revenue_cents, units: int(5)? })
+            }
+        }
+    }
+}
+
+/// How a column of personal data shows in the rejects file.
+#[derive(Debug, Clone, Copy)]
+enum Mask {
+    Drop,
+    Hash,
+}
+
+/// A value of personal data as `sha256:` and the first 16 hex digits of SHA-256(salt, value):
+/// the same value always shows the same, the value itself cannot be read back without the salt.
+fn pii_hash(salt: &str, value: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(salt.as_bytes());
+    h.update([0u8]);
+    h.update(value.trim().as_bytes());
+    format!("sha256:{}", &hex::encode(h.finalize())[..16])
+}
+
+/// A ticket id's 64-bit hash (SipHash with fixed keys: the same in every run).
+fn ticket_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl read::Sink for FileSink<'_> {
+    fn headers(&mut self, headers: &[String]) -> Result<()> {
+        let map = fields::map_headers(self.source.kind, headers, &self.source.mapping, self.file)?;
+        for (spec, col) in fields_of(self.source.kind).iter().zip(&map.columns) {
+            match col {
+                fields::Column::At(c) => {
+                    self.report.mapping.insert(spec.name.to_string(), headers[*c].clone());
+                }
+                fields::Column::Constant(v) => {
+                    self.report.mapping.insert(spec.name.to_string(), format!("constant `{v}`"));
+                }
+                fields::Column::Missing => {}
+            }
+        }
+        let hashed: Vec<usize> = fields_of(self.source.kind)
+            .iter()
+            .zip(&map.columns)
+            .filter(|(spec, _)| self.source.mapping.get(spec.name).and_then(|m| m.pii).is_some())
+            .filter_map(|(_, col)| match col {
+                fields::Column::At(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        self.masks = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                if hashed.contains(&i) {
+                    Some(Mask::Hash)
+                } else if fields::is_pii_header(h) {
+                    Some(Mask::Drop)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.map = Some(map);
+        Ok(())
+    }
+
+    fn record(&mut self, line: u64, fields: &dyn read::Fields) -> Result<()> {
+        self.report.rows_read += 1;
+        self.progress.tick(self.report.rows_read);
+        match self.parse(fields) {
+            Ok(row) => {
+                if self.report.sample.len() < 5 {
+                    self.report.sample.push(row.describe());
+                }
+                row.add_to(&mut self.batch);
+                self.report.rows_accepted += 1;
+                Ok(())
             }
             Err(reason) => {
-                rejects.push(Reject { file: file.into(), line: record.line, raw: raw(), reason });
-                report.rows_rejected += 1;
+                let raw = self.raw_text(fields);
+                self.reject(line, raw, reason)
             }
         }
     }
-    Ok(())
+
+    fn unreadable(&mut self, line: u64, reason: String) -> Result<()> {
+        self.report.rows_read += 1;
+        self.reject(line, String::new(), reason)
+    }
 }
 
 /// One accepted row, resolved to lake keys.
@@ -276,110 +572,40 @@ struct Row {
     department_id: i32,
     at: NaiveDateTime,
     footfall: i64,
-    ticket: Option<String>,
-    revenue: Decimal,
+    ticket: Option<u64>,
+    revenue_cents: i64,
     units: i64,
 }
 
 impl Row {
-    fn hour(&self) -> NaiveDateTime {
-        self.at.date().and_hms_opt(self.at.hour(), 0, 0).expect("an hour of a valid date")
+    /// Hours since 1970-01-01 00:00.
+    fn hour(&self) -> i64 {
+        self.at.and_utc().timestamp().div_euclid(3600)
     }
 
     fn add_to(self, batch: &mut Batch) {
         let t = batch.entry((self.store_id, self.department_id, self.hour())).or_default();
-        t.footfall += self.footfall;
-        t.revenue += self.revenue;
-        t.units += self.units;
+        t.footfall = t.footfall.saturating_add(self.footfall);
+        t.revenue_cents = t.revenue_cents.saturating_add(self.revenue_cents);
+        t.units = t.units.saturating_add(self.units);
         if let Some(ticket) = self.ticket {
-            t.tickets.insert(ticket);
+            t.tickets.push(ticket);
         }
     }
 
     fn describe(&self) -> String {
         match &self.ticket {
-            Some(t) => format!(
-                "store_id={} department_id={} at={} ticket={t} amount={} quantity={}",
-                self.store_id, self.department_id, self.at, self.revenue, self.units
+            Some(_) => format!(
+                "store_id={} department_id={} at={} amount={} quantity={}",
+                self.store_id,
+                self.department_id,
+                self.at,
+                Decimal::new(self.revenue_cents, 2),
+                self.units
             ),
             None => format!("store_id={} department_id={} at={} count_in={}", self.store_id, self.department_id, self.at, self.footfall),
         }
     }
-}
-
-fn parse_row(source: &Source, fields: &[String], columns: &[Option<usize>], codes: &commit::ReferenceCodes) -> std::result::Result<Row, String> {
-    let specs = fields_of(source.kind);
-    let mut values: HashMap<&str, Value> = HashMap::new();
-    for (spec, col) in specs.iter().zip(columns) {
-        let Some(c) = col else { continue };
-        let raw = fields.get(*c).map(String::as_str).unwrap_or("");
-        if raw.trim().is_empty() && !spec.required {
-            continue;
-        }
-        let format = source.mapping.get(spec.name).and_then(|m| m.format.as_deref());
-        let v = parse_value(raw, spec.ty, format).map_err(|e| format!("{}: {e}", spec.name))?;
-        values.insert(spec.name, v);
-    }
-    let text = |name: &str| match values.get(name) {
-        Some(Value::Text(s)) => Ok(s.clone()),
-        _ => Err(format!("{name}: missing")),
-    };
-    let int = |name: &str| match values.get(name) {
-        Some(Value::Integer(n)) => Ok(*n),
-        _ => Err(format!("{name}: missing")),
-    };
-    let time = |name: &str| match values.get(name) {
-        Some(Value::Timestamp(t)) => Ok(*t),
-        _ => Err(format!("{name}: missing")),
-    };
-    let store_code = text("store_code")?;
-    let store_id = codes.store(&store_code).ok_or_else(|| format!("store_code: unknown store `{store_code}`"))?;
-    match source.kind {
-        Kind::SensorCounts => {
-            let zone = text("zone_code")?;
-            let department_id = codes.department(&zone).ok_or_else(|| format!("zone_code: unknown department `{zone}`"))?;
-            let count = int("count_in")?;
-            if count < 0 {
-                return Err(format!("count_in: {count} is negative"));
-            }
-            if let Some(Value::Integer(out)) = values.get("count_out")
-                && *out < 0
-            {
-                return Err(format!("count_out: {out} is negative"));
-            }
-            Ok(Row { store_id, department_id, at: time("interval_start")?, footfall: count, ticket: None, revenue: Decimal::ZERO, units: 0 })
-        }
-        Kind::PosTickets => {
-            let dept = text("department_code")?;
-            let department_id = codes.department(&dept).ok_or_else(|| format!("department_code: unknown department `{dept}`"))?;
-            let amount = match values.get("amount") {
-                Some(Value::Decimal(d)) => d.round_dp(2),
-                _ => return Err("amount: missing".into()),
-            };
-            // The lake keeps money as numeric(12, 2).
-            if amount.abs() >= Decimal::from(10_000_000_000i64) {
-                return Err(format!("amount: {amount} is out of range (at most 9999999999.99)"));
-            }
-            Ok(Row {
-                store_id,
-                department_id,
-                at: time("timestamp")?,
-                footfall: 0,
-                ticket: Some(text("ticket_id")?),
-                revenue: amount,
-                units: int("quantity")?,
-            })
-        }
-    }
-}
-
-fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))?;
-    for r in rejects {
-        w.serialize(r).map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))?;
-    }
-    w.flush().map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))?;
-    Ok(())
 }
 
 /// A file as last seen by the watcher: its size and modification time.

@@ -20,12 +20,17 @@ pub struct Source {
     pub format: Format,
     #[serde(default)]
     pub csv: CsvOptions,
+    #[serde(default)]
+    pub xlsx: XlsxOptions,
     /// Per target field: extra accepted headers and parse formats.
     #[serde(default)]
     pub mapping: BTreeMap<String, FieldMapping>,
     /// The share of rows that may be rejected before the whole batch fails (0.01 = 1 %).
     #[serde(default = "default_reject_share")]
     pub max_reject_share: f64,
+    /// The salt of `pii: hash`, read from `$LAKECUBE_PII_SALT` when the definition is loaded.
+    #[serde(skip)]
+    pub pii_salt: Option<String>,
 }
 
 fn default_reject_share() -> f64 {
@@ -51,11 +56,39 @@ impl Kind {
     }
 }
 
+/// Where the rows come from: files, or one query or request per run.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
     /// A file or a glob (`incoming/sensors/*.csv`), relative to the current folder.
     pub path: Option<String>,
+    /// A PostgreSQL query, read with `COPY (query) TO STDOUT`.
+    pub postgres: Option<PostgresInput>,
+    /// An HTTP(S) endpoint answering a JSON list (or NDJSON).
+    pub http: Option<HttpInput>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresInput {
+    /// A libpq-style connection string or URL: `postgresql://user@host:5432/db`. A password
+    /// is best given by `$PGPASSWORD`, which is read when the URL has none.
+    pub url: String,
+    /// One SELECT; its column names are the headers matched against the kind's fields.
+    pub query: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpInput {
+    pub url: String,
+    /// Request headers (an API key…). A value `$NAME` is read from the environment variable
+    /// NAME, so secrets stay out of the file.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON pointer to the list inside the answer (`/data/items`); by default the answer is
+    /// the list.
+    pub items: Option<String>,
 }
 
 /// The files' format; by default told by the extension (`.json`, `.ndjson`, `.jsonl`, else
@@ -71,6 +104,40 @@ pub enum Format {
     Ndjson,
     /// A JSON array of objects (or one object per line).
     Json,
+    Parquet,
+    /// A spreadsheet: `.xlsx`, `.xlsm`, `.xls` or `.ods` (the first sheet, or `xlsx.sheet`).
+    Xlsx,
+}
+
+impl Format {
+    /// The format of a file: the source's, or told by the extension.
+    pub fn of(self, file: &str) -> Format {
+        if self != Format::Auto {
+            return self;
+        }
+        let lower = file.to_lowercase();
+        let ext = lower.rsplit('.').next().unwrap_or("");
+        match ext {
+            "json" => Format::Json,
+            "ndjson" | "jsonl" => Format::Ndjson,
+            "parquet" | "parq" => Format::Parquet,
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => Format::Xlsx,
+            _ => Format::Csv,
+        }
+    }
+
+    /// Whether files of this format are text (encoding and delimiter to detect).
+    pub fn is_text(self) -> bool {
+        !matches!(self, Format::Parquet | Format::Xlsx)
+    }
+}
+
+/// Spreadsheet options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XlsxOptions {
+    /// The sheet to read; by default the first.
+    pub sheet: Option<String>,
 }
 
 /// CSV dialect; every option is detected when absent or `auto`.
@@ -94,12 +161,28 @@ pub struct FieldMapping {
     /// For time fields: a chrono format (`%d/%m/%Y %H:%M`); by default common forms and Excel
     /// serial numbers are recognised.
     pub format: Option<String>,
+    /// A fixed value for every row, instead of a column (an export of one store has no store
+    /// column).
+    pub constant: Option<String>,
+    /// `hash`: the column holds personal data (a loyalty card, an e-mail used as the ticket
+    /// id); its values are replaced by a salted SHA-256 before anything else sees them.
+    pub pii: Option<PiiMode>,
 }
+
+/// How a mapped column of personal data is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiMode {
+    Hash,
+}
+
+/// The environment variable that holds the secret salt of `pii: hash`.
+pub const PII_SALT_VAR: &str = "LAKECUBE_PII_SALT";
 
 impl Source {
     /// Parses a source definition; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Source> {
-        let s: Source = serde_yaml::from_str(text).map_err(|e| {
+        let mut s: Source = serde_yaml::from_str(text).map_err(|e| {
             let at = e.location().map(|l| format!("{origin}:{}:{}", l.line(), l.column())).unwrap_or_else(|| origin.to_string());
             Error::config(format!("{at}: {e}")).with_hint("see docs/ingest.md for the keys of a source definition")
         })?;
@@ -114,6 +197,18 @@ impl Source {
                 ))
                 .with_hint(format!("the fields are: {}", names.join(", "))));
             }
+        }
+        let inputs = [s.input.path.is_some(), s.input.postgres.is_some(), s.input.http.is_some()].iter().filter(|b| **b).count();
+        if inputs > 1 {
+            return Err(Error::config(format!("{origin}: `input` names more than one of `path`, `postgres` and `http`"))
+                .with_hint("a source reads one kind of input; write one source per input"));
+        }
+        if s.mapping.values().any(|m| m.pii.is_some()) {
+            let salt = std::env::var(PII_SALT_VAR).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+                Error::config(format!("{origin}: a mapping says `pii: hash` but ${PII_SALT_VAR} is not set"))
+                    .with_hint(format!("set {PII_SALT_VAR} to a secret (e.g. `openssl rand -hex 32`), the same for every run, so hashes stay comparable"))
+            })?;
+            s.pii_salt = Some(salt);
         }
         if !(0.0..=1.0).contains(&s.max_reject_share) {
             return Err(Error::config(format!("{origin}: max_reject_share must be between 0 and 1, not {}", s.max_reject_share)));
