@@ -560,9 +560,14 @@ async fn ingest(a: IngestArgs) -> Result<i32> {
     if let Some(r) = &summary.rejects_file {
         out.push_str(&format!("rejects: {r}\n"));
     }
+    let written = match (summary.store_hours, summary.members_changed) {
+        (0, m) if m > 0 => format!("{m} stores/departments"),
+        (h, 0) => format!("{h} store-hours"),
+        (h, m) => format!("{h} store-hours and {m} new stores/departments"),
+    };
     out.push_str(&match (a.dry_run, summary.committed_version) {
-        (true, _) => format!("dry run: {} store-hours would be written; nothing was written\n", summary.store_hours),
-        (false, Some(v)) => format!("committed {} store-hours to traffic as version {v}\n", summary.store_hours),
+        (true, _) => format!("dry run: {written} would be written; nothing was written\n"),
+        (false, Some(v)) => format!("committed {written} to {} as version {v}\n", source.kind.target()),
         (false, None) => "nothing new to commit\n".to_string(),
     });
     print!("{out}");

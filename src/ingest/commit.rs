@@ -1,7 +1,6 @@
-//! The lake side of an ingest: reference codes to keys, whether a file was already ingested,
-//! and the one Delta commit that merges a batch into `traffic`.
+//! The lake side of an ingest: whether a file was already ingested, and the one Delta commit
+//! that merges a batch into `traffic` (reference rows: [`super::reference`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Datelike;
@@ -13,65 +12,9 @@ use deltalake::kernel::transaction::CommitProperties;
 
 use super::Batch;
 use crate::error::{Error, Result};
-use crate::storage::Lake;
 use crate::storage::schema::{self, MONEY_SCALE};
 
-/// Store and department codes → keys, from the lake's reference tables (matched ignoring case
-/// and surrounding spaces).
-pub struct ReferenceCodes {
-    stores: HashMap<String, i32>,
-    departments: HashMap<String, i32>,
-}
-
-impl ReferenceCodes {
-    pub async fn load(lake: &Lake) -> Result<ReferenceCodes> {
-        let ctx = SessionContext::new();
-        for name in [schema::STORES, schema::DEPARTMENTS] {
-            let table = lake
-                .open_table(name)
-                .await?
-                .ok_or_else(|| Error::lake(format!("the lake has no {name} table")).with_hint("generate or create the lake first (lakecube generate)"))?;
-            table.update_datafusion_session(&ctx.state()).map_err(Error::from)?;
-            ctx.register_table(name, table.table_provider().await.map_err(Error::from)?).map_err(Error::from)?;
-        }
-        let pairs = |sql: &'static str| {
-            let ctx = &ctx;
-            async move {
-                let mut out = HashMap::new();
-                for b in ctx.sql(sql).await.map_err(Error::from)?.collect().await.map_err(Error::from)? {
-                    let codes = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8).map_err(Error::from)?;
-                    let codes = codes.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().expect("cast to utf8");
-                    let ids = b.column(1).as_any().downcast_ref::<Int32Array>().ok_or_else(|| Error::lake("reference keys are not int4"))?;
-                    for i in 0..b.num_rows() {
-                        // As written (the common case, found without allocating) and folded.
-                        out.insert(codes.value(i).trim().to_string(), ids.value(i));
-                        out.insert(codes.value(i).trim().to_lowercase(), ids.value(i));
-                    }
-                }
-                Ok::<_, Error>(out)
-            }
-        };
-        Ok(ReferenceCodes {
-            stores: pairs("SELECT store_code, store_id FROM stores").await?,
-            departments: pairs("SELECT department_code, department_id FROM departments").await?,
-        })
-    }
-
-    pub fn store(&self, code: &str) -> Option<i32> {
-        Self::find(&self.stores, code)
-    }
-
-    pub fn department(&self, code: &str) -> Option<i32> {
-        Self::find(&self.departments, code)
-    }
-
-    fn find(codes: &HashMap<String, i32>, code: &str) -> Option<i32> {
-        let code = code.trim();
-        codes.get(code).or_else(|| codes.get(&code.to_lowercase())).copied()
-    }
-}
-
-/// Whether a commit of `traffic` already carries this application transaction.
+/// Whether a commit of the table already carries this application transaction.
 pub async fn already_ingested(traffic: &DeltaTable, app_id: &str) -> Result<bool> {
     let state = traffic.snapshot().map_err(Error::from)?;
     Ok(state.transaction_version(traffic.log_store().as_ref(), app_id).await.map_err(Error::from)?.is_some())
@@ -80,7 +23,7 @@ pub async fn already_ingested(traffic: &DeltaTable, app_id: &str) -> Result<bool
 /// Merges the batch into `traffic` in one Delta commit that also records one application
 /// transaction per file: matching store-department-hours get the new counts added, the others
 /// are inserted. Returns the committed version.
-pub async fn merge_into_traffic(traffic: DeltaTable, batch: &Batch, app_ids: &[String]) -> Result<i64> {
+pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, app_ids: &[String]) -> Result<i64> {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
     let n = batch.len();
     let mut store = Vec::with_capacity(n);
@@ -93,9 +36,9 @@ pub async fn merge_into_traffic(traffic: DeltaTable, batch: &Batch, app_ids: &[S
     let mut month = Vec::with_capacity(n);
     let narrow = |v: i64, what: &str| i32::try_from(v).map_err(|_| Error::new(crate::error::ErrorKind::DataException, format!("{what} {v} does not fit the lake's int4")));
     debug_assert_eq!(MONEY_SCALE, 2, "revenue is summed in cents");
-    for ((s, d, hour), t) in batch {
-        store.push(*s);
-        department.push(*d);
+    for ((s, d, hour), mut t) in batch {
+        store.push(s);
+        department.push(d);
         ts.push(hour * 3_600_000_000);
         footfall.push(narrow(t.footfall, "footfall")?);
         transactions.push(narrow(t.transactions(), "transactions")?);

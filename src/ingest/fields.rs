@@ -16,6 +16,8 @@ pub enum FieldType {
     Integer,
     Decimal,
     Timestamp,
+    /// A date (a date-time's date part).
+    Date,
 }
 
 /// One target field of a kind of source.
@@ -69,10 +71,36 @@ const TICKET_FIELDS: &[FieldSpec] = &[
     FieldSpec { name: "quantity", ty: FieldType::Integer, required: true, aliases: &["quantity", "qty", "units", "items", "quantite", "qte", "nb articles"] },
 ];
 
+const fn text(name: &'static str, required: bool, aliases: &'static [&'static str]) -> FieldSpec {
+    FieldSpec { name, ty: FieldType::Text, required, aliases }
+}
+
+/// A `stores` source's fields: the lake's `stores` columns but the key.
+const STORE_FIELDS: &[FieldSpec] = &[
+    text("store_code", true, STORE),
+    text("store_name", false, &["store name", "name", "shop name", "nom", "nom magasin", "libelle", "libelle magasin", "enseigne"]),
+    text("city", false, &["city", "town", "ville", "commune"]),
+    text("region", false, &["region", "state", "province"]),
+    text("country", false, &["country", "country code", "pays"]),
+    text("store_format", false, &["format", "store format", "store type", "type", "format magasin", "type magasin"]),
+    FieldSpec { name: "surface_m2", ty: FieldType::Integer, required: false, aliases: &["surface", "surface m2", "m2", "sqm", "size", "area m2", "superficie"] },
+    FieldSpec { name: "opened_on", ty: FieldType::Date, required: false, aliases: &["opened", "opened on", "opening date", "open date", "ouverture", "date ouverture"] },
+    FieldSpec { name: "closed_on", ty: FieldType::Date, required: false, aliases: &["closed", "closed on", "closing date", "fermeture", "date fermeture"] },
+];
+
+/// A `departments` source's fields.
+const DEPARTMENT_FIELDS: &[FieldSpec] = &[
+    text("department_code", true, DEPARTMENT),
+    text("department", false, &["department name", "name", "label", "libelle", "nom", "nom rayon", "libelle rayon"]),
+    text("department_family", false, &["family", "department family", "famille", "famille rayon", "univers"]),
+];
+
 pub fn fields_of(kind: Kind) -> &'static [FieldSpec] {
     match kind {
         Kind::SensorCounts => SENSOR_FIELDS,
         Kind::PosTickets => TICKET_FIELDS,
+        Kind::Stores => STORE_FIELDS,
+        Kind::Departments => DEPARTMENT_FIELDS,
     }
 }
 
@@ -193,6 +221,20 @@ pub enum Value {
     Integer(i64),
     Decimal(Decimal),
     Timestamp(NaiveDateTime),
+    Date(NaiveDate),
+}
+
+impl Value {
+    /// The value as the lake's text form of its column (dates as `YYYY-MM-DD`).
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Integer(n) => n.to_string(),
+            Value::Decimal(d) => d.to_string(),
+            Value::Timestamp(t) => t.to_string(),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+        }
+    }
 }
 
 /// Reads one raw value as a field's type; the error is the reject reason.
@@ -218,6 +260,7 @@ pub fn parse_value(raw: &str, ty: FieldType, format: Option<&str>) -> std::resul
         }
         FieldType::Decimal => parse_decimal(s).map(Value::Decimal).ok_or_else(|| format!("`{s}` is not a number")),
         FieldType::Timestamp => parse_timestamp(s, format).map(Value::Timestamp),
+        FieldType::Date => parse_timestamp(s, format).map(|t| Value::Date(t.date())),
     }
 }
 
@@ -254,7 +297,8 @@ const TIME_FORMATS: &[&str] = &[
 
 /// A local date-time: with `format`, that chrono format only; else ISO 8601 (`T` or space,
 /// optional seconds and fraction, a trailing `Z` or offset dropped as the stores' local time is
-/// what counts), European day-first forms (`01/10/2014 00:02`), a bare date (midnight), or an
+/// what counts), European day-first forms (`01/10/2014 00:02`), a bare date (`2014-10-01`,
+/// `01/10/2014`: midnight), or an
 /// Excel serial number (`41913.0014`, days since 1899-12-30).
 pub fn parse_timestamp(s: &str, format: Option<&str>) -> std::result::Result<NaiveDateTime, String> {
     TimeParser::new(format).parse(s)
@@ -296,8 +340,10 @@ impl TimeParser {
                 return Ok(t);
             }
         }
-        if let Ok(d) = NaiveDate::parse_from_str(local, "%Y-%m-%d") {
-            return Ok(d.and_hms_opt(0, 0, 0).expect("midnight"));
+        for f in ["%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"] {
+            if let Ok(d) = NaiveDate::parse_from_str(local, f) {
+                return Ok(d.and_hms_opt(0, 0, 0).expect("midnight"));
+            }
         }
         if let Ok(serial) = s.replace(',', ".").parse::<f64>()
             && (1.0..2_958_466.0).contains(&serial)

@@ -5,7 +5,7 @@
 //! headers to the kind's fields ([`fields`]: built-in English and French aliases plus the
 //! source's), validates and parses every row (bad rows become rejects with file, line, raw text
 //! and reason), resolves store and department codes against the lake's reference tables
-//! (unknown codes are rejects), and aggregates to the lake's grain: one row per store,
+//! (unknown codes are rejects unless `create_missing`), and aggregates to the lake's grain: one row per store,
 //! department and hour. The whole batch is then merged into `traffic` in **one Delta commit**
 //! ([`commit`]): a store-hour already in the lake gets the new counts added, a new one is
 //! inserted. The commit carries one Delta application transaction per file, keyed by the
@@ -16,11 +16,11 @@ pub mod commit;
 pub mod fetch;
 pub mod fields;
 pub mod read;
+pub mod reference;
 pub mod source;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use rust_decimal::Decimal;
@@ -94,6 +94,9 @@ pub struct Summary {
     pub rows_rejected: u64,
     /// Store-department-hours the batch adds to or creates in `traffic`.
     pub store_hours: u64,
+    /// Stores and departments added or updated (a `stores` or `departments` source, or
+    /// `create_missing`).
+    pub members_changed: u64,
     /// The Delta version of `traffic` the batch was committed as.
     pub committed_version: Option<i64>,
     pub duration_ms: u128,
@@ -123,12 +126,11 @@ impl HourTotals {
         self.tickets.extend(other.tickets);
     }
 
-    /// Distinct tickets.
-    pub fn transactions(&self) -> i64 {
-        let mut t = self.tickets.clone();
-        t.sort_unstable();
-        t.dedup();
-        t.len() as i64
+    /// Distinct tickets (sorts and dedups the ticket hashes in place).
+    pub fn transactions(&mut self) -> i64 {
+        self.tickets.sort_unstable();
+        self.tickets.dedup();
+        self.tickets.len() as i64
     }
 }
 
@@ -160,11 +162,15 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
         return Err(Error::config(format!("source `{}`: no file to ingest", source.name))
             .with_hint("pass --file PATH, or set `input: {path: …}` in the source definition"));
     }
-    let codes = Arc::new(commit::ReferenceCodes::load(lake).await?);
-    let traffic = lake
-        .open_table(crate::storage::schema::TRAFFIC)
+    let mut refs = Refs {
+        stores: reference::Members::load(lake, crate::storage::schema::STORES).await?,
+        departments: reference::Members::load(lake, crate::storage::schema::DEPARTMENTS).await?,
+    };
+    let target_name = source.kind.target();
+    let target = lake
+        .open_table(target_name)
         .await?
-        .ok_or_else(|| Error::lake("the lake has no traffic table").with_hint("generate or create the lake first (lakecube generate)"))?;
+        .ok_or_else(|| Error::lake(format!("the lake has no {target_name} table")).with_hint("generate or create the lake first (lakecube generate)"))?;
     std::fs::create_dir_all(&opts.report_dir)
         .map_err(|e| Error::config(format!("cannot create the report folder {}: {e}", opts.report_dir.display())))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
@@ -178,7 +184,7 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
             let (path, shown, csv) = (path.clone(), shown.clone(), source.csv.clone());
             blocking(move || read::probe(&path, &csv, &shown, format.is_text())).await?
         };
-        let already = commit::already_ingested(&traffic, &app_id(&source.name, &probe.sha256)).await?;
+        let already = commit::already_ingested(&target, &app_id(&source.name, &probe.sha256)).await?;
         let report = FileReport {
             path: shown.clone(),
             sha256: probe.sha256.clone(),
@@ -200,9 +206,9 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
         }
         let sha = probe.sha256.clone();
         let job = {
-            let (source, codes, progress) = (source.clone(), codes.clone(), opts.progress);
+            let (source, progress) = (source.clone(), opts.progress);
             move || {
-                let mut sink = FileSink::new(&source, &shown, &codes, &mut rejects, report, progress);
+                let mut sink = FileSink::new(&source, &shown, &mut refs, &mut rejects, report, progress);
                 let read = match format {
                     source::Format::Parquet => read::read_parquet(&path, &shown, &mut sink),
                     source::Format::Xlsx => read::read_xlsx(&path, &shown, source.xlsx.sheet.as_deref(), &mut sink),
@@ -210,11 +216,11 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
                     source::Format::Csv | source::Format::Auto => read::read_csv(&path, &probe, &shown, &mut sink),
                 };
                 let outcome = read.map(|_| sink.finish());
-                (outcome, rejects)
+                (outcome, rejects, refs)
             }
         };
-        let (outcome, back) = tokio::task::spawn_blocking(job).await.map_err(|e| Error::internal(format!("the reader stopped: {e}")))?;
-        rejects = back;
+        let (outcome, back, back_refs) = tokio::task::spawn_blocking(job).await.map_err(|e| Error::internal(format!("the reader stopped: {e}")))?;
+        (rejects, refs) = (back, back_refs);
         let (file_batch, report) = outcome?;
         if batch.is_empty() {
             batch = file_batch;
@@ -237,6 +243,7 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
         rows_accepted: rows_read - rows_rejected,
         rows_rejected,
         store_hours: batch.len() as u64,
+        members_changed: (refs.stores.changed() + refs.departments.changed()) as u64,
         committed_version: None,
         duration_ms: 0,
         rejects_file: rejects.finish()?,
@@ -252,11 +259,31 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
             "see the rejects in {}; fix the export or the source's mapping, or allow more with --max-reject-share",
             summary.rejects_file.as_deref().unwrap_or("the rejects file")
         )))
-    } else if opts.dry_run || batch.is_empty() {
+    } else if opts.dry_run {
         Ok(())
     } else {
         let ids: Vec<String> = new_files.iter().map(|sha| app_id(&source.name, sha)).collect();
-        summary.committed_version = Some(commit::merge_into_traffic(traffic, &batch, &ids).await?);
+        match source.kind {
+            Kind::Stores | Kind::Departments => {
+                let members = if source.kind == Kind::Stores { &refs.stores } else { &refs.departments };
+                if members.is_changed() {
+                    summary.committed_version = Some(members.commit(lake, &ids).await?);
+                }
+            }
+            Kind::SensorCounts | Kind::PosTickets => {
+                // Members made by `create_missing` first: facts never point at a member that is
+                // not there. A crash between the two commits leaves only the new members, and
+                // the re-run finds them.
+                for members in [&refs.stores, &refs.departments] {
+                    if members.is_changed() {
+                        members.commit(lake, &[]).await?;
+                    }
+                }
+                if !batch.is_empty() {
+                    summary.committed_version = Some(commit::merge_into_traffic(target, batch, &ids).await?);
+                }
+            }
+        }
         Ok(())
     };
     summary.duration_ms = started.elapsed().as_millis();
@@ -364,7 +391,7 @@ impl Drop for Progress {
 struct FileSink<'a> {
     source: &'a Source,
     file: &'a str,
-    codes: &'a commit::ReferenceCodes,
+    refs: &'a mut Refs,
     rejects: &'a mut Rejects,
     report: FileReport,
     map: Option<fields::HeaderMap>,
@@ -376,16 +403,16 @@ struct FileSink<'a> {
 }
 
 impl<'a> FileSink<'a> {
-    fn new(source: &'a Source, file: &'a str, codes: &'a commit::ReferenceCodes, rejects: &'a mut Rejects, report: FileReport, progress: bool) -> FileSink<'a> {
+    fn new(source: &'a Source, file: &'a str, refs: &'a mut Refs, rejects: &'a mut Rejects, report: FileReport, progress: bool) -> FileSink<'a> {
         let time_field = match source.kind {
             Kind::SensorCounts => "interval_start",
-            Kind::PosTickets => "timestamp",
+            _ => "timestamp",
         };
         let format = source.mapping.get(time_field).and_then(|m| m.format.as_deref());
         FileSink {
             source,
             file,
-            codes,
+            refs,
             rejects,
             report,
             map: None,
@@ -424,24 +451,23 @@ impl<'a> FileSink<'a> {
         self.rejects.push(&Reject { file: self.file.to_string(), line, raw, reason })
     }
 
-    /// One record as a row of the lake's grain, or the reason it is rejected.
-    fn parse(&mut self, fields: &dyn read::Fields) -> std::result::Result<Row, String> {
-        let map = self.map.as_ref().expect("headers come first");
-        let specs = fields_of(self.source.kind);
+    /// One record as a row of the lake's grain (`None` for a reference row, upserted into its
+    /// members), or the reason it is rejected.
+    fn parse(&mut self, fields: &dyn read::Fields) -> std::result::Result<Option<Row>, String> {
+        let FileSink { source, refs, map, times, .. } = self;
+        let map = map.as_ref().expect("headers come first");
+        let specs = fields_of(source.kind);
         let value = |i: usize| map.value(i, fields).ok_or_else(|| format!("{}: empty value", specs[i].name));
         let int = |i: usize| match parse_value(value(i)?, FieldType::Integer, None) {
             Ok(Value::Integer(n)) => Ok(n),
             Ok(_) => unreachable!("an integer field parses to an integer"),
             Err(e) => Err(format!("{}: {e}", specs[i].name)),
         };
-        let codes = self.codes;
-        let store = |i: usize| value(i).and_then(|c| codes.store(c).ok_or_else(|| format!("store_code: unknown store `{c}`")));
-        let department =
-            |i: usize| value(i).and_then(|c| codes.department(c).ok_or_else(|| format!("{}: unknown department `{c}`", specs[i].name)));
-        match self.source.kind {
+        let create = source.create_missing;
+        match source.kind {
             Kind::SensorCounts => {
-                let (store_id, department_id) = (store(0)?, department(1)?);
-                let at = self.times.parse(value(2)?).map_err(|e| format!("interval_start: {e}"))?;
+                let at = times.parse(value(2)?).map_err(|e| format!("interval_start: {e}"))?;
+                let (store_id, department_id) = (refs.store(value(0)?, create, at)?, refs.department(value(1)?, create, "zone_code")?);
                 let count = int(3)?;
                 if count < 0 {
                     return Err(format!("count_in: {count} is negative"));
@@ -452,12 +478,12 @@ impl<'a> FileSink<'a> {
                         return Err(format!("count_out: {out} is negative"));
                     }
                 }
-                Ok(Row { store_id, department_id, at, footfall: count, ticket: None, revenue_cents: 0, units: 0 })
+                Ok(Some(Row { store_id, department_id, at, footfall: count, ticket: None, revenue_cents: 0, units: 0 }))
             }
             Kind::PosTickets => {
                 let ticket = value(0)?;
-                let (store_id, department_id) = (store(1)?, department(2)?);
-                let at = self.times.parse(value(3)?).map_err(|e| format!("timestamp: {e}"))?;
+                let at = times.parse(value(3)?).map_err(|e| format!("timestamp: {e}"))?;
+                let (store_id, department_id) = (refs.store(value(1)?, create, at)?, refs.department(value(2)?, create, "department_code")?);
                 let mut amount = match parse_value(value(4)?, FieldType::Decimal, None) {
                     Ok(Value::Decimal(d)) => d.round_dp(2),
                     Ok(_) => unreachable!("a decimal field parses to a decimal"),
@@ -469,8 +495,62 @@ impl<'a> FileSink<'a> {
                 }
                 amount.rescale(2);
                 let revenue_cents = amount.mantissa() as i64;
-                Ok(Row { store_id, department_id, at, footfall: 0, ticket: Some(ticket_hash(ticket)), revenue_cents, units: int(5)? })
+                Ok(Some(Row { store_id, department_id, at, footfall: 0, ticket: Some(ticket_hash(ticket)), revenue_cents, units: int(5)? }))
             }
+            Kind::Stores | Kind::Departments => {
+                // Field names are the table's column names.
+                let mut values = Vec::new();
+                for (i, spec) in specs.iter().enumerate().skip(1) {
+                    if let Some(raw) = map.value(i, fields) {
+                        let format = source.mapping.get(spec.name).and_then(|m| m.format.as_deref());
+                        let v = parse_value(raw, spec.ty, format).map_err(|e| format!("{}: {e}", spec.name))?;
+                        values.push((spec.name, v.to_text()));
+                    }
+                }
+                let members = if source.kind == Kind::Stores { &mut refs.stores } else { &mut refs.departments };
+                members.upsert(value(0)?, &values)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The reference tables during a run: codes resolved to keys, and the members it adds.
+struct Refs {
+    stores: reference::Members,
+    departments: reference::Members,
+}
+
+impl Refs {
+    /// The key of a store code; with `create`, a new store (named by its code, opened on the
+    /// row's date, other columns `Unknown`) for a code the lake does not know.
+    fn store(&mut self, code: &str, create: bool, at: NaiveDateTime) -> std::result::Result<i32, String> {
+        match self.stores.id(code) {
+            Some(id) => Ok(id),
+            None if create => {
+                let opened = at.date().format("%Y-%m-%d").to_string();
+                let unknown = || "Unknown".to_string();
+                let values = [
+                    ("store_name", code.trim().to_string()),
+                    ("city", unknown()),
+                    ("region", unknown()),
+                    ("country", unknown()),
+                    ("store_format", unknown()),
+                    ("surface_m2", "0".to_string()),
+                    ("opened_on", opened),
+                ];
+                self.stores.upsert(code, &values)
+            }
+            None => Err(format!("store_code: unknown store `{}`", code.trim())),
+        }
+    }
+
+    /// The key of a department code; with `create`, a new department named by its code.
+    fn department(&mut self, code: &str, create: bool, field: &str) -> std::result::Result<i32, String> {
+        match self.departments.id(code) {
+            Some(id) => Ok(id),
+            None if create => self.departments.upsert(code, &[("department", code.trim().to_string()), ("department_family", "Unknown".to_string())]),
+            None => Err(format!("{field}: unknown department `{}`", code.trim())),
         }
     }
 }
@@ -530,7 +610,7 @@ impl read::Sink for FileSink<'_> {
             .map(|(i, h)| {
                 if hashed.contains(&i) {
                     Some(Mask::Hash)
-                } else if fields::is_pii_header(h) {
+                } else if fields::is_pii_header(h) && !map.columns.contains(&fields::Column::At(i)) {
                     Some(Mask::Drop)
                 } else {
                     None
@@ -546,10 +626,12 @@ impl read::Sink for FileSink<'_> {
         self.progress.tick(self.report.rows_read);
         match self.parse(fields) {
             Ok(row) => {
-                if self.report.sample.len() < 5 {
-                    self.report.sample.push(row.describe());
+                if let Some(row) = row {
+                    if self.report.sample.len() < 5 {
+                        self.report.sample.push(row.describe());
+                    }
+                    row.add_to(&mut self.batch);
                 }
-                row.add_to(&mut self.batch);
                 self.report.rows_accepted += 1;
                 Ok(())
             }

@@ -28,6 +28,10 @@ pub struct Source {
     /// The share of rows that may be rejected before the whole batch fails (0.01 = 1 %).
     #[serde(default = "default_reject_share")]
     pub max_reject_share: f64,
+    /// For `sensor_counts` and `pos_tickets`: a store or department code the lake does not know
+    /// becomes a new member (named by its code, other columns `Unknown`) instead of a reject.
+    #[serde(default)]
+    pub create_missing: bool,
     /// The salt of `pii: hash`, read from `$LAKECUBE_PII_SALT` when the definition is loaded.
     #[serde(skip)]
     pub pii_salt: Option<String>,
@@ -45,6 +49,10 @@ pub enum Kind {
     SensorCounts,
     /// Point-of-sale ticket lines: hourly `transactions` (distinct tickets), `revenue`, `units`.
     PosTickets,
+    /// Store reference rows, upserted into `stores` by store code.
+    Stores,
+    /// Department reference rows, upserted into `departments` by department code.
+    Departments,
 }
 
 impl Kind {
@@ -52,6 +60,17 @@ impl Kind {
         match self {
             Kind::SensorCounts => "sensor_counts",
             Kind::PosTickets => "pos_tickets",
+            Kind::Stores => "stores",
+            Kind::Departments => "departments",
+        }
+    }
+
+    /// The lake table a source of this kind writes.
+    pub fn target(self) -> &'static str {
+        match self {
+            Kind::SensorCounts | Kind::PosTickets => crate::storage::schema::TRAFFIC,
+            Kind::Stores => crate::storage::schema::STORES,
+            Kind::Departments => crate::storage::schema::DEPARTMENTS,
         }
     }
 }
@@ -197,6 +216,9 @@ impl Source {
                 ))
                 .with_hint(format!("the fields are: {}", names.join(", "))));
             }
+        }
+        if s.create_missing && s.kind.target() != crate::storage::schema::TRAFFIC {
+            return Err(Error::config(format!("{origin}: `create_missing` is for sensor_counts and pos_tickets sources; a {} source upserts its rows anyway", s.kind.name())));
         }
         let inputs = [s.input.path.is_some(), s.input.postgres.is_some(), s.input.http.is_some()].iter().filter(|b| **b).count();
         if inputs > 1 {
