@@ -35,7 +35,7 @@ pub enum Command {
     /// Check the cube definitions and report problems as file:line:column: message.
     #[command(after_help = "Examples:\n  lakecube validate\n  lakecube validate --cube-defs my-cubes/\n  lakecube validate --lake data/demo   # also check types against the lake")]
     Validate(ValidateArgs),
-    /// Bring raw exports (CSV) into the lake by a source definition, exactly once.
+    /// Bring raw exports (CSV, JSON, Parquet, spreadsheets, a PostgreSQL query, an HTTP API) into the lake by a source definition, exactly once.
     #[command(after_help = "Examples:\n  lakecube ingest door_sensors --file exports/sensors-2024-10-01.csv --dry-run\n  lakecube ingest cube-defs/sources/tills.yaml --lake data/demo\n  lakecube ingest door_sensors --max-reject-share 0.05\n\nSource definitions: cube-defs/sources/<name>.yaml (docs/ingest.md).")]
     Ingest(IngestArgs),
     /// Manage the users who may connect (SCRAM-SHA-256 verifiers in the config file).
@@ -100,6 +100,13 @@ pub struct GenerateArgs {
     /// Replace the lake's tables if they exist.
     #[arg(long)]
     pub overwrite: bool,
+    /// Also write the raw exports of the lake's last days into this folder: sensor CSVs and
+    /// ticket files in four dialects, with one bad row in 200 (see docs/ingest.md).
+    #[arg(long, value_name = "DIR")]
+    pub raw: Option<std::path::PathBuf>,
+    /// How many days `--raw` exports (the lake's last ones).
+    #[arg(long, value_name = "N", default_value_t = 7)]
+    pub raw_days: u32,
     #[command(flatten)]
     pub common: Common,
 }
@@ -315,6 +322,12 @@ async fn generate(a: GenerateArgs) -> Result<i32> {
     let lake = Lake::open(&s.lake, true)?;
     let sum = datagen::generate(&lake, &p, datagen::Options { overwrite: a.overwrite, progress: true }).await?;
     print_summary(&lake, &sum);
+    if let Some(dir) = &a.raw {
+        let m = datagen::raw::write_raw(&lake, dir, a.raw_days.max(1)).await?;
+        let rows: u64 = m.files.iter().map(|f| f.rows).sum();
+        let bad: u64 = m.files.iter().map(|f| f.bad_rows).sum();
+        eprintln!("raw exports of {} to {} in {}: {} files, {rows} rows and {bad} bad rows (manifest.json)", m.from, m.to, dir.display(), m.files.len());
+    }
     Ok(0)
 }
 

@@ -12,6 +12,7 @@
 //! tickets × units per ticket. A known share of rows carry sensor faults
 //! ([`FAULT_ZERO_RATE`], [`FAULT_SPIKE_RATE`]).
 
+pub mod raw;
 pub mod reference;
 
 use std::sync::Arc;
