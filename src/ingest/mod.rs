@@ -1,12 +1,14 @@
 //! `lakecube ingest`: raw exports into the lake, by a YAML source definition, exactly once
 //! and atomically.
 //!
-//! A run reads each file of a source ([`read`]: encoding and delimiter detected), maps its
+//! A run reads each file of a source, or the spooled answer of its PostgreSQL query or HTTP
+//! API ([`fetch`]), streamed ([`read`]: encoding and delimiter detected), maps its
 //! headers to the kind's fields ([`fields`]: built-in English and French aliases plus the
 //! source's), validates and parses every row (bad rows become rejects with file, line, raw text
 //! and reason), resolves store and department codes against the lake's reference tables
-//! (unknown codes are rejects unless `create_missing`), and aggregates to the lake's grain: one row per store,
-//! department and hour. The whole batch is then merged into `traffic` in **one Delta commit**
+//! (unknown codes are rejects unless `create_missing`), and aggregates to the lake's grain:
+//! one row per store, department and hour (a `stores` or `departments` source upserts its
+//! rows instead, [`reference`]). The whole batch is then merged into `traffic` in **one Delta commit**
 //! ([`commit`]): a store-hour already in the lake gets the new counts added, a new one is
 //! inserted. The commit carries one Delta application transaction per file, keyed by the
 //! file's SHA-256, so a file already ingested is skipped and a batch retried after a crash is

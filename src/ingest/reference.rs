@@ -1,7 +1,9 @@
 //! The reference tables (`stores`, `departments`) as an ingest sees them: codes to keys for
 //! fact sources, the rows a `stores` or `departments` source upserts by code, and the members
 //! a fact source with `create_missing: true` adds for codes the lake does not know. Changed
-//! rows are merged into their table in one Delta commit, keyed by code.
+//! rows are merged into their table in one Delta commit, keyed by code. New keys follow the
+//! largest in the table (two runs adding members at the same moment could pick the same key:
+//! ingest runs for one lake are meant to be one at a time).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub struct Members {
     /// Code as written, and folded (trimmed, lower case) → index in `rows`.
     by_code: HashMap<String, usize>,
     changed: BTreeSet<usize>,
+    /// The largest key (0 for an empty table).
+    max_id: i32,
 }
 
 impl Members {
@@ -42,7 +46,7 @@ impl Members {
         ctx.register_table(table, delta.table_provider().await.map_err(Error::from)?).map_err(Error::from)?;
         let columns: Vec<String> = schema.fields().iter().map(|f| format!("\"{}\"", f.name())).collect();
         let batches = ctx.sql(&format!("SELECT {} FROM {table} ORDER BY 1", columns.join(", "))).await.map_err(Error::from)?.collect().await.map_err(Error::from)?;
-        let mut members = Members { table, schema, rows: Vec::new(), by_code: HashMap::new(), changed: BTreeSet::new() };
+        let mut members = Members { table, schema, rows: Vec::new(), by_code: HashMap::new(), changed: BTreeSet::new(), max_id: 0 };
         for b in batches {
             let texts: Vec<ArrayRef> = b.columns().iter().map(|c| cast(c, &DataType::Utf8)).collect::<Result<_>>()?;
             let cols: Vec<&StringArray> = texts.iter().map(|c| c.as_any().downcast_ref::<StringArray>().expect("cast to Utf8")).collect();
@@ -59,6 +63,9 @@ impl Members {
         let code = row[1].clone().unwrap_or_default();
         self.by_code.insert(code.trim().to_string(), at);
         self.by_code.insert(code.trim().to_lowercase(), at);
+        if let Some(id) = row[0].as_deref().and_then(|k| k.parse::<i32>().ok()) {
+            self.max_id = self.max_id.max(id);
+        }
         self.rows.push(row);
         at
     }
@@ -72,10 +79,6 @@ impl Members {
     pub fn id(&self, code: &str) -> Option<i32> {
         let row = &self.rows[self.index(code)?];
         row[0].as_deref().and_then(|k| k.parse().ok())
-    }
-
-    fn next_id(&self) -> i32 {
-        self.rows.iter().filter_map(|r| r[0].as_deref()?.parse::<i32>().ok()).max().unwrap_or(0) + 1
     }
 
     /// Sets the given columns of the member with this code, adding it (with the next key) if
@@ -97,7 +100,7 @@ impl Members {
                     return Err(format!("a new {} (`{}`) needs {}", singular(self.table), code.trim(), missing.join(", ")));
                 }
                 let mut row = vec![None; self.schema.fields().len()];
-                row[0] = Some(self.next_id().to_string());
+                row[0] = Some((self.max_id + 1).to_string());
                 row[1] = Some(code.trim().to_string());
                 self.push(row)
             }
