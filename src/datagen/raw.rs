@@ -110,11 +110,7 @@ fn split(n: i64, parts: i64) -> impl Iterator<Item = i64> {
 pub async fn write_raw(lake: &Lake, dir: &Path, days: u32) -> Result<Manifest> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let ctx = SessionContext::new();
-    for name in schema::ALL_TABLES {
-        let table = lake.open_table(name).await?.ok_or_else(|| Error::lake(format!("the lake has no {name} table")))?;
-        table.update_datafusion_session(&ctx.state()).map_err(Error::from)?;
-        ctx.register_table(name, table.table_provider().await.map_err(Error::from)?).map_err(Error::from)?;
-    }
+    lake.register_tables(&ctx, &schema::ALL_TABLES).await?;
     let sql = format!(
         "SELECT s.store_code, d.department_code, t.ts, t.footfall, t.transactions, t.revenue, t.units \
          FROM traffic t JOIN stores s USING (store_id) JOIN departments d USING (department_id) \

@@ -169,10 +169,7 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
         departments: reference::Members::load(lake, crate::storage::schema::DEPARTMENTS).await?,
     };
     let target_name = source.kind.target();
-    let target = lake
-        .open_table(target_name)
-        .await?
-        .ok_or_else(|| Error::lake(format!("the lake has no {target_name} table")).with_hint("generate or create the lake first (lakecube generate)"))?;
+    let target = lake.require_table(target_name).await?;
     std::fs::create_dir_all(&opts.report_dir)
         .map_err(|e| Error::config(format!("cannot create the report folder {}: {e}", opts.report_dir.display())))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");

@@ -40,10 +40,8 @@ impl Members {
             schema::DEPARTMENTS => schema::departments_schema(),
             other => return Err(Error::internal(format!("{other} is no reference table"))),
         };
-        let delta = open(lake, table).await?;
         let ctx = SessionContext::new();
-        delta.update_datafusion_session(&ctx.state()).map_err(Error::from)?;
-        ctx.register_table(table, delta.table_provider().await.map_err(Error::from)?).map_err(Error::from)?;
+        lake.register_tables(&ctx, &[table]).await?;
         let columns: Vec<String> = schema.fields().iter().map(|f| format!("\"{}\"", f.name())).collect();
         let batches = ctx.sql(&format!("SELECT {} FROM {table} ORDER BY 1", columns.join(", "))).await.map_err(Error::from)?.collect().await.map_err(Error::from)?;
         let mut members = Members { table, schema, rows: Vec::new(), by_code: HashMap::new(), changed: BTreeSet::new(), max_id: 0 };
@@ -126,7 +124,7 @@ impl Members {
     /// Merges the changed rows into the table in one Delta commit carrying `app_ids`: an
     /// existing code gets its columns updated, a new one is inserted. Returns the version.
     pub async fn commit(&self, lake: &Lake, app_ids: &[String]) -> Result<i64> {
-        let delta: DeltaTable = open(lake, self.table).await?;
+        let delta: DeltaTable = lake.require_table(self.table).await?;
         // Typed as the table (a value that is not of its column's type fails here, before
         // anything is written).
         let columns: Vec<ArrayRef> = self
@@ -155,12 +153,6 @@ impl Members {
             .map_err(Error::from)?;
         Ok(table.version().unwrap_or_default() as i64)
     }
-}
-
-async fn open(lake: &Lake, table: &str) -> Result<DeltaTable> {
-    lake.open_table(table)
-        .await?
-        .ok_or_else(|| Error::lake(format!("the lake has no {table} table")).with_hint("generate or create the lake first (lakecube generate)"))
 }
 
 fn singular(table: &str) -> &str {

@@ -131,6 +131,25 @@ impl Lake {
         }
     }
 
+    /// Opens a table's latest version; a lake without it is an error with a hint.
+    pub async fn require_table(&self, table: &str) -> Result<DeltaTable> {
+        self.open_table(table)
+            .await?
+            .ok_or_else(|| Error::lake(format!("the lake has no {table} table")).with_hint("generate or create the lake first (lakecube generate)"))
+    }
+
+    /// Registers `tables` in a plain DataFusion context under their own names, at their latest
+    /// version (for one-off reads by ingest and export; the server serves tables through
+    /// [`latest::LatestTable`] instead).
+    pub async fn register_tables(&self, ctx: &datafusion::prelude::SessionContext, tables: &[&str]) -> Result<()> {
+        for name in tables {
+            let table = self.require_table(name).await?;
+            table.update_datafusion_session(&ctx.state()).map_err(Error::from)?;
+            ctx.register_table(*name, table.table_provider().await.map_err(Error::from)?).map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
     /// Which of `tables` exist in the lake.
     pub async fn existing_tables(&self, tables: &[&str]) -> Result<Vec<String>> {
         let mut out = Vec::new();
