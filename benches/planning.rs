@@ -1,5 +1,8 @@
 //! Planning overhead: SQL text → physical plan over the lake, for the benchmark queries, on an
-//! empty lake (so no data is read). Prints p50 and p95 per query.
+//! empty lake (so no data is read). Prints p50 and p95 per query, first without the plan cache
+//! (every run plans from scratch, as a statement seen for the first time) and then with it (a
+//! statement repeated, as dashboards do: the optimized logical plan is reused, the physical
+//! plan is made again).
 //!
 //! Run: `cargo bench --bench planning` (figures go in docs/performance.md).
 
@@ -28,22 +31,31 @@ fn main() {
         let lake = Lake::open(dir.path().to_str().unwrap(), true).unwrap();
         datagen::create_empty(&lake).await.unwrap();
         let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
-        let engine = Engine::open(lake, Some(&model)).await.unwrap();
-        println!("| query | p50 ms | p95 ms |\n|---|---|---|");
+        let cached = Engine::open(lake, Some(&model)).await.unwrap();
+        let uncached = cached.clone().with_plan_cache(0);
+        println!("| query | p50 ms, uncached | p95 ms, uncached | p50 ms, cached | p95 ms, cached |\n|---|---|---|---|---|");
         for (name, sql) in QUERIES {
-            let mut samples: Vec<Duration> = Vec::new();
-            for i in 0..300 {
-                let t = Instant::now();
-                let planned = engine.plan_with_cubes(sql).await.unwrap();
-                let df = datafusion::prelude::DataFrame::new(engine.context().state(), planned.plan);
-                df.create_physical_plan().await.unwrap();
-                if i >= 20 {
-                    samples.push(t.elapsed());
-                }
-            }
-            samples.sort();
-            let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
-            println!("| {name} | {:.2} | {:.2} |", p(0.5), p(0.95));
+            let (p50, p95) = measure(&uncached, sql).await;
+            let (c50, c95) = measure(&cached, sql).await;
+            println!("| {name} | {p50:.2} | {p95:.2} | {c50:.2} | {c95:.2} |");
         }
+        let stats = cached.plan_cache_stats();
+        eprintln!("plan cache: {} hits, {} plans stored", stats.hits, stats.misses);
     });
+}
+
+/// p50 and p95 in ms of SQL text → physical plan, over 280 runs after 20 warm-up runs.
+async fn measure(engine: &Engine, sql: &str) -> (f64, f64) {
+    let mut samples: Vec<Duration> = Vec::new();
+    for i in 0..300 {
+        let t = Instant::now();
+        let planned = engine.plan_with_cubes(sql).await.unwrap();
+        engine.physical_plan(&planned.plan, planned.optimized).await.unwrap();
+        if i >= 20 {
+            samples.push(t.elapsed());
+        }
+    }
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+    (p(0.5), p(0.95))
 }

@@ -123,6 +123,54 @@ async fn till_tickets_become_transactions_revenue_and_units() {
     assert!(rejects.contains("unknown department `D99`"), "{rejects}");
 }
 
+/// Fields mapped by SQL expressions over the file's columns: a store code built from a
+/// number, a timestamp from a date and a time column, an amount from unit price × quantity.
+/// A row whose expression fails is a reject with the error; the other rows go in.
+#[tokio::test(flavor = "multi_thread")]
+async fn expression_mappings_compute_fields_from_columns() {
+    let (dir, lake) = fresh_lake("ingest-expr");
+    let reports = fresh_dir("ingest-expr-reports");
+    let file = dir.join("lignes.csv");
+    std::fs::write(
+        &file,
+        "Date;Heure;Magasin;Rayon;N° ticket;Prix unitaire;Qté\n\
+         03/11/2025;10:15;PAR-001;D01;X1;12,50;2\n\
+         03/11/2025;10:40;PAR-001;D01;X2;3,00;1\n\
+         03/11/2025;10:50;PAR-001;D01;X3;abc;1\n",
+    )
+    .unwrap();
+    let yaml = r#"
+name: till_lines
+kind: pos_tickets
+mapping:
+  store_code: {expression: "'FR-' || magasin"}
+  timestamp: {expression: "\"Date\" || ' ' || heure", format: "%d/%m/%Y %H:%M"}
+  amount: {expression: "CAST(replace(prix_unitaire, ',', '.') AS DECIMAL(12,2)) * CAST(qte AS INT)"}
+max_reject_share: 0.5
+"#;
+    let s = Source::parse(yaml, "till_lines.yaml").unwrap();
+    let before = hour(&dir, "FR-PAR-001", "D01", "2025-11-03 10:00:00");
+    let summary = ingest::run(&lake, &s, &options(vec![file.clone()], &reports)).await.unwrap();
+    assert_eq!((summary.rows_read, summary.rows_accepted, summary.rows_rejected), (3, 2, 1));
+    assert_eq!(summary.files[0].mapping["amount"], "expression `CAST(replace(prix_unitaire, ',', '.') AS DECIMAL(12,2)) * CAST(qte AS INT)`");
+    // X1: 2 × 12.50, X2: 1 × 3.00.
+    assert_eq!(hour(&dir, "FR-PAR-001", "D01", "2025-11-03 10:00:00"), add(&before, [0.0, 2.0, 28.0, 3.0]));
+    let rejects = std::fs::read_to_string(summary.rejects_file.as_ref().unwrap()).unwrap();
+    assert!(rejects.contains("amount: expression") && rejects.contains("abc") && rejects.contains("X3"), "{rejects}");
+
+    // A column that is not in the file: an error naming the columns there are.
+    let wrong = yaml.replace("prix_unitaire, ','", "prix, ','").replace("name: till_lines", "name: till_lines_2");
+    let e = ingest::run(&lake, &Source::parse(&wrong, "till_lines.yaml").unwrap(), &options(vec![file.clone()], &reports)).await.unwrap_err();
+    assert!(e.message.contains("mapping.amount.expression") && e.message.contains("prix"), "{}", e.message);
+    assert!(e.message.contains("prix_unitaire, \"Prix unitaire\""), "{}", e.message);
+    assert!(e.hint.as_deref().unwrap_or("").contains("double quotes"), "{e:?}");
+    // Bad SQL is refused when the definition is read, and so is an expression beside aliases.
+    let e = Source::parse(&yaml.replace("'FR-' || magasin", "'FR-' ||"), "till_lines.yaml").unwrap_err();
+    assert!(e.message.contains("till_lines.yaml: `mapping.store_code.expression` is not valid SQL"), "{}", e.message);
+    let e = Source::parse(&yaml.replace("expression: \"'FR-' || magasin\"", "expression: \"magasin\", aliases: [shop]"), "till_lines.yaml").unwrap_err();
+    assert!(e.message.contains("has an `expression` and also"), "{}", e.message);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_rejects_write_nothing_and_bad_files_are_errors() {
     let (dir, lake) = fresh_lake("ingest-limits");
@@ -211,6 +259,24 @@ async fn a_running_server_sees_the_batch_on_its_next_query() {
         (client.query_one(lake_sum, &[]).await.unwrap().get(0), client.query_one(cube_sum, &[]).await.unwrap().get(0));
     assert_eq!((lake_after - lake_before, cube_after - cube_before), (17, 17));
     server.stop().await;
+}
+
+/// A cube statement whose optimized plan was cached before a batch was committed still sees
+/// the batch: the cache keeps logical plans, and lake tables find their latest commit when
+/// the physical plan is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_plan_sees_a_batch_committed_after_it() {
+    let (dir, lake) = fresh_lake("ingest-cached-plan");
+    let reports = fresh_dir("ingest-cached-plan-reports");
+    let engine = engine(&dir).await;
+    let cube_sum = "SELECT SUM(footfall) FROM retail WHERE store_code = 'FR-PAR-001'";
+    let before: i64 = scalar(&engine, cube_sum).await;
+    assert_eq!(scalar::<i64>(&engine, cube_sum).await, before);
+    assert_eq!(engine.plan_cache_stats().hits, 1);
+    ingest::run(&lake, &source("sensors.yaml"), &options(vec![fixtures().join("sensors_utf8_comma.csv")], &reports)).await.unwrap();
+    let after: i64 = scalar(&engine, cube_sum).await;
+    assert_eq!(engine.plan_cache_stats().hits, 2, "the third run reuses the plan");
+    assert_eq!(after - before, 17);
 }
 
 /// `kill -9` at many moments of an ingest never leaves part of a batch visible, and running

@@ -434,3 +434,48 @@ async fn a_repeated_cube_without_primary_key_is_an_error() {
     let a: i64 = scalar(&e, "SELECT SUM(selling_area) FROM store_traffic").await;
     assert_eq!(a, scalar::<i64>(&e, "SELECT SUM(surface_m2) FROM lake.stores").await);
 }
+
+/// The plan cache: a repeated cube statement reuses its optimized plan and answers as a fresh
+/// plan does; statements whose plan could go stale (a clock, placeholders, other session
+/// settings) or that read the catalogs are planned every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_cube_statements_reuse_their_plan() {
+    use lakecube::engine::sql::SessionInfo;
+    let e = engine(&lake(Preset::Tiny)).await;
+    let fresh = e.clone().with_plan_cache(0);
+    let q = "SELECT region, SUM(conversion), MEASURE(store_count) FROM retail WHERE period >= '2025-01-01' GROUP BY 1 ORDER BY 1";
+    let first = rows(&e, q).await;
+    assert_eq!(e.plan_cache_stats().hits, 0);
+    let second = rows(&e, q).await;
+    assert_eq!(e.plan_cache_stats().hits, 1, "the second run of {q} should reuse the plan");
+    assert!(!first.is_empty());
+    assert_eq!(first, second);
+    assert_eq!(first, rows(&fresh, q).await, "a cached plan answers as a fresh one");
+    assert_eq!(fresh.plan_cache_stats().hits, 0);
+
+    let before = e.plan_cache_stats().hits;
+    for q in [
+        // now() is folded into a constant by the optimizer: never kept.
+        "SELECT SUM(footfall) FROM retail WHERE period < now()",
+        "SELECT SUM(footfall) FROM retail WHERE period < current_date",
+        "SELECT count(*) FROM pg_catalog.pg_class",
+        "EXPLAIN SELECT SUM(footfall) FROM retail",
+    ] {
+        rows(&e, q).await;
+        rows(&e, q).await;
+    }
+    let placeholder = "SELECT SUM(footfall) FROM retail WHERE store_code = $1";
+    for _ in 0..2 {
+        assert!(!e.plan_with_cubes(placeholder).await.unwrap().optimized);
+    }
+    assert_eq!(e.plan_cache_stats().hits, before, "none of these may come from the cache");
+
+    // Another session's settings are another key.
+    let mut other = SessionInfo::default();
+    other.settings.set("TimeZone", "Europe/Paris").unwrap();
+    let planned = e.plan_sql(q, &other).await.unwrap().unwrap();
+    assert_eq!(e.plan_cache_stats().hits, before);
+    assert!(planned.optimized);
+    e.plan_sql(q, &other).await.unwrap().unwrap();
+    assert_eq!(e.plan_cache_stats().hits, before + 1);
+}

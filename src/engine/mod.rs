@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod pg_functions;
+pub mod plan_cache;
 pub mod settings;
 pub mod sql;
 
@@ -18,9 +19,9 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::DataFrame;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Model;
@@ -44,6 +45,7 @@ pub struct Engine {
     semantic: Arc<Semantic>,
     parser: Arc<datafusion_pg_catalog::sql::PostgresCompatibilityParser>,
     roles: catalog::Roles,
+    plan_cache: Arc<plan_cache::PlanCache>,
 }
 
 /// A statement planned for execution, with the cube queries found in it.
@@ -55,6 +57,9 @@ pub struct Planned {
     pub names: Option<Vec<String>>,
     /// Settings the statement changes for its session (`set_config(…)`).
     pub setting_changes: sql::SettingChanges,
+    /// Whether `plan` has been through DataFusion's logical optimizer already (plans that
+    /// [`plan_cache`] keeps are stored optimized).
+    pub optimized: bool,
 }
 
 impl Planned {
@@ -157,7 +162,20 @@ impl Engine {
         catalog::install(&ctx, CATALOG, &descriptions, roles.clone()).await?;
         pg_functions::register(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
-        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles })
+        let plan_cache = Arc::new(plan_cache::PlanCache::new(plan_cache::DEFAULT_ENTRIES));
+        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles, plan_cache })
+    }
+
+    /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure
+    /// planning without it.
+    pub fn with_plan_cache(mut self, entries: usize) -> Engine {
+        self.plan_cache = Arc::new(plan_cache::PlanCache::new(entries));
+        self
+    }
+
+    /// How often a statement's plan came from the plan cache.
+    pub fn plan_cache_stats(&self) -> plan_cache::Stats {
+        self.plan_cache.stats()
     }
 
     /// Sets the roles the catalogs list (`pg_roles`, `pg_user`): the users who may connect.
@@ -199,9 +217,19 @@ impl Engine {
     }
 
     /// Plans one statement for a session; `None` for an empty statement (only comments).
+    /// A query over cubes seen before with the same session settings comes from the plan
+    /// cache, already optimized ([`plan_cache`]).
     pub async fn plan_sql(&self, text: &str, session: &sql::SessionInfo) -> Result<Option<Planned>> {
         if let Some(what) = writing_statement(text) {
             return Err(read_only(&what));
+        }
+        let key = self.plan_cache.enabled().then(|| plan_cache::Key {
+            sql: text.to_string(),
+            user: session.user.clone(),
+            settings: session.settings.clone(),
+        });
+        if let Some(planned) = key.as_ref().and_then(|k| self.plan_cache.get(k)) {
+            return Ok(Some(planned));
         }
         let Some(mut stmt) = sql::parse_one(&self.parser, text)? else { return Ok(None) };
         let pg_names = sql::pg_column_names(&stmt);
@@ -217,20 +245,47 @@ impl Engine {
             let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
             sql::resolve_names(&pg, &df).filter(|n| *n != df)
         });
-        Ok(Some(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes }))
+        let mut planned = Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, optimized: false };
+        if let Some(key) = key
+            && plan_cache::cacheable(&planned)
+        {
+            planned.plan = state.optimize(&planned.plan).map_err(Error::from)?;
+            planned.optimized = true;
+            self.plan_cache.put(key, planned.clone());
+        }
+        Ok(Some(planned))
     }
 
     /// Runs a planned statement, returning its schema and a stream of batches.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        let df = DataFrame::new(self.ctx.state(), plan);
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await.map_err(Error::from)?;
+        self.execute_plan(plan, false).await
+    }
+
+    /// The physical plan of a logical one; one already `optimized` skips the logical
+    /// optimizer. This is where lake tables find their latest commit.
+    pub async fn physical_plan(&self, plan: &LogicalPlan, optimized: bool) -> Result<Arc<dyn ExecutionPlan>> {
+        let state = self.ctx.state();
+        if optimized {
+            state.query_planner().create_physical_plan(plan, &state).await
+        } else {
+            state.create_physical_plan(plan).await
+        }
+        .map_err(Error::from)
+    }
+
+    /// Runs a plan; one already `optimized` goes straight to physical planning.
+    async fn execute_plan(&self, plan: LogicalPlan, optimized: bool) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let physical = self.physical_plan(&plan, optimized).await?;
+        let task = Arc::new(datafusion::execution::TaskContext::from(&self.ctx.state()));
+        let stream = datafusion::physical_plan::execute_stream(physical, task).map_err(Error::from)?;
         Ok((schema, stream))
     }
 
     /// Runs a plan, its batches carrying the given column names.
-    async fn execute_named(&self, plan: LogicalPlan, names: Option<&[String]>) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        let (schema, stream) = self.execute(plan).await?;
+    async fn execute_named(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let names = planned.names.as_deref();
+        let (schema, stream) = self.execute_plan(planned.plan, planned.optimized).await?;
         let renamed = rename(schema.clone(), names);
         if Arc::ptr_eq(&renamed, &schema) {
             return Ok((schema, stream));
@@ -254,7 +309,7 @@ impl Engine {
     pub async fn execute_planned(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let is_explain = matches!(planned.plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         if !is_explain || planned.cube_queries.is_empty() {
-            return self.execute_named(planned.plan, planned.names.as_deref()).await;
+            return self.execute_named(planned).await;
         }
         use datafusion::arrow::array::{ArrayRef, StringArray};
         use datafusion::arrow::record_batch::RecordBatch;

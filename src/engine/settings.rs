@@ -67,7 +67,7 @@ pub fn canonical_name(name: &str) -> Option<&'static str> {
 }
 
 /// One session's settings: the defaults overlaid with what the session set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Settings {
     /// Values set by the client (startup parameters or `SET`), by canonical name; custom
     /// (dotted) names keep their lower-case spelling.

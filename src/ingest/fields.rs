@@ -142,6 +142,9 @@ pub enum Column {
     Constant(String),
     /// Not in the file (an optional field).
     Missing,
+    /// The source's `expression:`, computed into this index, past the file's own columns
+    /// (see [`super::expr`]).
+    Computed(usize),
 }
 
 /// Where each field's values come from: `columns[i]` for `fields_of(kind)[i]`.
@@ -154,13 +157,19 @@ impl HeaderMap {
     /// Field `i`'s value in a record, trimmed; `None` when absent or blank.
     pub fn value<'r>(&'r self, i: usize, fields: &'r dyn super::read::Fields) -> Option<&'r str> {
         let v = match &self.columns[i] {
-            Column::At(c) => fields.get(*c)?,
+            Column::At(c) | Column::Computed(c) => fields.get(*c)?,
             Column::Constant(v) => v.as_str(),
             Column::Missing => return None,
         };
         let v = v.trim().trim_matches('\u{feff}');
         (!v.is_empty()).then_some(v)
     }
+}
+
+/// The fields a source maps by an expression, with their SQL, in field order (the order of
+/// their [`Column::Computed`] indices).
+pub fn expressions<'m>(kind: Kind, mapping: &'m std::collections::BTreeMap<String, FieldMapping>) -> Vec<(&'static str, &'m str)> {
+    fields_of(kind).iter().filter_map(|f| Some((f.name, mapping.get(f.name)?.expression.as_deref()?))).collect()
 }
 
 /// Matches a file's headers to a kind's fields (the source's constant, else the source's
@@ -170,7 +179,13 @@ pub fn map_headers(kind: Kind, headers: &[String], mapping: &std::collections::B
     let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
     let mut columns = Vec::new();
     let mut taken: Vec<usize> = Vec::new();
+    let mut computed = headers.len();
     for f in fields_of(kind) {
+        if mapping.get(f.name).is_some_and(|m| m.expression.is_some()) {
+            columns.push(Column::Computed(computed));
+            computed += 1;
+            continue;
+        }
         if let Some(c) = mapping.get(f.name).and_then(|m| m.constant.clone()) {
             columns.push(Column::Constant(c));
             continue;

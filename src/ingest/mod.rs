@@ -15,6 +15,7 @@
 //! committed once.
 
 pub mod commit;
+pub mod expr;
 pub mod fetch;
 pub mod fields;
 pub mod read;
@@ -208,11 +209,15 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
             let (source, progress) = (source.clone(), opts.progress);
             move || {
                 let mut sink = FileSink::new(&source, &shown, &mut refs, &mut rejects, report, progress);
-                let read = match format {
-                    source::Format::Parquet => read::read_parquet(&path, &shown, &mut sink),
-                    source::Format::Xlsx => read::read_xlsx(&path, &shown, source.xlsx.sheet.as_deref(), &mut sink),
-                    source::Format::Json | source::Format::Ndjson => read::read_json(&path, &probe, &shown, &mut sink),
-                    source::Format::Csv | source::Format::Auto => read::read_csv(&path, &probe, &shown, &mut sink),
+                let read_into = |sink: &mut dyn read::Sink| match format {
+                    source::Format::Parquet => read::read_parquet(&path, &shown, sink),
+                    source::Format::Xlsx => read::read_xlsx(&path, &shown, source.xlsx.sheet.as_deref(), sink),
+                    source::Format::Json | source::Format::Ndjson => read::read_json(&path, &probe, &shown, sink),
+                    source::Format::Csv | source::Format::Auto => read::read_csv(&path, &probe, &shown, sink),
+                };
+                let read = match expr::Computing::wrap(&source, &shown, &mut sink) {
+                    Some(mut computing) => read_into(&mut computing).and_then(|_| computing.flush()),
+                    None => read_into(&mut sink),
                 };
                 let outcome = read.map(|_| sink.finish());
                 (outcome, rejects, refs)
@@ -591,6 +596,10 @@ impl read::Sink for FileSink<'_> {
                 fields::Column::Constant(v) => {
                     self.report.mapping.insert(spec.name.to_string(), format!("constant `{v}`"));
                 }
+                fields::Column::Computed(_) => {
+                    let sql = self.source.mapping.get(spec.name).and_then(|m| m.expression.clone()).unwrap_or_default();
+                    self.report.mapping.insert(spec.name.to_string(), format!("expression `{sql}`"));
+                }
                 fields::Column::Missing => {}
             }
         }
@@ -644,6 +653,13 @@ impl read::Sink for FileSink<'_> {
     fn unreadable(&mut self, line: u64, reason: String) -> Result<()> {
         self.report.rows_read += 1;
         self.reject(line, String::new(), reason)
+    }
+
+    fn reject(&mut self, line: u64, fields: &dyn read::Fields, reason: String) -> Result<()> {
+        self.report.rows_read += 1;
+        self.progress.tick(self.report.rows_read);
+        let raw = self.raw_text(fields);
+        FileSink::reject(self, line, raw, reason)
     }
 }
 

@@ -333,6 +333,11 @@ pub trait Sink {
     fn record(&mut self, line: u64, fields: &dyn Fields) -> Result<()>;
     /// A record the reader could not read (an unterminated quote, a line that is not JSON).
     fn unreadable(&mut self, line: u64, reason: String) -> Result<()>;
+    /// A record read but refused before it reached [`Sink::record`] (an expression over it
+    /// failed); by default reported as unreadable.
+    fn reject(&mut self, line: u64, _fields: &dyn Fields, reason: String) -> Result<()> {
+        self.unreadable(line, reason)
+    }
 }
 
 fn open_text(path: &Path, probe: &Probe, file: &str) -> Result<Decode<std::fs::File>> {

@@ -183,6 +183,9 @@ pub struct FieldMapping {
     /// A fixed value for every row, instead of a column (an export of one store has no store
     /// column).
     pub constant: Option<String>,
+    /// DataFusion SQL over the file's columns (`CAST(prix AS DECIMAL(12,2)) * CAST(qte AS INT)`),
+    /// computed per batch of rows; see docs/ingest.md.
+    pub expression: Option<String>,
     /// `hash`: the column holds personal data (a loyalty card, an e-mail used as the ticket
     /// id); its values are replaced by a salted SHA-256 before anything else sees them.
     pub pii: Option<PiiMode>,
@@ -216,6 +219,17 @@ impl Source {
                 ))
                 .with_hint(format!("the fields are: {}", names.join(", "))));
             }
+        }
+        for (name, m) in &s.mapping {
+            let Some(sql) = &m.expression else { continue };
+            if m.constant.is_some() || !m.aliases.is_empty() || m.pii.is_some() {
+                return Err(Error::config(format!("{origin}: `mapping.{name}` has an `expression` and also `constant`, `aliases` or `pii`"))
+                    .with_hint("an expression names the columns it reads itself; keep one way of finding the field"));
+            }
+            super::expr::check_syntax(sql).map_err(|e| {
+                Error::config(format!("{origin}: `mapping.{name}.expression` is not valid SQL: {e}"))
+                    .with_hint("an expression is DataFusion SQL over the file's columns, e.g. `CAST(prix AS DECIMAL(12,2)) * CAST(qte AS INT)`")
+            })?;
         }
         if s.create_missing && s.kind.target() != crate::storage::schema::TRAFFIC {
             return Err(Error::config(format!("{origin}: `create_missing` is for sensor_counts and pos_tickets sources; a {} source upserts its rows anyway", s.kind.name())));

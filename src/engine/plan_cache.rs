@@ -1,0 +1,124 @@
+//! A cache of optimized plans for repeated cube statements.
+//!
+//! Dashboards send the same statements again and again (every refresh, every viewer), and a
+//! cube statement costs 1–6 ms to plan, most of it in DataFusion's logical optimizer over the
+//! plan the cube rewrite produced. [`PlanCache`] keeps the *optimized logical* plan of a
+//! statement, keyed by its text and everything of the session the text's planning depends on
+//! (user and settings, which [`super::sql::rewrite_session`] substitutes into the statement).
+//!
+//! What makes a cached plan still right when it is used again:
+//! - Data: the plan's table scans are [`crate::storage::latest::LatestTable`]s, which find the
+//!   lake table's latest commit when the *physical* plan is made; physical planning is never
+//!   cached, so a batch ingested since shows on the next run.
+//! - Time and chance: the optimizer folds `now()`, `current_date` and the like into constants,
+//!   so a plan calling any function that is not immutable is never cached.
+//! - Parameters: a plan with `$n` placeholders is never cached (its values come later).
+//! - Only plans over cubes, with no side effect on the session, are kept: catalog queries read
+//!   in-memory tables that change with the session, and are cheap to plan anyway.
+//!
+//! The cache is bounded (least recently used entries go first) and shared by all sessions of
+//! one engine; the model and the lake's table schemas are fixed for an engine's lifetime.
+
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+
+use super::Planned;
+use super::settings::Settings;
+
+/// How many plans an engine keeps by default.
+pub const DEFAULT_ENTRIES: usize = 256;
+
+/// What a statement's plan depends on besides the lake's data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub sql: String,
+    pub user: String,
+    pub settings: Settings,
+}
+
+/// Hit and miss counts, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+pub struct PlanCache {
+    entries: Option<Mutex<lru::LruCache<Key, Planned>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl PlanCache {
+    /// A cache of `capacity` plans; 0 turns caching off.
+    pub fn new(capacity: usize) -> PlanCache {
+        PlanCache {
+            entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(lru::LruCache::new(c))),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Planned> {
+        let entries = self.entries.as_ref()?;
+        let found = entries.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    pub fn put(&self, key: Key, planned: Planned) {
+        if let Some(entries) = &self.entries {
+            entries.lock().unwrap_or_else(|e| e.into_inner()).put(key, planned);
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats { hits: self.hits.load(Ordering::Relaxed), misses: self.misses.load(Ordering::Relaxed) }
+    }
+}
+
+/// Whether a freshly planned (not yet optimized) statement may be optimized once and reused:
+/// a query over cubes, with no placeholders, no effect on the session's settings, and only
+/// immutable functions (see the module documentation).
+pub fn cacheable(planned: &Planned) -> bool {
+    if planned.cube_queries.is_empty() || !planned.setting_changes.is_empty() {
+        return false;
+    }
+    if matches!(
+        planned.plan,
+        LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::DescribeTable(_)
+    ) {
+        return false;
+    }
+    let mut ok = true;
+    let _ = planned.plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let fixed = match e {
+                    Expr::Placeholder(_) => false,
+                    Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
+                    _ => true,
+                };
+                ok &= fixed;
+                Ok(if fixed { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+            })
+        })?;
+        Ok(if ok { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    });
+    ok
+}
