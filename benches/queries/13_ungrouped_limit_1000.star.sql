@@ -1,0 +1,1 @@
+SELECT s.store_code, d.department, t.ts, t.footfall, t.revenue FROM traffic t JOIN stores s ON s.store_id = t.store_id JOIN departments d ON d.department_id = t.department_id ORDER BY 3 DESC, 1, 2 LIMIT 1000

@@ -1,0 +1,2 @@
+SELECT date_trunc('hour', t.ts) AS time, SUM(t.footfall)
+FROM traffic t WHERE t.ts BETWEEN TIMESTAMP '2025-12-01 00:00:00' AND TIMESTAMP '2025-12-07 23:59:59' GROUP BY 1 ORDER BY 1
