@@ -9,6 +9,7 @@
 //! not grow with the result.
 
 pub mod catalog;
+pub mod fast_time;
 pub mod pg_functions;
 pub mod plan_cache;
 pub mod settings;
@@ -129,6 +130,7 @@ impl Engine {
             .with_hint(format!("create it with `lakecube generate --lake {}`", lake.display())));
         }
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::from(MeasureFn::new()));
+        ctx.add_optimizer_rule(Arc::new(fast_time::FastDatePart));
         let semantic = match model {
             Some(m) => Semantic::compile(m, &ctx).await?,
             None => Semantic::default(),

@@ -101,6 +101,8 @@ pub fn pg_template_to_chrono(t: &str) -> String {
         ("DY", "%a", "%a"),
         ("dy", "%a", "%a"),
         ("IW", "%V", "%-V"),
+        // ISO day of the week, Monday 1 to Sunday 7.
+        ("ID", "%u", "%u"),
         ("TZ", "%Z", "%Z"),
     ];
     let mut out = String::new();
