@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext, SessionState};
 use datafusion::logical_expr::LogicalPlan;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -266,9 +266,12 @@ impl Engine {
     /// The physical plan of a logical one; one already `optimized` skips the logical
     /// optimizer. This is where lake tables find their latest commit.
     pub async fn physical_plan(&self, plan: &LogicalPlan, optimized: bool) -> Result<Arc<dyn ExecutionPlan>> {
-        let state = self.ctx.state();
+        Self::physical_plan_in(&self.ctx.state(), plan, optimized).await
+    }
+
+    async fn physical_plan_in(state: &SessionState, plan: &LogicalPlan, optimized: bool) -> Result<Arc<dyn ExecutionPlan>> {
         if optimized {
-            state.query_planner().create_physical_plan(plan, &state).await
+            state.query_planner().create_physical_plan(plan, state).await
         } else {
             state.create_physical_plan(plan).await
         }
@@ -278,8 +281,9 @@ impl Engine {
     /// Runs a plan; one already `optimized` goes straight to physical planning.
     async fn execute_plan(&self, plan: LogicalPlan, optimized: bool) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let physical = self.physical_plan(&plan, optimized).await?;
-        let task = Arc::new(datafusion::execution::TaskContext::from(&self.ctx.state()));
+        let state = self.ctx.state();
+        let physical = Self::physical_plan_in(&state, &plan, optimized).await?;
+        let task = Arc::new(datafusion::execution::TaskContext::from(&state));
         let stream = datafusion::physical_plan::execute_stream(physical, task).map_err(Error::from)?;
         Ok((schema, stream))
     }

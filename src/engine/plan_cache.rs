@@ -1,8 +1,9 @@
 //! A cache of optimized plans for repeated cube statements.
 //!
 //! Dashboards send the same statements again and again (every refresh, every viewer), and a
-//! cube statement costs 1–6 ms to plan, most of it in DataFusion's logical optimizer over the
-//! plan the cube rewrite produced. [`PlanCache`] keeps the *optimized logical* plan of a
+//! cube statement costs 1–6 ms to plan, about half of it parsing, the cube rewrite and
+//! DataFusion's logical optimizer (for `SELECT * FROM retail`: 0.7 + 1.7 ms of 5; physical
+//! planning is the rest). [`PlanCache`] keeps the *optimized logical* plan of a
 //! statement, keyed by its text and everything of the session the text's planning depends on
 //! (user and settings, which [`super::sql::rewrite_session`] substitutes into the statement).
 //!
