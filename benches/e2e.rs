@@ -394,8 +394,7 @@ fn machine() -> Value {
 }
 
 fn today() -> String {
-    let out = Command::new("date").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    out.unwrap_or_default()
+    chrono::Local::now().format("%Y-%m-%d").to_string()
 }
 
 fn figure(query: &str, engine: &str, scale: &str, samples: &[f64], rows: usize) -> Value {
@@ -522,9 +521,9 @@ async fn main() -> Result<()> {
     extra.push(format!("| lakecube peak RSS, MiB | {rss:.0} | | |"));
     extra.push(format!("| lakecube time to first query after start, ms | {:.0} | | |", lc.time_to_first_query_ms));
     figures.push(json!({"query": "server", "engine": "lakecube", "scale": a.scale, "peak_rss_mib": rss.round(), "time_to_first_query_ms": lc.time_to_first_query_ms.round()}));
-    figures.push(machine());
-
     let m = machine();
+    figures.push(m.clone());
+
     let facts = format!(
         "{} cores, {} GiB, {}; lake {} ({}), {} warm-up and {} timed runs per query; p50 in ms.",
         m["machine"]["cores"], m["machine"]["memory_gib"], m["machine"]["cpu"].as_str().unwrap_or(""), a.lake.display(), a.scale, a.warmup, a.runs

@@ -40,7 +40,7 @@ fn main() {
             println!("| {name} | {p50:.2} | {p95:.2} | {c50:.2} | {c95:.2} |");
         }
         let stats = cached.plan_cache_stats();
-        eprintln!("plan cache: {} hits, {} plans stored", stats.hits, stats.misses);
+        eprintln!("plan cache: {} hits, {} plans stored", stats.hits, stats.stored);
     });
 }
 

@@ -50,16 +50,17 @@ impl Part {
         })
     }
 
-    fn name(self) -> &'static str {
+    /// The name of its function in plans (`EXPLAIN` shows it).
+    fn function_name(self) -> &'static str {
         match self {
-            Part::Year => "year",
-            Part::Quarter => "quarter",
-            Part::Month => "month",
-            Part::Day => "day",
-            Part::Hour => "hour",
-            Part::Minute => "minute",
-            Part::Dow => "dow",
-            Part::IsoDow => "isodow",
+            Part::Year => "date_part_year",
+            Part::Quarter => "date_part_quarter",
+            Part::Month => "date_part_month",
+            Part::Day => "date_part_day",
+            Part::Hour => "date_part_hour",
+            Part::Minute => "date_part_minute",
+            Part::Dow => "date_part_dow",
+            Part::IsoDow => "date_part_isodow",
         }
     }
 }
@@ -122,16 +123,7 @@ impl FastDatePartUdf {
 
 impl ScalarUDFImpl for FastDatePartUdf {
     fn name(&self) -> &str {
-        match self.part {
-            Part::Year => "date_part_year",
-            Part::Quarter => "date_part_quarter",
-            Part::Month => "date_part_month",
-            Part::Day => "date_part_day",
-            Part::Hour => "date_part_hour",
-            Part::Minute => "date_part_minute",
-            Part::Dow => "date_part_dow",
-            Part::IsoDow => "date_part_isodow",
-        }
+        self.part.function_name()
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -177,7 +169,6 @@ impl FastDatePart {
         if !matches!(args[1].get_type(input), Ok(DataType::Timestamp(_, None))) {
             return Ok(Transformed::no(e));
         }
-        debug_assert_eq!(Part::parse(part.name()), Some(part));
         let udf = Arc::new(ScalarUDF::new_from_impl(FastDatePartUdf::new(part)));
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![args[1].clone()]))))
     }
