@@ -47,15 +47,28 @@ if [ ! -d tests/clients/node/node_modules/pg-cursor ]; then
   (cd tests/clients/node && npm ci --silent --no-audit --no-fund)
 fi
 
+# A one-off build gains nothing from incremental compilation, whose caches would take another
+# few hundred MB; set CARGO_INCREMENTAL=1 to keep them between local runs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+mkdir -p "$target_dir"
+free_mb() { df -Pm "$target_dir" | awk 'NR==2 {print $4}'; }
 echo "toolchain: $(cargo --version); psql: $(psql --version)"
+# The cold debug build takes about 2.7 GB under the target dir, the tests' scratch lakes a few
+# hundred MB more: say so up front rather than fail mid-link with "No space left on device".
+echo "target dir: $target_dir ($(free_mb) MB free)"
+if [ "$(free_mb)" -lt 4000 ]; then
+  echo "warning: less than 4 GB free for the target dir; the build may run out of disk" >&2
+  echo "hint: free some space, or point CARGO_TARGET_DIR at a bigger disk" >&2
+fi
 log=$(mktemp)
 set +e
 cargo test --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # One closing line for the whole suite: every runner's passed and failed counts added up.
-passed=$(grep -hoE '(test result: [a-zA-Z]+\. |sqllogictest: )[0-9]+ passed' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
-failed=$(grep -hoE '([0-9]+ passed; |sqllogictest: [0-9]+ passed, )[0-9]+ failed' "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+passed=$(grep -hoE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -hoE '[0-9]+ passed; [0-9]+ failed' "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
 rm -f "$log"
 echo
-echo "lakecube: ${passed:-0} passed, ${failed:-0} failed"
+echo "lakecube: ${passed:-0} passed, ${failed:-0} failed ($(free_mb) MB free for the target dir)"
 exit "$status"

@@ -1,7 +1,7 @@
 //! The `lakecube` binary: the main job end to end, and bad input answered with a one-line
 //! error, a hint and a non-zero exit, never a panic.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! hand-written SQL over the lake tables and exits non-zero on the first mismatch.
 //! `scripts/test.sh` installs the clients; a missing one fails its test.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! `lakecube generate`: determinism, the shape of the data, and totals checked against the
 //! Parquet files themselves.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs::File;

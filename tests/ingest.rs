@@ -3,7 +3,7 @@
 //! checked against the lake's rows before and after; rejects, the reject-share limit, exactly
 //! once on re-runs, and the errors a bad file gets.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

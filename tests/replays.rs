@@ -3,7 +3,7 @@
 //! and Grafana's version probe, table list and time-series queries. Each is sent the way the
 //! client sends it, over the raw protocol, and what the client reads is checked.
 
-mod common;
+use crate::common;
 
 use common::raw::{Raw, data_rows, kinds, texts};
 use common::*;

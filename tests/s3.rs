@@ -1,7 +1,7 @@
 //! The lake on S3: generate and query through object_store's S3 client against a local
 //! S3-compatible server (moto, started here on a free loopback port).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -2,7 +2,7 @@
 //! wrong passwords and unknown users refused with 28P01, `lakecube user add` writing
 //! verifiers (never passwords), and servers that refuse to start on a bad TLS setup.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The semantic layer: the cube query each BI idiom becomes, and cube answers checked against
 //! hand-written SQL over the raw lake tables.
 
-mod common;
+use crate::common;
 
 use common::*;
 use lakecube::datagen::Preset;

@@ -1,7 +1,7 @@
 //! The PostgreSQL front door, driven by real clients (psql, tokio-postgres) against a server
 //! running in this process on a free port. Answers must equal `lakecube query`'s.
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDateTime;
 use common::*;

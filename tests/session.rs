@@ -3,7 +3,7 @@
 //! SET/SHOW/RESET and the statements pools send, PostgreSQL's column names, cancel requests
 //! and statement_timeout, read-only refusals on every path, syntax error positions.
 
-mod common;
+use crate::common;
 
 use common::raw::{Raw, data_rows, kinds, status, texts};
 use common::*;

@@ -1,16 +1,17 @@
 //! Runs every `tests/slt/*.slt` file (sqllogictest format) against the retail cube over the
-//! `tiny` lake, in-process. `LAKECUBE_SLT_COMPLETE=1` rewrites the expected results from the
-//! current output (review the diff before committing).
+//! `tiny` lake, in-process: one test per file, named after it. `LAKECUBE_SLT_COMPLETE=1`
+//! rewrites the expected results from the current output (review the diff before committing):
+//! `LAKECUBE_SLT_COMPLETE=1 cargo test --test integration sqllogictests`.
 
-mod common;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use futures::StreamExt;
 use lakecube::datagen::Preset;
 use lakecube::engine::Engine;
+
+use crate::common;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 #[derive(Debug)]
@@ -59,52 +60,56 @@ impl sqllogictest::AsyncDB for Db {
     }
 }
 
-fn main() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let lake = common::lake(Preset::Tiny);
-    let mut files: Vec<PathBuf> = std::fs::read_dir("tests/slt")
+/// One test per `.slt` file; [`every_slt_file_has_a_test`] keeps the list complete.
+macro_rules! slt_files {
+    ($($name:ident),* $(,)?) => {
+        const SLT_FILES: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                run_file(Path::new(concat!("tests/slt/", stringify!($name), ".slt"))).await;
+            }
+        )*
+    };
+}
+
+slt_files!(filters, measures, time);
+
+#[test]
+fn every_slt_file_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir("tests/slt")
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    let complete = std::env::var("LAKECUBE_SLT_COMPLETE").is_ok_and(|v| v == "1");
-    let (mut passed, mut failed) = (0, 0);
-    for file in &files {
+    let mut listed: Vec<String> = SLT_FILES.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(files, listed, "add each tests/slt/*.slt file to slt_files! in tests/sqllogictests.rs");
+}
+
+async fn run_file(file: &Path) {
+    let lake: PathBuf = tokio::task::spawn_blocking(|| common::lake(Preset::Tiny)).await.unwrap();
+    let mut runner = sqllogictest::Runner::new(move || {
         let lake = lake.clone();
-        let res: Result<(), String> = rt.block_on(async {
-            let mut runner = sqllogictest::Runner::new(move || {
-                let lake = lake.clone();
-                async move { Ok(Db { engine: common::engine(&lake).await }) }
-            });
-            if complete {
-                runner
-                    .update_test_file(
-                        file,
-                        " ",
-                        sqllogictest::default_validator,
-                        sqllogictest::default_normalizer,
-                        sqllogictest::default_column_validator,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
-            } else {
-                runner.run_file_async(file).await.map_err(|e| e.display(false).to_string())
-            }
-        });
-        match res {
-            Ok(()) => {
-                passed += 1;
-                println!("slt {} ... ok", file.display());
-            }
-            Err(e) => {
-                failed += 1;
-                println!("slt {} ... FAILED\n{e}", file.display());
-            }
-        }
-    }
-    println!("\nsqllogictest: {passed} passed, {failed} failed");
-    if failed > 0 || passed == 0 {
-        std::process::exit(1);
+        async move { Ok(Db { engine: common::engine(&lake).await }) }
+    });
+    let res = if std::env::var("LAKECUBE_SLT_COMPLETE").is_ok_and(|v| v == "1") {
+        runner
+            .update_test_file(
+                file,
+                " ",
+                sqllogictest::default_validator,
+                sqllogictest::default_normalizer,
+                sqllogictest::default_column_validator,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        runner.run_file_async(file).await.map_err(|e| e.display(false).to_string())
+    };
+    if let Err(e) = res {
+        panic!("{}:\n{e}", file.display());
     }
 }

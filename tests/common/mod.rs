@@ -17,11 +17,31 @@ use lakecube::frontend::server::{Limits, run};
 use lakecube::storage::Lake;
 use tokio::sync::oneshot;
 
-/// A folder that lives as long as the test process.
+/// This test process's scratch root: `<target>/tmp/scratch-<pid>`. A static is never dropped,
+/// so a `TempDir` would leave every run's lakes behind in `/tmp`; instead each run removes the
+/// roots of earlier runs whose process is gone (a concurrent run's root is kept).
+fn scratch_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("scratch-") else { continue };
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let root = base.join(format!("scratch-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("scratch root");
+        root
+    })
+}
+
+/// A folder of this name under the scratch root.
 fn scratch(name: &str) -> PathBuf {
-    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let root = ROOT.get_or_init(|| tempfile::tempdir().expect("temp dir"));
-    let p = root.path().join(name);
+    let p = scratch_root().join(name);
     std::fs::create_dir_all(&p).expect("scratch dir");
     p
 }
@@ -56,8 +76,9 @@ pub fn generate_into(dir: &Path, p: &Params) {
     .unwrap();
 }
 
+/// A new empty folder, never handed out before in this process (its name starts with `name`).
 pub fn fresh_dir(name: &str) -> PathBuf {
-    scratch(name)
+    tempfile::Builder::new().prefix(&format!("{name}-")).tempdir_in(scratch_root()).expect("scratch dir").keep()
 }
 
 /// A server running in this process.
