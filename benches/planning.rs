@@ -4,7 +4,8 @@
 //! statement repeated, as dashboards do: the optimized logical plan is reused, the physical
 //! plan is made again).
 //!
-//! Run: `cargo bench --bench planning` (figures go in docs/performance.md).
+//! Run: `cargo bench --bench planning [-- NAME…]` (figures go in docs/performance.md); names
+//! keep only the queries whose name contains one of them (to profile one).
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,8 @@ fn main() {
         let cached = Engine::open(lake, Some(&model)).await.unwrap();
         let uncached = cached.clone().with_plan_cache(0);
         println!("| query | p50 ms, uncached | p95 ms, uncached | p50 ms, cached | p95 ms, cached |\n|---|---|---|---|---|");
-        for (name, sql) in QUERIES {
+        let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+        for (name, sql) in QUERIES.iter().filter(|(n, _)| only.is_empty() || only.iter().any(|o| n.contains(o.as_str()))) {
             let (p50, p95) = measure(&uncached, sql).await;
             let (c50, c95) = measure(&cached, sql).await;
             println!("| {name} | {p50:.2} | {p95:.2} | {c50:.2} | {c95:.2} |");

@@ -498,3 +498,88 @@ async fn extracted_time_parts_use_the_fast_path_and_agree_with_to_char() {
     assert!(a.len() > 1000, "{}", a.len());
     assert_eq!(a, b);
 }
+
+/// A LIMIT over groups ordered by the time dimension (a "latest rows" preview, Tableau's and
+/// DBeaver's first page) aggregates only the rows of the first distinct hours
+/// (`TopGroups` in `semantic::rewrite`), with the answers of hand-written SQL; where a filter,
+/// a HAVING or an order by something else decides which groups come first, it does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn limited_reads_aggregate_only_their_first_groups() {
+    let e = engine(&lake(Preset::Tiny)).await;
+    const JOINS: &str = "FROM lake.traffic t JOIN lake.stores s ON t.store_id = s.store_id JOIN lake.departments d ON t.department_id = d.department_id";
+    let cases: &[(&str, String, bool)] = &[
+        (
+            "SELECT store_code, department, period, footfall, revenue, conversion FROM retail ORDER BY period DESC, store_code, department LIMIT 50 OFFSET 7",
+            format!("SELECT s.store_code, d.department, t.ts, SUM(t.footfall), SUM(t.revenue), CAST(SUM(t.transactions) AS DOUBLE) / NULLIF(SUM(t.footfall), 0) {JOINS} GROUP BY 1, 2, 3 ORDER BY 3 DESC, 1, 2 LIMIT 50 OFFSET 7"),
+            true,
+        ),
+        (
+            "SELECT period, region, SUM(footfall), MEASURE(conversion) FROM retail WHERE region <> 'Wallonie' GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 30",
+            format!("SELECT t.ts, s.region, SUM(t.footfall), CAST(SUM(t.transactions) AS DOUBLE) / NULLIF(SUM(t.footfall), 0) {JOINS} WHERE s.region <> 'Wallonie' GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 30"),
+            true,
+        ),
+        (
+            "SELECT period, COUNT(DISTINCT store_count), SUM(units) FROM retail GROUP BY 1 ORDER BY 1 DESC NULLS LAST LIMIT 9",
+            "SELECT ts, COUNT(DISTINCT store_id), SUM(units) FROM lake.traffic GROUP BY 1 ORDER BY 1 DESC NULLS LAST LIMIT 9".into(),
+            true,
+        ),
+        (
+            // Power BI's and Tableau's wrapping: the order and limit stand outside the subquery.
+            r#"SELECT "p", "r" FROM (SELECT "period" AS "p", SUM("revenue") AS "r" FROM "public"."retail" "_" GROUP BY "period") "_" ORDER BY "p" DESC LIMIT 5"#,
+            "SELECT ts, SUM(revenue) FROM lake.traffic GROUP BY 1 ORDER BY 1 DESC LIMIT 5".into(),
+            true,
+        ),
+        (
+            "SELECT period, SUM(footfall) FROM retail GROUP BY 1 HAVING SUM(footfall) > 200 ORDER BY 1 DESC LIMIT 5",
+            "SELECT ts, SUM(footfall) FROM lake.traffic GROUP BY 1 HAVING SUM(footfall) > 200 ORDER BY 1 DESC LIMIT 5".into(),
+            false,
+        ),
+        (
+            r#"SELECT "p", "f" FROM (SELECT "period" AS "p", SUM("footfall") AS "f" FROM "retail" GROUP BY 1) "_" WHERE "f" > 200 ORDER BY 1 DESC LIMIT 5"#,
+            "SELECT ts, SUM(footfall) FROM lake.traffic GROUP BY 1 HAVING SUM(footfall) > 200 ORDER BY 1 DESC LIMIT 5".into(),
+            false,
+        ),
+        (
+            "SELECT period, footfall FROM retail WHERE footfall > 200 ORDER BY period DESC LIMIT 5",
+            "SELECT ts, SUM(footfall) FROM lake.traffic GROUP BY 1 HAVING SUM(footfall) > 200 ORDER BY 1 DESC LIMIT 5".into(),
+            false,
+        ),
+        (
+            "SELECT period, SUM(footfall) AS f FROM retail GROUP BY 1 ORDER BY f DESC, 1 LIMIT 5",
+            "SELECT ts, SUM(footfall) AS f FROM lake.traffic GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5".into(),
+            false,
+        ),
+        (
+            // A time dimension of a joined cube (few values, found only through the join).
+            "SELECT opened_on, store, SUM(footfall) FROM retail GROUP BY 1, 2 ORDER BY 1 DESC, 2 LIMIT 3",
+            format!("SELECT s.opened_on, s.store_name, SUM(t.footfall) {JOINS} GROUP BY 1, 2 ORDER BY 1 DESC, 2 LIMIT 3"),
+            false,
+        ),
+        (
+            "SELECT region, period, SUM(footfall) FROM retail GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 5",
+            format!("SELECT s.region, t.ts, SUM(t.footfall) {JOINS} GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 5"),
+            false,
+        ),
+    ];
+    for (cube, hand, prefiltered) in cases {
+        let plan = format!("{:?}", rows(&e, &format!("EXPLAIN {cube}")).await);
+        assert_eq!(plan.contains("__top_value"), *prefiltered, "{cube}\n{plan}");
+        let (a, b) = (rows(&e, cube).await, rows(&e, hand).await);
+        assert!(!a.is_empty(), "{cube}");
+        assert_eq!(a.len(), b.len(), "{cube}");
+        for (ra, rb) in a.iter().zip(&b) {
+            assert!(ra.iter().zip(rb).all(|(x, y)| close(x, y)), "{cube}\ncube {ra:?}\nhand-written {rb:?}");
+        }
+    }
+    // Without ORDER BY any groups will do, but each must be whole: every row is a row of the
+    // hand-written answer at the same grain.
+    let cube = "SELECT period, store_code, department, footfall, revenue FROM retail LIMIT 40";
+    assert!(format!("{:?}", rows(&e, &format!("EXPLAIN {cube}")).await).contains("__top_value"));
+    let all: std::collections::HashSet<Vec<String>> =
+        rows(&e, &format!("SELECT t.ts, s.store_code, d.department, SUM(t.footfall), SUM(t.revenue) {JOINS} GROUP BY 1, 2, 3")).await.into_iter().collect();
+    let some = rows(&e, cube).await;
+    assert_eq!(some.len(), 40);
+    for r in &some {
+        assert!(all.contains(r), "{r:?} is not a whole group");
+    }
+}

@@ -24,13 +24,13 @@ use datafusion::common::{Column, DFSchemaRef, JoinType, NullEquality};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{Aggregate, Cast, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Aggregate, Cast, Expr, LogicalPlan, LogicalPlanBuilder, SortExpr};
 
 use super::provider::CubeTableProvider;
 use super::query::{CubeQuery, DimensionUse, MeasureUse};
 use super::{CubeTable, MemberKind, Semantic};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Granularity, MeasureType};
+use crate::model::{DimensionType, Granularity, MeasureType};
 
 /// A rewritten plan and the cube queries found in it.
 #[derive(Debug)]
@@ -45,21 +45,27 @@ pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
         return Ok(Rewritten { plan, queries: vec![] });
     }
     let mut shaping = Vec::new();
-    order_and_limit(&plan, &mut (vec![], None, None), &mut shaping);
+    order_and_limit(&plan, &mut Shaping::default(), &mut shaping);
     let mut queries = Vec::new();
+    let mut reads = 0usize;
     let mut failure: Option<Error> = None;
     let out = plan
         .transform_down(|node| {
             if failure.is_some() {
                 return Ok(Transformed::new(node, false, TreeNodeRecursion::Stop));
             }
+            // The reads come in the order `order_and_limit` found them.
+            let mut shape = || {
+                reads += 1;
+                shaping.get(reads - 1).cloned().unwrap_or_default()
+            };
             let attempt = match &node {
                 LogicalPlan::Aggregate(a) => match chain(&a.input) {
-                    Some(scope) => Some(scope.and_then(|s| grouped(a, s))),
+                    Some(scope) => Some(scope.and_then(|s| grouped(a, s, &shape()))),
                     None => None,
                 },
                 LogicalPlan::Projection(p) => match chain(&p.input) {
-                    Some(scope) => Some(scope.and_then(|s| ungrouped(&p.expr, p.schema.clone(), s))),
+                    Some(scope) => Some(scope.and_then(|s| ungrouped(&p.expr, p.schema.clone(), s, &shape()))),
                     None => None,
                 },
                 LogicalPlan::TableScan(_) => match chain(&node) {
@@ -69,7 +75,7 @@ pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
                             .iter()
                             .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
                             .collect();
-                        ungrouped(&exprs, node.schema().clone(), s)
+                        ungrouped(&exprs, node.schema().clone(), s, &shape())
                     })),
                     None => None,
                 },
@@ -91,15 +97,26 @@ pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
     if let Some(e) = failure {
         return Err(e);
     }
-    for (q, (order, limit, offset)) in queries.iter_mut().zip(shaping) {
-        q.order = order;
-        q.limit = limit;
-        q.offset = offset;
+    for (q, shape) in queries.iter_mut().zip(shaping) {
+        q.order = shape.order;
+        q.limit = shape.limit;
+        q.offset = shape.offset;
     }
     Ok(Rewritten { plan: out.data, queries })
 }
 
-type Shaping = (Vec<String>, Option<usize>, Option<usize>);
+/// The ORDER BY, LIMIT and OFFSET standing over one cube read.
+#[derive(Debug, Clone, Default)]
+struct Shaping {
+    /// ORDER BY as the client wrote it, for the cube query.
+    order: Vec<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    /// When the rows a LIMIT keeps depend on nothing but an order (no filter, no HAVING
+    /// between the LIMIT and the read): that order, in terms of the read's output columns
+    /// (empty when any rows will do).
+    top: Option<Vec<SortExpr>>,
+}
 
 /// Finds, in the same order as the rewrite visits them, the ORDER BY and LIMIT standing
 /// directly over each cube read (through projections, HAVING filters and aliases).
@@ -124,19 +141,92 @@ fn order_and_limit(plan: &LogicalPlan, above: &mut Shaping, out: &mut Vec<Shapin
                 Some(Expr::Literal(v, _)) => v.to_string().parse().ok().filter(|s: &usize| *s > 0),
                 _ => None,
             };
-            (above.0.clone(), fetch, skip)
+            Shaping { order: above.order.clone(), limit: fetch, offset: skip, top: fetch.map(|_| vec![]) }
         }
         LogicalPlan::Sort(s) => {
             let order = s.expr.iter().map(|e| format!("{}{}", e.expr, if e.asc { "" } else { " DESC" })).collect();
-            (order, above.1.or(s.fetch), above.2)
+            // The first sort under a LIMIT decides which rows it keeps; a sort with a fetch
+            // is a LIMIT of its own.
+            let top = match (&above.top, s.fetch) {
+                (_, Some(_)) => Some(s.expr.clone()),
+                (Some(t), None) if t.is_empty() => Some(s.expr.clone()),
+                (t, None) => t.clone(),
+            };
+            Shaping { order, limit: above.limit.or(s.fetch), offset: above.offset, top }
         }
-        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => above.clone(),
-        _ => (vec![], None, None),
+        LogicalPlan::Projection(p) => {
+            let top = map_sorts(&above.top, |c| Some(strip_alias(&p.expr[p.schema.index_of_column(c).ok()?]).clone()));
+            Shaping { top, ..above.clone() }
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let top = map_sorts(&above.top, |c| {
+                let i = a.schema.index_of_column(c).ok()?;
+                Some(Expr::Column(Column::from(a.input.schema().qualified_field(i))))
+            });
+            Shaping { top, ..above.clone() }
+        }
+        // A filter between a LIMIT and the read (HAVING, or a WHERE over a wrapped query)
+        // drops groups after the LIMIT's choice would have been made.
+        LogicalPlan::Filter(_) => Shaping { top: None, ..above.clone() },
+        _ => Shaping::default(),
     };
     for child in plan.inputs() {
         order_and_limit(child, &mut next, out);
     }
 }
+
+/// Rewrites the columns of sort expressions through a node below them (`None` when one does
+/// not resolve).
+fn map_sorts(sorts: &Option<Vec<SortExpr>>, column: impl Fn(&Column) -> Option<Expr>) -> Option<Vec<SortExpr>> {
+    sorts
+        .as_ref()?
+        .iter()
+        .map(|e| {
+            let mut unresolved = false;
+            let expr = e
+                .expr
+                .clone()
+                .transform_up(|x| match &x {
+                    Expr::Column(c) => match column(c) {
+                        Some(y) => Ok(Transformed::yes(y)),
+                        None => {
+                            unresolved = true;
+                            Ok(Transformed::no(x))
+                        }
+                    },
+                    _ => Ok(Transformed::no(x)),
+                })
+                .ok()?
+                .data;
+            (!unresolved).then(|| SortExpr { expr, ..e.clone() })
+        })
+        .collect()
+}
+
+/// Resolves a shaping's order to a group key for [`TopGroups`]: the first sort key when it
+/// is a group key, else (a LIMIT without ORDER BY) the first such key; either way only a
+/// time dimension of the root cube (the facts) at its finest grain: a key with enough
+/// distinct values for the pre-filter to pay for its extra scan, found without a join.
+fn top_groups(shape: &Shaping, keys: &[Expr], key_of_sort: impl Fn(&Expr) -> Option<usize>, table: &CubeTable) -> Option<TopGroups> {
+    let sorts = shape.top.as_ref()?;
+    let rows = shape.limit? + shape.offset.unwrap_or(0);
+    let is_time = |k: &Expr| {
+        matches!(k, Expr::Column(c) if table.alias_of(&c.name) == Some(table.root.as_str())
+            && table.member(&c.name).is_some_and(|m| matches!(m.kind, MemberKind::Dimension(DimensionType::Time))))
+    };
+    let (key, asc, nulls_first) = match sorts.first() {
+        Some(first) => {
+            let key = key_of_sort(&first.expr)?;
+            (key, first.asc, first.nulls_first)
+        }
+        None => (keys.iter().position(is_time)?, true, false),
+    };
+    is_time(&keys[key]).then_some(TopGroups { key, asc, nulls_first, rows })
+}
+
+/// Columns of the [`TopGroups`] pre-filter.
+const TOP_KEY: &str = "__top_key";
+const TOP_VALUE: &str = "__top_value";
 
 /// What a column name means inside a chain over a cube scan.
 #[derive(Debug, Clone)]
@@ -302,7 +392,7 @@ enum Agg {
     Other(Expr),
 }
 
-fn grouped(a: &Aggregate, s: Scope) -> Result<(LogicalPlan, CubeQuery)> {
+fn grouped(a: &Aggregate, s: Scope, shape: &Shaping) -> Result<(LogicalPlan, CubeQuery)> {
     if let Some(p) = s.post.first() {
         return Err(Error::new(ErrorKind::InvalidAggregate, format!("a measure cannot be filtered in WHERE: {p}"))
             .with_hint("filter measures in HAVING (HAVING SUM(revenue) > 1000)"));
@@ -371,13 +461,22 @@ fn grouped(a: &Aggregate, s: Scope) -> Result<(LogicalPlan, CubeQuery)> {
             aggs.push(Agg::Other(new));
         }
     }
-    let plan = build(&s, &groups, &aggs, a.schema.clone())?;
+    let top = top_groups(
+        shape,
+        &groups,
+        |e| match e {
+            Expr::Column(c) => a.schema.index_of_column(c).ok().filter(|i| *i < groups.len()),
+            _ => None,
+        },
+        &s.table,
+    );
+    let plan = build(&s, &groups, &aggs, a.schema.clone(), top)?;
     Ok((plan, q))
 }
 
 /// Builds Filter → Aggregate → Projection over the base relation for a grouped read. `output`
 /// is the client's aggregate schema: group keys first, then one column per aggregate.
-fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef) -> Result<LogicalPlan> {
+fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef, top: Option<TopGroups>) -> Result<LogicalPlan> {
     let table = &s.table;
     let mut leaves = Vec::new();
     for a in aggs {
@@ -390,7 +489,7 @@ fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef) -> Resul
         .enumerate()
         .filter_map(|(i, a)| if let Agg::Other(e) = a { Some(e.clone().alias(format!("__a_{i}"))) } else { None })
         .collect();
-    let b = aggregate_base(s, groups, &leaves, others)?;
+    let b = aggregate_base(s, groups, &leaves, others, top)?;
     let mut out = Vec::new();
     for (i, (qualifier, field)) in output.iter().enumerate() {
         let value = if i < groups.len() {
@@ -409,7 +508,7 @@ fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef) -> Resul
 }
 
 /// The ungrouped read: measures at the grain of the dimensions the projection selects.
-fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPlan, CubeQuery)> {
+fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope, shape: &Shaping) -> Result<(LogicalPlan, CubeQuery)> {
     let table = s.table.clone();
     let mut q = CubeQuery { cube: table.name.clone(), filters: s.filter_texts.clone(), ungrouped: true, ..Default::default() };
     // Group keys: every dimension-only projected expression, plus the dimensions used inside
@@ -454,7 +553,25 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPl
     for m in &measures {
         table.leaves_of(m, &mut leaves);
     }
-    let mut b = aggregate_base(&s, &keys, &leaves, vec![])?;
+    // Measure filters drop groups, so a LIMIT's groups are no longer the first ones.
+    let top = if s.post.is_empty() {
+        top_groups(
+            shape,
+            &keys,
+            |e| match e {
+                Expr::Column(c) => {
+                    let i = output.index_of_column(c).ok()?;
+                    let (sub, has_measure) = substitute(strip_alias(&exprs[i]), &s).ok()?;
+                    if has_measure { None } else { keys.iter().position(|k| k == strip_alias(&sub)) }
+                }
+                _ => None,
+            },
+            &table,
+        )
+    } else {
+        None
+    };
+    let mut b = aggregate_base(&s, &keys, &leaves, vec![], top)?;
     // Over the aggregate: a dimension expression is its group key; a measure is its value.
     let over_groups = |e: &Expr| -> Result<Expr> {
         let (sub, _) = substitute(e, &s)?;
@@ -493,10 +610,27 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope) -> Result<(LogicalPl
     Ok((plan, q))
 }
 
+/// A LIMIT over a grouped read whose rows are the first groups in the order of one group key
+/// `g` (or in any order). Those groups can only have the first `rows` distinct values of `g`
+/// in that order (each value makes at least one group), so the read first finds those
+/// values — a cheap aggregate over `g` alone — and aggregates only the rows that have one:
+/// an inner join on `g`, NULL matching NULL. Every group it keeps is whole, so the answer is
+/// the same; `SELECT … ORDER BY period DESC LIMIT 1000` aggregates a few weeks instead of
+/// years, and the join's bounds on `g` let the scan skip the other files.
+#[derive(Debug, Clone, Copy)]
+struct TopGroups {
+    /// Which group key.
+    key: usize,
+    asc: bool,
+    nulls_first: bool,
+    /// LIMIT plus OFFSET.
+    rows: usize,
+}
+
 /// Filter → Aggregate over the narrowest base relation that has every column used: the
 /// dimension filters, the group keys (aliased `__g_<i>`), the leaf aggregates (`__l_<key>`)
 /// and any other aggregates (already aliased).
-fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Expr>) -> Result<LogicalPlanBuilder> {
+fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Expr>, top: Option<TopGroups>) -> Result<LogicalPlanBuilder> {
     let table = &s.table;
     let mut cols: Vec<String> = groups
         .iter()
@@ -533,7 +667,35 @@ fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
     let mut aggs: Vec<Expr> = plain.iter().map(|k| table.leaf_aggregate(k)).collect();
     aggs.extend(others);
     let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
-    let mut b = filtered(base.clone())?.aggregate(group_exprs, aggs).map_err(Error::from)?;
+    let rows = match top.filter(|_| repeated.is_empty()) {
+        Some(t) => {
+            let g = groups[t.key].clone();
+            let cols: Vec<String> = std::iter::once(&g).chain(&s.pre).flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone())).collect();
+            let (_, narrow) = table.base_for(cols.iter().map(String::as_str));
+            let values = filtered(narrow)?
+                .aggregate(vec![g.clone().alias(TOP_VALUE)], Vec::<Expr>::new())
+                .and_then(|b| b.sort(vec![Expr::Column(Column::new_unqualified(TOP_VALUE)).sort(t.asc, t.nulls_first)]))
+                .and_then(|b| b.limit(0, Some(t.rows)))
+                .and_then(|b| b.build())
+                .map_err(Error::from)?;
+            let mut project: Vec<Expr> = base.schema().columns().into_iter().map(Expr::Column).collect();
+            project.push(g.alias(TOP_KEY));
+            filtered(base.clone())?
+                .project(project)
+                .and_then(|b| {
+                    b.join_detailed(
+                        values,
+                        JoinType::Inner,
+                        (vec![Column::new_unqualified(TOP_KEY)], vec![Column::new_unqualified(TOP_VALUE)]),
+                        None,
+                        NullEquality::NullEqualsNull,
+                    )
+                })
+                .map_err(Error::from)?
+        }
+        None => filtered(base.clone())?,
+    };
+    let mut b = rows.aggregate(group_exprs, aggs).map_err(Error::from)?;
     // Each repeated cube: its rows once per (group, primary key) — DISTINCT over the group
     // keys, the key and the leaf inputs — then aggregated per group, and joined back on the
     // group keys (NULL groups matching NULL groups).
