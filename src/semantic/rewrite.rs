@@ -214,14 +214,11 @@ fn top_groups(shape: &Shaping, keys: &[Expr], key_of_sort: impl Fn(&Expr) -> Opt
         matches!(k, Expr::Column(c) if table.alias_of(&c.name) == Some(table.root.as_str())
             && table.member(&c.name).is_some_and(|m| matches!(m.kind, MemberKind::Dimension(DimensionType::Time))))
     };
-    let (key, asc, nulls_first) = match sorts.first() {
-        Some(first) => {
-            let key = key_of_sort(&first.expr)?;
-            (key, first.asc, first.nulls_first)
-        }
-        None => (keys.iter().position(is_time)?, true, false),
+    let (key, order) = match sorts.first() {
+        Some(first) => (key_of_sort(&first.expr)?, Some((first.asc, first.nulls_first))),
+        None => (keys.iter().position(is_time)?, None),
     };
-    is_time(&keys[key]).then_some(TopGroups { key, asc, nulls_first, rows })
+    is_time(&keys[key]).then_some(TopGroups { key, order, rows })
 }
 
 /// Columns of the [`TopGroups`] pre-filter.
@@ -621,8 +618,9 @@ fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope, shape: &Shaping) -> 
 struct TopGroups {
     /// Which group key.
     key: usize,
-    asc: bool,
-    nulls_first: bool,
+    /// Ascending, nulls first; `None` when any groups will do, so that any `rows` distinct
+    /// values will (DataFusion then stops reading once it has found them).
+    order: Option<(bool, bool)>,
     /// LIMIT plus OFFSET.
     rows: usize,
 }
@@ -672,10 +670,12 @@ fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
             let g = groups[t.key].clone();
             let cols: Vec<String> = std::iter::once(&g).chain(&s.pre).flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone())).collect();
             let (_, narrow) = table.base_for(cols.iter().map(String::as_str));
-            let values = filtered(narrow)?
-                .aggregate(vec![g.clone().alias(TOP_VALUE)], Vec::<Expr>::new())
-                .and_then(|b| b.sort(vec![Expr::Column(Column::new_unqualified(TOP_VALUE)).sort(t.asc, t.nulls_first)]))
-                .and_then(|b| b.limit(0, Some(t.rows)))
+            let distinct = filtered(narrow)?.aggregate(vec![g.clone().alias(TOP_VALUE)], Vec::<Expr>::new()).map_err(Error::from)?;
+            let values = match t.order {
+                Some((asc, nulls_first)) => distinct.sort(vec![Expr::Column(Column::new_unqualified(TOP_VALUE)).sort(asc, nulls_first)]),
+                None => Ok(distinct),
+            }
+            .and_then(|b| b.limit(0, Some(t.rows)))
                 .and_then(|b| b.build())
                 .map_err(Error::from)?;
             let mut project: Vec<Expr> = base.schema().columns().into_iter().map(Expr::Column).collect();
