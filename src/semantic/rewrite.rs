@@ -221,8 +221,7 @@ fn top_groups(shape: &Shaping, keys: &[Expr], key_of_sort: impl Fn(&Expr) -> Opt
     is_time(&keys[key]).then_some(TopGroups { key, order, rows })
 }
 
-/// Columns of the [`TopGroups`] pre-filter.
-const TOP_KEY: &str = "__top_key";
+/// The column of distinct values in the [`TopGroups`] pre-filter.
 const TOP_VALUE: &str = "__top_value";
 
 /// What a column name means inside a chain over a cube scan.
@@ -665,32 +664,28 @@ fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
     let mut aggs: Vec<Expr> = plain.iter().map(|k| table.leaf_aggregate(k)).collect();
     aggs.extend(others);
     let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
-    let rows = match top.filter(|_| repeated.is_empty()) {
-        Some(t) => {
-            let g = groups[t.key].clone();
+    // `top_groups` only picks a time dimension as is, a column of the base: the rows join
+    // on it directly, without a projection (wide projections are what physical planning
+    // spends most on).
+    let top = top.filter(|_| repeated.is_empty()).and_then(|t| match &groups[t.key] {
+        Expr::Column(c) => Some((t, c.clone())),
+        _ => None,
+    });
+    let rows = match top {
+        Some((t, key)) => {
+            let g = Expr::Column(key.clone());
             let cols: Vec<String> = std::iter::once(&g).chain(&s.pre).flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone())).collect();
             let (_, narrow) = table.base_for(cols.iter().map(String::as_str));
-            let distinct = filtered(narrow)?.aggregate(vec![g.clone().alias(TOP_VALUE)], Vec::<Expr>::new()).map_err(Error::from)?;
+            let distinct = filtered(narrow)?.aggregate(vec![g.alias(TOP_VALUE)], Vec::<Expr>::new()).map_err(Error::from)?;
             let values = match t.order {
                 Some((asc, nulls_first)) => distinct.sort(vec![Expr::Column(Column::new_unqualified(TOP_VALUE)).sort(asc, nulls_first)]),
                 None => Ok(distinct),
             }
             .and_then(|b| b.limit(0, Some(t.rows)))
-                .and_then(|b| b.build())
-                .map_err(Error::from)?;
-            let mut project: Vec<Expr> = base.schema().columns().into_iter().map(Expr::Column).collect();
-            project.push(g.alias(TOP_KEY));
+            .and_then(|b| b.build())
+            .map_err(Error::from)?;
             filtered(base.clone())?
-                .project(project)
-                .and_then(|b| {
-                    b.join_detailed(
-                        values,
-                        JoinType::Inner,
-                        (vec![Column::new_unqualified(TOP_KEY)], vec![Column::new_unqualified(TOP_VALUE)]),
-                        None,
-                        NullEquality::NullEqualsNull,
-                    )
-                })
+                .join_detailed(values, JoinType::Inner, (vec![key], vec![Column::new_unqualified(TOP_VALUE)]), None, NullEquality::NullEqualsNull)
                 .map_err(Error::from)?
         }
         None => filtered(base.clone())?,
