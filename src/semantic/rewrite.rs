@@ -618,7 +618,8 @@ struct TopGroups {
     /// Which group key.
     key: usize,
     /// Ascending, nulls first; `None` when any groups will do, so that any `rows` distinct
-    /// values will (DataFusion then stops reading once it has found them).
+    /// values will, found without a top-k (DataFusion's limit on a distinct aggregation, about 8×
+    /// cheaper in CPU at sf1; the scan still reads every value).
     order: Option<(bool, bool)>,
     /// LIMIT plus OFFSET.
     rows: usize,
@@ -671,7 +672,7 @@ fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
         Expr::Column(c) => Some((t, c.clone())),
         _ => None,
     });
-    let rows = match top {
+    let input = match top {
         Some((t, key)) => {
             let g = Expr::Column(key.clone());
             let cols: Vec<String> = std::iter::once(&g).chain(&s.pre).flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone())).collect();
@@ -690,7 +691,7 @@ fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
         }
         None => filtered(base.clone())?,
     };
-    let mut b = rows.aggregate(group_exprs, aggs).map_err(Error::from)?;
+    let mut b = input.aggregate(group_exprs, aggs).map_err(Error::from)?;
     // Each repeated cube: its rows once per (group, primary key) — DISTINCT over the group
     // keys, the key and the leaf inputs — then aggregated per group, and joined back on the
     // group keys (NULL groups matching NULL groups).
