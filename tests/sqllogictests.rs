@@ -10,9 +10,9 @@ use datafusion::arrow::datatypes::DataType;
 use futures::StreamExt;
 use lakecube::datagen::Preset;
 use lakecube::engine::Engine;
+use sqllogictest::{DBOutput, DefaultColumnType};
 
 use crate::common;
-use sqllogictest::{DBOutput, DefaultColumnType};
 
 #[derive(Debug)]
 struct DbError(String);

@@ -1,4 +1,4 @@
-//! Shared test support: lakes generated once per test binary, an in-process server on a free
+//! Shared test support: lakes generated once per test process, an in-process server on a free
 //! port, and the `lakecube` and `psql` binaries.
 
 #![allow(dead_code)]
@@ -263,5 +263,4 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Numeric {
     }
 }
 
-#[allow(unused_imports)]
 pub use pg::LocalPostgres;
