@@ -137,6 +137,12 @@ pub struct ServeArgs {
     /// TLS private key (PEM) of --tls-cert.
     #[arg(long, env = "LAKECUBE_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS (SQLSTATE 28000). Default: on when listening
+    /// beyond loopback with users configured.
+    #[arg(long, env = "LAKECUBE_REQUIRE_TLS", value_name = "BOOL")]
+    pub require_tls: Option<bool>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Also watch this source's drop folder and ingest its new files while serving, as
     /// `lakecube ingest SOURCE --watch` does (repeatable).
     #[arg(long = "ingest-watch", value_name = "SOURCE")]
@@ -146,6 +152,60 @@ pub struct ServeArgs {
     pub ingest_interval: f64,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `serve`'s resource and time limits (docs/config.md).
+#[derive(Args, Debug, Clone, Default)]
+pub struct LimitArgs {
+    /// Memory all queries together may reserve (e.g. 8GB; default: half the machine's).
+    #[arg(long, env = "LAKECUBE_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Memory one query may reserve (default: half of --memory-limit).
+    #[arg(long, env = "LAKECUBE_QUERY_MEMORY_LIMIT", value_name = "SIZE")]
+    pub query_memory_limit: Option<String>,
+    /// Folder for sorts' and aggregations' spill files (default: the OS temp dir).
+    #[arg(long, env = "LAKECUBE_SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Disk all spill files together may take (default: 10GB).
+    #[arg(long, env = "LAKECUBE_SPILL_LIMIT", value_name = "SIZE")]
+    pub spill_limit: Option<String>,
+    /// Server default of statement_timeout (e.g. 5min; default: off, as PostgreSQL).
+    #[arg(long, env = "LAKECUBE_STATEMENT_TIMEOUT", value_name = "DURATION")]
+    pub statement_timeout: Option<String>,
+    /// Close connections idle outside a transaction this long (default: off).
+    #[arg(long, env = "LAKECUBE_IDLE_SESSION_TIMEOUT", value_name = "DURATION")]
+    pub idle_session_timeout: Option<String>,
+    /// Close connections idle inside a transaction this long (default: off).
+    #[arg(long, env = "LAKECUBE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", value_name = "DURATION")]
+    pub idle_in_transaction_session_timeout: Option<String>,
+    /// Time a client has for TLS and authentication (default: 10s).
+    #[arg(long, env = "LAKECUBE_STARTUP_TIMEOUT", value_name = "DURATION")]
+    pub startup_timeout: Option<String>,
+    /// Largest message a client may send after authentication (default: 64MB).
+    #[arg(long, env = "LAKECUBE_MAX_MESSAGE_SIZE", value_name = "SIZE")]
+    pub max_message_size: Option<String>,
+    /// Connections that may be starting up at once (default: 256).
+    #[arg(long, env = "LAKECUBE_MAX_STARTUPS", value_name = "N")]
+    pub max_startups: Option<String>,
+}
+
+impl LimitArgs {
+    fn values(&self) -> crate::config::LimitValues {
+        use crate::config::Value;
+        let v = |s: &Option<String>| s.clone().map(Value::Text);
+        crate::config::LimitValues {
+            memory_limit: v(&self.memory_limit),
+            query_memory_limit: v(&self.query_memory_limit),
+            spill_dir: self.spill_dir.clone(),
+            spill_limit: v(&self.spill_limit),
+            statement_timeout: v(&self.statement_timeout),
+            idle_session_timeout: v(&self.idle_session_timeout),
+            idle_in_transaction_session_timeout: v(&self.idle_in_transaction_session_timeout),
+            startup_timeout: v(&self.startup_timeout),
+            max_message_size: v(&self.max_message_size),
+            max_startups: v(&self.max_startups),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -384,8 +444,17 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         o.trust_remote = a.trust_remote;
         o.tls_cert = a.tls_cert.clone();
         o.tls_key = a.tls_key.clone();
+        o.require_tls = a.require_tls;
+        o.limits = a.limits.values();
     })?;
     let addr = s.listen_addr()?;
+    let require_tls = s.require_tls(&addr);
+    if require_tls && s.tls.is_none() {
+        return Err(Error::config(format!(
+            "TLS is required (listening on {addr} with users) but no certificate is configured"
+        ))
+        .with_hint("set tls_cert and tls_key (PEM files), or require_tls: false on a network you trust"));
+    }
     // TLS and users are checked before anything listens: a server asked for TLS never starts
     // without it.
     let security = crate::frontend::server::Security {
@@ -405,7 +474,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         Error::config(format!("cannot listen on {addr}: {e}")).with_hint(hint)
     })?;
     let lake = open_or_generate(&s).await?;
-    let engine = Engine::open(lake, model.as_ref()).await?;
+    let engine = Engine::open_with(lake, model.as_ref(), crate::engine::Options { memory: s.limits.memory.clone() }).await?;
     let local = listener.local_addr()?;
     tracing::info!(lake = %engine.lake().display(), listen = %local, "lakecube is serving");
     eprintln!(
@@ -418,6 +487,14 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         max_connections: s.max_connections,
         shutdown_grace: s.shutdown_grace,
         metrics: Default::default(),
+        connection: crate::frontend::connection::ConnectionLimits {
+            startup_timeout: s.limits.startup_timeout,
+            max_message_size: s.limits.max_message_size,
+            require_tls,
+            ..Default::default()
+        },
+        session_defaults: s.limits.session_defaults.clone(),
+        max_startups: s.limits.max_startups,
     };
     // One stop signal for the server and the ingest watchers.
     let stop = tokio_util::sync::CancellationToken::new();

@@ -18,6 +18,12 @@ pub const DEFAULT_CUBE_DEFS: &str = "cube-defs";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5432";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
+/// TLS and authentication must be done within this (PostgreSQL's authentication_timeout is 60 s).
+pub const DEFAULT_STARTUP_TIMEOUT_MS: u64 = 10_000;
+/// Connections that may be starting up (TLS, authentication) at once.
+pub const DEFAULT_MAX_STARTUPS: usize = 256;
+/// The most `max_connections` may be (PostgreSQL's own maximum).
+pub const MAX_CONNECTIONS_LIMIT: usize = 262_143;
 
 /// The keys a config file may hold. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +40,185 @@ pub struct FileSettings {
     pub tls_key: Option<PathBuf>,
     /// User name → SCRAM-SHA-256 verifier (`lakecube user add NAME` writes one).
     pub users: Option<std::collections::BTreeMap<String, String>>,
+    /// Whether clients must use TLS (default: when listening beyond loopback with users).
+    pub require_tls: Option<bool>,
+    pub memory_limit: Option<Value>,
+    pub query_memory_limit: Option<Value>,
+    pub spill_dir: Option<PathBuf>,
+    pub spill_limit: Option<Value>,
+    pub statement_timeout: Option<Value>,
+    pub idle_session_timeout: Option<Value>,
+    pub idle_in_transaction_session_timeout: Option<Value>,
+    pub startup_timeout: Option<Value>,
+    pub max_message_size: Option<Value>,
+    pub max_startups: Option<Value>,
+}
+
+impl FileSettings {
+    /// The file's limits, as given.
+    fn limits(&self) -> LimitValues {
+        LimitValues {
+            memory_limit: self.memory_limit.clone(),
+            query_memory_limit: self.query_memory_limit.clone(),
+            spill_dir: self.spill_dir.clone(),
+            spill_limit: self.spill_limit.clone(),
+            statement_timeout: self.statement_timeout.clone(),
+            idle_session_timeout: self.idle_session_timeout.clone(),
+            idle_in_transaction_session_timeout: self.idle_in_transaction_session_timeout.clone(),
+            startup_timeout: self.startup_timeout.clone(),
+            max_message_size: self.max_message_size.clone(),
+            max_startups: self.max_startups.clone(),
+        }
+    }
+}
+
+/// A size or duration as written in a config file: a number or a string with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Number(u64),
+    Text(String),
+}
+
+impl Value {
+    fn text(&self) -> String {
+        match self {
+            Value::Number(n) => n.to_string(),
+            Value::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// The resource and time limits, as given (sizes like `4GB`, durations like `30s`); the
+/// same keys in the config file, as `LAKECUBE_*` variables and as `serve` flags.
+#[derive(Debug, Default, Clone)]
+pub struct LimitValues {
+    pub memory_limit: Option<Value>,
+    pub query_memory_limit: Option<Value>,
+    pub spill_dir: Option<PathBuf>,
+    pub spill_limit: Option<Value>,
+    pub statement_timeout: Option<Value>,
+    pub idle_session_timeout: Option<Value>,
+    pub idle_in_transaction_session_timeout: Option<Value>,
+    pub startup_timeout: Option<Value>,
+    pub max_message_size: Option<Value>,
+    pub max_startups: Option<Value>,
+}
+
+impl LimitValues {
+    /// Each value of `self`, else of `other`.
+    fn or(self, other: LimitValues) -> LimitValues {
+        LimitValues {
+            memory_limit: self.memory_limit.or(other.memory_limit),
+            query_memory_limit: self.query_memory_limit.or(other.query_memory_limit),
+            spill_dir: self.spill_dir.or(other.spill_dir),
+            spill_limit: self.spill_limit.or(other.spill_limit),
+            statement_timeout: self.statement_timeout.or(other.statement_timeout),
+            idle_session_timeout: self.idle_session_timeout.or(other.idle_session_timeout),
+            idle_in_transaction_session_timeout: self
+                .idle_in_transaction_session_timeout
+                .or(other.idle_in_transaction_session_timeout),
+            startup_timeout: self.startup_timeout.or(other.startup_timeout),
+            max_message_size: self.max_message_size.or(other.max_message_size),
+            max_startups: self.max_startups.or(other.max_startups),
+        }
+    }
+}
+
+/// The limits, checked and in their units.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory: crate::engine::memory::MemoryConfig,
+    /// Server defaults of session settings, by name (statement_timeout, idle timeouts).
+    pub session_defaults: std::collections::BTreeMap<String, String>,
+    pub startup_timeout: Duration,
+    pub max_message_size: usize,
+    pub max_startups: usize,
+}
+
+impl Limits {
+    fn resolve(v: LimitValues) -> Result<Limits> {
+        use crate::engine::memory::MemoryConfig;
+        let size = |key: &str, v: &Option<Value>| -> Result<Option<u64>> {
+            v.as_ref()
+                .map(|v| {
+                    parse_size(&v.text()).ok_or_else(|| {
+                        Error::config(format!("{key}: `{}` is not a size", v.text()))
+                            .with_hint("write bytes or a number with a unit: 512MB, 4GB (kB, MB, GB, TB)")
+                    })
+                })
+                .transpose()
+        };
+        let duration = |key: &str, v: &Option<Value>| -> Result<Option<u64>> {
+            v.as_ref()
+                .map(|v| {
+                    crate::engine::settings::parse_duration_ms(&v.text())
+                        .filter(|ms| *ms <= i32::MAX as u64)
+                        .ok_or_else(|| {
+                            Error::config(format!("{key}: `{}` is not a duration (at most 24 days)", v.text()))
+                                .with_hint("write milliseconds or a number with a unit: 500ms, 30s, 5min, 1h")
+                        })
+                })
+                .transpose()
+        };
+        let mut memory = match size("memory_limit", &v.memory_limit)? {
+            Some(b) => MemoryConfig::with_limit(usize::try_from(b).unwrap_or(usize::MAX)),
+            None => MemoryConfig::for_machine(),
+        };
+        if let Some(b) = size("query_memory_limit", &v.query_memory_limit)? {
+            memory.query_limit = usize::try_from(b).unwrap_or(usize::MAX);
+        }
+        if let Some(b) = size("spill_limit", &v.spill_limit)? {
+            memory.spill_limit = b;
+        }
+        memory.spill_dir = v.spill_dir;
+        let mut session_defaults = std::collections::BTreeMap::new();
+        for (key, value) in [
+            ("statement_timeout", &v.statement_timeout),
+            ("idle_session_timeout", &v.idle_session_timeout),
+            ("idle_in_transaction_session_timeout", &v.idle_in_transaction_session_timeout),
+        ] {
+            if let Some(ms) = duration(key, value)? {
+                session_defaults.insert(key.to_string(), format!("{ms}ms"));
+            }
+        }
+        let startup_timeout = Duration::from_millis(duration("startup_timeout", &v.startup_timeout)?.unwrap_or(DEFAULT_STARTUP_TIMEOUT_MS));
+        if startup_timeout.is_zero() {
+            return Err(Error::config("startup_timeout must be more than 0").with_hint("e.g. startup_timeout: 10s"));
+        }
+        let max_message_size = size("max_message_size", &v.max_message_size)?
+            .map_or(crate::frontend::framing::DEFAULT_MESSAGE_LIMIT, |b| b as usize);
+        if !(crate::frontend::framing::STARTUP_MESSAGE_LIMIT..=1 << 30).contains(&max_message_size) {
+            return Err(Error::config(format!("max_message_size {max_message_size} must be between 10kB and 1GB"))
+                .with_hint("e.g. max_message_size: 64MB"));
+        }
+        let max_startups = match &v.max_startups {
+            Some(n) => n.text().parse::<usize>().ok().filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n)).ok_or_else(|| {
+                Error::config(format!("max_startups `{}` must be a number from 1 to {MAX_CONNECTIONS_LIMIT}", n.text()))
+            })?,
+            None => DEFAULT_MAX_STARTUPS,
+        };
+        Ok(Limits { memory, session_defaults, startup_timeout, max_message_size, max_startups })
+    }
+}
+
+/// Parses a size: bytes, or a number with a unit (`kB`, `MB`, `GB`, `TB`, as PostgreSQL
+/// writes them; case-insensitive, `B` optional).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        "t" | "tb" => 1 << 40,
+        _ => return None,
+    };
+    let bytes = n * factor as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 impl FileSettings {
@@ -51,7 +236,7 @@ impl FileSettings {
                 .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
                 .unwrap_or_else(|| path.display().to_string());
             Error::config(format!("{at}: {e}")).with_hint(
-                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log, tls_cert, tls_key, users (see docs/config.md)",
+                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log, tls_cert, tls_key, users, require_tls, memory_limit, query_memory_limit, spill_dir, spill_limit, statement_timeout, idle_session_timeout, idle_in_transaction_session_timeout, startup_timeout, max_message_size, max_startups (see docs/config.md)",
             )
         })
     }
@@ -70,6 +255,8 @@ pub struct Overrides {
     pub log: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub require_tls: Option<bool>,
+    pub limits: LimitValues,
 }
 
 /// The effective settings.
@@ -88,6 +275,9 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// User name → SCRAM-SHA-256 verifier; empty means loopback-only trust.
     pub users: std::collections::BTreeMap<String, String>,
+    /// As configured; [`Settings::require_tls`] applies the default.
+    pub require_tls: Option<bool>,
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -97,6 +287,7 @@ impl Settings {
             None => FileSettings::default(),
         };
         let lake_is_default = o.lake.is_none() && file.lake.is_none();
+        let file_limits = file.limits();
         let s = Settings {
             lake: o.lake.or(file.lake).unwrap_or_else(|| DEFAULT_LAKE.into()),
             lake_is_default,
@@ -117,9 +308,11 @@ impl Settings {
                 }
             },
             users: file.users.unwrap_or_default(),
+            require_tls: o.require_tls.or(file.require_tls),
+            limits: Limits::resolve(o.limits.or(file_limits))?,
         };
-        if s.max_connections == 0 {
-            return Err(Error::config("max_connections must be at least 1"));
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&s.max_connections) {
+            return Err(Error::config(format!("max_connections must be from 1 to {MAX_CONNECTIONS_LIMIT}, not {}", s.max_connections)));
         }
         Ok(s)
     }
@@ -138,6 +331,13 @@ impl Settings {
             .with_hint("listen on 127.0.0.1, or set trust_remote: true (LAKECUBE_TRUST_REMOTE=true) on a network you trust"));
         }
         Ok(addr)
+    }
+
+    /// Whether clients must use TLS: as configured, else when the server listens beyond
+    /// loopback with users (passwords would otherwise cross the network in SCRAM exchanges
+    /// open to offline guessing, and the session after them in the clear).
+    pub fn require_tls(&self, addr: &SocketAddr) -> bool {
+        self.require_tls.unwrap_or(!addr.ip().is_loopback() && !self.users.is_empty())
     }
 }
 

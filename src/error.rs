@@ -45,6 +45,8 @@ pub enum ErrorKind {
     FeatureNotSupported,
     /// A value of the wrong type or out of range in a query.
     DataException,
+    /// A date or timestamp beyond the range that can be represented.
+    DatetimeOutOfRange,
     /// An aggregate that does not fit a measure, a measure grouped by or filtered in WHERE.
     InvalidAggregate,
     /// Division by zero at execution.
@@ -53,8 +55,18 @@ pub enum ErrorKind {
     QueryCanceled,
     /// The server refuses a connection because it is full.
     TooManyConnections,
+    /// A malformed or oversized protocol message.
+    ProtocolViolation,
+    /// A connection refused before authentication (e.g. without the TLS the server requires).
+    InvalidAuthorization,
+    /// A session idle in a transaction block for longer than its timeout.
+    IdleInTransactionTimeout,
+    /// A session idle for longer than its timeout.
+    IdleSessionTimeout,
     /// Memory or another resource ran out.
     ResourceExhausted,
+    /// A value or request over a fixed limit (e.g. a function result over 1 GB).
+    ProgramLimitExceeded,
     /// The server is shutting down.
     AdminShutdown,
     /// A bug in lakecube.
@@ -81,11 +93,17 @@ impl ErrorKind {
             ErrorKind::ReadOnly => "25006",
             ErrorKind::FeatureNotSupported => "0A000",
             ErrorKind::DataException => "22000",
+            ErrorKind::DatetimeOutOfRange => "22008",
             ErrorKind::InvalidAggregate => "42803",
             ErrorKind::DivisionByZero => "22012",
             ErrorKind::QueryCanceled => "57014",
             ErrorKind::TooManyConnections => "53300",
+            ErrorKind::ProtocolViolation => "08P01",
+            ErrorKind::InvalidAuthorization => "28000",
+            ErrorKind::IdleInTransactionTimeout => "25P03",
+            ErrorKind::IdleSessionTimeout => "57P05",
             ErrorKind::ResourceExhausted => "53200",
+            ErrorKind::ProgramLimitExceeded => "54000",
             ErrorKind::AdminShutdown => "57P01",
             ErrorKind::Internal => "XX000",
         }
@@ -207,11 +225,14 @@ fn classify_datafusion(e: DataFusionError) -> Error {
             }
             _ => Error::new(ErrorKind::DataException, message),
         },
-        DataFusionError::NotImplemented(_) => Error::new(ErrorKind::FeatureNotSupported, message),
-        DataFusionError::ResourcesExhausted(_) => {
-            Error::new(ErrorKind::ResourceExhausted, message)
-                .with_hint("narrow the query with filters or group by fewer columns")
+        // A lakecube error raised inside DataFusion (a UDF, a memory rule) keeps its kind.
+        DataFusionError::External(inner) if inner.downcast_ref::<Error>().is_some() => {
+            let e = inner.downcast_ref::<Error>().expect("checked");
+            Error { kind: e.kind, message: e.message.clone(), hint: e.hint.clone(), position: e.position }
         }
+        DataFusionError::NotImplemented(_) => Error::new(ErrorKind::FeatureNotSupported, message),
+        DataFusionError::ResourcesExhausted(_) => Error::new(ErrorKind::ResourceExhausted, format!("out of memory: {message}"))
+            .with_hint("narrow the query with filters, or group by fewer columns; the server's memory_limit and query_memory_limit bound what one query may hold"),
         DataFusionError::Plan(m) if m.contains("table") && m.contains("not found") => {
             Error::new(ErrorKind::UndefinedTable, message)
                 .with_hint("the lake's tables are lake.stores, lake.departments and lake.traffic")

@@ -10,6 +10,7 @@ mod common;
 mod cli;
 mod clients;
 mod generator;
+mod hardening;
 mod ingest;
 mod model;
 mod replays;

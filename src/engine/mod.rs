@@ -8,8 +8,10 @@
 //! stream of record batches, so that results flow to the client batch by batch and memory does
 //! not grow with the result.
 
+pub mod bounded;
 pub mod catalog;
 pub mod fast_time;
+pub mod memory;
 pub mod pg_functions;
 pub mod plan_cache;
 pub mod settings;
@@ -47,6 +49,20 @@ pub struct Engine {
     parser: Arc<datafusion_pg_catalog::sql::PostgresCompatibilityParser>,
     roles: catalog::Roles,
     plan_cache: Arc<plan_cache::PlanCache>,
+    memory: memory::Memory,
+}
+
+/// How an engine is set up beyond its lake and cubes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub memory: memory::MemoryConfig,
+}
+
+impl Default for Options {
+    /// The defaults for this machine ([`memory::MemoryConfig::for_machine`]).
+    fn default() -> Self {
+        Options { memory: memory::MemoryConfig::for_machine() }
+    }
 }
 
 /// A statement planned for execution, with the cube queries found in it.
@@ -91,11 +107,17 @@ impl Engine {
     /// Opens every table of the lake and compiles the cube definitions (if any) over it.
     /// Tables missing from the lake are an error: a lake is only served complete.
     pub async fn open(lake: Lake, model: Option<&Model>) -> Result<Engine> {
+        Self::open_with(lake, model, Options::default()).await
+    }
+
+    /// [`Engine::open`] with these options (memory pool and spill limits).
+    pub async fn open_with(lake: Lake, model: Option<&Model>, options: Options) -> Result<Engine> {
+        let memory = memory::Memory::new(options.memory)?;
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(false);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, memory.runtime());
         let catalog = ctx
             .catalog(CATALOG)
             .ok_or_else(|| Error::internal("default catalog missing"))?;
@@ -163,9 +185,11 @@ impl Engine {
         let roles = catalog::Roles::default();
         catalog::install(&ctx, CATALOG, &descriptions, roles.clone()).await?;
         pg_functions::register(&ctx);
+        // Last, so that every function it caps is registered (ours and DataFusion's).
+        bounded::bound_functions(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
         let plan_cache = Arc::new(plan_cache::PlanCache::new(plan_cache::DEFAULT_ENTRIES));
-        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles, plan_cache })
+        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles, plan_cache, memory })
     }
 
     /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure
@@ -195,6 +219,11 @@ impl Engine {
 
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The engine's memory pool and spill disk.
+    pub fn memory(&self) -> &memory::Memory {
+        &self.memory
     }
 
     /// What a client statement may do: read only.
@@ -283,7 +312,9 @@ impl Engine {
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let state = self.ctx.state();
         let physical = Self::physical_plan_in(&state, &plan, optimized).await?;
-        let task = Arc::new(datafusion::execution::TaskContext::from(&state));
+        // Each query reserves through a pool of its own, its share of the server's.
+        let runtime = self.memory.for_query(&state.runtime_env())?;
+        let task = Arc::new(datafusion::execution::TaskContext::from(&state).with_runtime(runtime));
         let stream = datafusion::physical_plan::execute_stream(physical, task).map_err(Error::from)?;
         Ok((schema, stream))
     }

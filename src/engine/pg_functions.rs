@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature};
 
 /// `to_char(timestamp, 'YYYY-MM')` with PostgreSQL's template patterns. DataFusion's `to_char`
@@ -154,6 +154,9 @@ mod size_tests {
         assert_eq!(super::size_pretty(10239), "10239 bytes");
         assert_eq!(super::size_pretty(10240), "10 kB");
         assert_eq!(super::size_pretty(123_456_789), "118 MB");
+        // No overflow at the ends of int8 (abs() of i64::MIN panicked in debug builds).
+        assert_eq!(super::size_pretty(i64::MIN), "-8388608 TB");
+        assert_eq!(super::size_pretty(i64::MAX), "8388608 TB");
     }
 }
 
@@ -397,14 +400,14 @@ fn expandarray_items() -> ScalarUDF {
 /// while the rounded value stays below 10240 of it (psql's `\dt+` and `\l+` size columns).
 pub fn size_pretty(bytes: i64) -> String {
     let mut size = bytes;
-    if size.abs() < 10 * 1024 {
+    if size.unsigned_abs() < 10 * 1024 {
         return format!("{size} bytes");
     }
     for unit in ["kB", "MB", "GB", "TB"] {
         // Halve, then round: PostgreSQL's half_rounded().
         let half_rounded = |v: i64| if v >= 0 { (v + 1) / 2 } else { (v - 1) / 2 };
         let next = size / 512;
-        if half_rounded(next).abs() < 10 * 1024 || unit == "TB" {
+        if half_rounded(next).unsigned_abs() < 10 * 1024 || unit == "TB" {
             return format!("{} {unit}", half_rounded(next));
         }
         size /= 1024;
@@ -566,7 +569,10 @@ pub fn quote_literal(s: &str) -> String {
 /// quoted as needed), `%L` (literal, NULL as `NULL`), `%%`, with an optional argument
 /// position `n$`, `-` flag and width. Metabase's field sync casts `format('%I.%I', schema,
 /// table)` to regclass. Errors read as PostgreSQL's.
-pub fn pg_format(template: &str, args: &[Option<String>]) -> std::result::Result<String, String> {
+/// A result over [`super::bounded::MAX_VALUE_BYTES`] is refused (54000), the other errors are
+/// PostgreSQL's 22023.
+pub fn pg_format(template: &str, args: &[Option<String>]) -> std::result::Result<String, DataFusionError> {
+    let invalid = |m: &str| DataFusionError::External(Box::new(crate::error::Error::new(crate::error::ErrorKind::InvalidParameterValue, m)));
     let mut out = String::new();
     let mut chars = template.chars().peekable();
     let mut next_arg = 0usize;
@@ -591,26 +597,35 @@ pub fn pg_format(template: &str, args: &[Option<String>]) -> std::result::Result
             }
         }
         let (position, rest) = match spec.split_once('$') {
-            Some((n, rest)) => (Some(n.parse::<usize>().map_err(|_| "invalid argument position in format()".to_string())?), rest),
+            Some((n, rest)) => (Some(n.parse::<usize>().map_err(|_| invalid("invalid argument position in format()"))?), rest),
             None => (None, spec.as_str()),
         };
         let left = rest.starts_with('-');
-        let width: usize = rest.trim_start_matches('-').parse().unwrap_or(0);
-        let kind = chars.next().ok_or("unterminated format() type specifier")?;
+        let digits = rest.trim_start_matches('-');
+        let width: usize = match digits {
+            "" => 0,
+            // PostgreSQL reads widths as int4.
+            d => d.parse::<i32>().map_err(|_| invalid("number is out of range"))? as usize,
+        };
+        let kind = chars.next().ok_or_else(|| invalid("unterminated format() type specifier"))?;
         let index = match position {
-            Some(0) => return Err("format specifies argument 0, but arguments are numbered from 1".into()),
+            Some(0) => return Err(invalid("format specifies argument 0, but arguments are numbered from 1")),
             Some(n) => n - 1,
             None => next_arg,
         };
         next_arg = index + 1;
-        let arg = args.get(index).ok_or("too few arguments for format()")?;
+        let arg = args.get(index).ok_or_else(|| invalid("too few arguments for format()"))?;
         let text = match kind {
             's' => arg.clone().unwrap_or_default(),
-            'I' => quote_ident(arg.as_deref().ok_or("null values cannot be formatted as an SQL identifier")?),
+            'I' => quote_ident(arg.as_deref().ok_or_else(|| invalid("null values cannot be formatted as an SQL identifier"))?),
             'L' => arg.as_deref().map(quote_literal).unwrap_or_else(|| "NULL".into()),
-            other => return Err(format!("unrecognized format() type specifier \"{other}\"")),
+            other => return Err(invalid(&format!("unrecognized format() type specifier \"{other}\""))),
         };
         let pad = width.saturating_sub(text.chars().count());
+        let length = (out.len() + pad + text.len()) as u128;
+        if length > super::bounded::MAX_VALUE_BYTES {
+            return Err(super::bounded::too_large("format", length, 1));
+        }
         if left {
             out.push_str(&text);
             out.extend(std::iter::repeat_n(' ', pad));
@@ -669,16 +684,16 @@ impl ScalarUDFImpl for Format {
             }))
         };
         let mut out = datafusion::arrow::array::StringBuilder::new();
+        let mut budget = super::bounded::Budget::new("format");
         for r in 0..args.number_rows {
             let Some(template) = text(&arrays[0], r)? else {
                 out.append_null();
                 continue;
             };
             let values = arrays[1..].iter().map(|a| text(a, r)).collect::<Result<Vec<_>>>()?;
-            match pg_format(&template, &values) {
-                Ok(s) => out.append_value(s),
-                Err(e) => return datafusion::common::exec_err!("{e}"),
-            }
+            let s = pg_format(&template, &values)?;
+            budget.add(s.len() as u128)?;
+            out.append_value(s);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
@@ -690,6 +705,7 @@ mod format_tests {
 
     fn f(t: &str, args: &[Option<&str>]) -> Result<String, String> {
         pg_format(t, &args.iter().map(|a| a.map(str::to_string)).collect::<Vec<_>>())
+            .map_err(|e| crate::error::Error::from(e).message)
     }
 
     #[test]
@@ -703,5 +719,10 @@ mod format_tests {
         assert!(f("%s %s", &[Some("a")]).unwrap_err().contains("too few arguments"));
         assert!(f("%I", &[None]).unwrap_err().contains("null values"));
         assert!(f("%x", &[Some("a")]).unwrap_err().contains("unrecognized"));
+        // Widths: int4 like PostgreSQL's, and no value over 1 GB (the server used to abort).
+        assert!(f("%1000000000000s", &[Some("x")]).unwrap_err().contains("out of range"));
+        assert!(f("%2000000000s", &[Some("x")]).unwrap_err().contains("requested length too large"));
+        let e: crate::error::Error = super::pg_format("%2000000000s", &[Some("x".into())]).unwrap_err().into();
+        assert_eq!(e.sqlstate(), "54000");
     }
 }

@@ -23,7 +23,8 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("default_transaction_isolation", "read committed", "Sets the transaction isolation level of each new transaction."),
     ("default_transaction_read_only", "on", "Sets the default read-only status of new transactions (lakecube is read-only)."),
     ("extra_float_digits", "1", "Sets the number of digits displayed for floating-point values."),
-    ("idle_in_transaction_session_timeout", "0", "Sets the maximum allowed idle time between queries, when in a transaction."),
+    ("idle_in_transaction_session_timeout", "0", "Sets the maximum allowed idle time between queries, when in a transaction (the server then closes the connection)."),
+    ("idle_session_timeout", "0", "Sets the maximum allowed idle time between queries, when not in a transaction (the server then closes the connection)."),
     ("in_hot_standby", "off", "Shows whether hot standby is currently active."),
     ("integer_datetimes", "on", "Shows whether datetimes are integer based."),
     ("IntervalStyle", "postgres", "Sets the display format for interval values."),
@@ -66,12 +67,15 @@ pub fn canonical_name(name: &str) -> Option<&'static str> {
     DEFAULTS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(&lower)).map(|(n, _, _)| *n)
 }
 
-/// One session's settings: the defaults overlaid with what the session set.
+/// One session's settings: the defaults, overlaid with the server's configured defaults,
+/// overlaid with what the session set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Settings {
     /// Values set by the client (startup parameters or `SET`), by canonical name; custom
     /// (dotted) names keep their lower-case spelling.
     set: BTreeMap<String, String>,
+    /// The server's defaults (config: `statement_timeout`, …), what `RESET` returns to.
+    server: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 /// A setting name the session may not change, with the reason.
@@ -86,10 +90,20 @@ pub enum SetError {
 }
 
 impl Settings {
+    /// Settings whose defaults are the server's `defaults` (by canonical name) where given.
+    pub fn with_server_defaults(defaults: std::sync::Arc<BTreeMap<String, String>>) -> Settings {
+        Settings { set: BTreeMap::new(), server: defaults }
+    }
+
+    /// The server's defaults these settings were made with.
+    pub fn server_defaults(&self) -> std::sync::Arc<BTreeMap<String, String>> {
+        self.server.clone()
+    }
+
     /// The current value of a setting, or `None` if unknown.
     pub fn get(&self, name: &str) -> Option<String> {
         let key = key_of(name)?;
-        if let Some(v) = self.set.get(&key) {
+        if let Some(v) = self.set.get(&key).or_else(|| self.server.get(&key)) {
             return Some(v.clone());
         }
         DEFAULTS.iter().find(|(n, _, _)| *n == key).map(|(_, d, _)| d.to_string())
@@ -156,7 +170,12 @@ impl Settings {
     /// The statement timeout in milliseconds (0 = none). PostgreSQL reads a bare number as
     /// milliseconds and accepts the units us, ms, s, min, h, d.
     pub fn statement_timeout_ms(&self) -> u64 {
-        self.get("statement_timeout").and_then(|v| parse_duration_ms(&v)).unwrap_or(0)
+        self.duration_ms("statement_timeout")
+    }
+
+    /// A duration setting in milliseconds (0 = off, also for a value that does not parse).
+    pub fn duration_ms(&self, name: &str) -> u64 {
+        self.get(name).and_then(|v| parse_duration_ms(&v)).unwrap_or(0)
     }
 }
 

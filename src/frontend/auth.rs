@@ -120,10 +120,31 @@ impl AuthSource for Users {
                 },
                 None,
             )),
-            // Same answer as a wrong password: do not tell who exists.
-            None => Err(PgWireError::InvalidPassword(user.to_string())),
+            // Same exchange as a wrong password, as PostgreSQL's mock authentication: a salt
+            // that is the same for this name at every attempt, keys nobody's password fits.
+            // The proof then fails with 28P01, so an unknown name cannot be told from a known one.
+            None => {
+                let (salt, stored_key, server_key) = mock_secret(user);
+                Ok((ScramSecret::Verifier { salt, iterations: ITERATIONS, stored_key, server_key }, None))
+            }
         }
     }
+}
+
+/// The salt and keys offered for a user who does not exist: derived from the name and a
+/// secret drawn once per server process, so that every attempt sees the same salt.
+fn mock_secret(user: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use sha2::{Digest, Sha256};
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let secret = SECRET.get_or_init(rand::random);
+    let part = |label: &[u8]| {
+        let mut h = Sha256::new();
+        h.update(secret);
+        h.update(label);
+        h.update(user.as_bytes());
+        h.finalize().to_vec()
+    };
+    (part(b"salt")[..16].to_vec(), part(b"stored"), part(b"server"))
 }
 
 /// A TLS acceptor for the certificate chain and private key in PEM files, offering ALPN
@@ -165,5 +186,13 @@ mod tests {
         assert_eq!(Verifier::parse(&text).unwrap(), v);
         assert!(Verifier::parse("md5abcdef").is_err());
         assert!(Verifier::parse("SCRAM-SHA-256$4096:c2FsdA==$eA==:eA==").is_err());
+    }
+
+    #[test]
+    fn unknown_users_get_a_stable_mock_salt() {
+        let (a, _, _) = mock_secret("nobody");
+        assert_eq!(a, mock_secret("nobody").0, "the same salt at every attempt");
+        assert_ne!(a, mock_secret("somebody").0);
+        assert_eq!(a.len(), 16);
     }
 }

@@ -199,15 +199,35 @@ pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
 
 /// A duration (what `timestamp - timestamp` gives) as PostgreSQL's interval of days and time,
 /// as PostgreSQL's own timestamp subtraction returns it (`729 days 12:00:00`).
-fn duration_as_interval(c: &ArrayRef) -> ArrayRef {
+fn duration_as_interval(c: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
     use datafusion::arrow::array::IntervalMonthDayNanoArray;
     use datafusion::arrow::datatypes::{DurationMicrosecondType, IntervalMonthDayNano};
     const DAY: i64 = 86_400_000_000;
-    let micros = cast(c, &DataType::Duration(TimeUnit::Microsecond)).expect("durations cast to microseconds");
+    // A duration in seconds beyond what microseconds hold is a cast error, not a panic.
+    let micros = cast(c, &DataType::Duration(TimeUnit::Microsecond))?;
     let micros = micros.as_primitive::<DurationMicrosecondType>();
-    let out: IntervalMonthDayNanoArray =
-        micros.iter().map(|v| v.map(|us| IntervalMonthDayNano::new(0, (us / DAY) as i32, (us % DAY) * 1_000))).collect();
-    Arc::new(out)
+    let out: IntervalMonthDayNanoArray = micros
+        .iter()
+        .map(|v| {
+            v.map(|us| {
+                let days = i32::try_from(us / DAY).map_err(|_| out_of_range_arrow("interval"))?;
+                Ok::<_, datafusion::arrow::error::ArrowError>(IntervalMonthDayNano::new(0, days, (us % DAY) * 1_000))
+            })
+            .transpose()
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Arc::new(out))
+}
+
+fn out_of_range_arrow(what: &str) -> datafusion::arrow::error::ArrowError {
+    datafusion::arrow::error::ArrowError::ComputeError(format!("{what} out of range"))
+}
+
+/// The error for a value PostgreSQL's clients cannot be sent (22008, datetime_field_overflow).
+fn out_of_range(what: &str) -> pgwire::error::PgWireError {
+    let e = crate::error::Error::new(crate::error::ErrorKind::DatetimeOutOfRange, format!("{what} out of range"))
+        .with_hint("dates and timestamps go from 262143 BC to 262142 AD here");
+    super::handler::to_pg_error(e)
 }
 
 /// Encodes every row of a batch.
@@ -219,7 +239,7 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
             let (dt, _) = canonical(c.data_type());
             match c.data_type() {
                 d if d == &dt => Ok(c.clone()),
-                DataType::Duration(_) => Ok(duration_as_interval(c)),
+                DataType::Duration(_) => duration_as_interval(c),
                 _ => cast(c, &dt),
             }
         })
@@ -265,20 +285,24 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: Fi
         DataType::Binary => enc.encode_field(&col.as_any().downcast_ref::<BinaryArray>().expect("bin").value(row)),
         DataType::Decimal128(_, s) => {
             let v = col.as_any().downcast_ref::<Decimal128Array>().expect("dec").value(row);
-            match Decimal::try_from_i128_with_scale(v, (*s).max(0) as u32) {
-                Ok(d) => enc.encode_field(&d),
+            // A negative scale (10^-s units) goes as exact text, never at the wrong magnitude.
+            match Decimal::try_from_i128_with_scale(v, (*s).max(0) as u32).ok().filter(|_| *s >= 0) {
+                Some(d) => enc.encode_field(&d),
                 // Beyond rust_decimal's 28 digits: PostgreSQL's text form is still exact.
-                Err(_) => enc.encode_field(&col.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>().value_as_string(row)),
+                None => enc.encode_field(&col.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>().value_as_string(row)),
             }
         }
         DataType::Date32 => {
             let days = col.as_any().downcast_ref::<Date32Array>().expect("date").value(row);
-            let d = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(days as i64);
+            let d = NaiveDate::from_ymd_opt(1970, 1, 1)
+                .expect("epoch")
+                .checked_add_signed(chrono::Duration::days(days as i64))
+                .ok_or_else(|| out_of_range("date"))?;
             enc.encode_field(&d)
         }
         DataType::Timestamp(_, tz) => {
             let us = col.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("ts").value(row);
-            let dt = DateTime::from_timestamp_micros(us).unwrap_or_default();
+            let dt = DateTime::from_timestamp_micros(us).ok_or_else(|| out_of_range("timestamp"))?;
             let pg_type = if tz.is_some() { Type::TIMESTAMPTZ } else { Type::TIMESTAMP };
             if format == FieldFormat::Text {
                 // PostgreSQL's text form: fractional seconds only when non-zero, zeros trimmed.
@@ -299,8 +323,11 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, format: Fi
         }
         DataType::Time64(_) => {
             let us = col.as_any().downcast_ref::<Time64MicrosecondArray>().expect("time").value(row);
-            let t = NaiveTime::from_num_seconds_from_midnight_opt((us / 1_000_000) as u32, ((us % 1_000_000) * 1000) as u32)
-                .unwrap_or_default();
+            let t = u32::try_from(us / 1_000_000)
+                .ok()
+                .filter(|_| us >= 0)
+                .and_then(|secs| NaiveTime::from_num_seconds_from_midnight_opt(secs, ((us % 1_000_000) * 1000) as u32))
+                .ok_or_else(|| out_of_range("time"))?;
             enc.encode_field(&t)
         }
         DataType::Interval(_) => {

@@ -58,25 +58,45 @@ pub struct Handlers {
     cancels: Arc<Cancels>,
 }
 
+/// The server-wide defaults of session settings (`statement_timeout`, …), from the config.
+pub type SessionDefaults = Arc<std::collections::BTreeMap<String, String>>;
+
 impl Handlers {
-    /// Handlers for one server; with users, clients authenticate with SCRAM-SHA-256.
-    pub fn new(engine: Engine, users: super::auth::Users, metrics: Arc<Metrics>) -> Self {
+    /// Handlers for one server; with users, clients authenticate with SCRAM-SHA-256. An
+    /// authenticated connection takes one of `slots` (53300 when none is left).
+    pub fn new(engine: Engine, users: super::auth::Users, metrics: Arc<Metrics>, slots: Arc<tokio::sync::Semaphore>, defaults: SessionDefaults) -> Self {
         let cancels = Arc::new(Cancels::default());
-        let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), metrics: metrics.clone() });
-        let startup = if users.is_empty() {
-            Authenticator::Trust(Startup)
+        let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), metrics: metrics.clone(), defaults: defaults.clone() });
+        let kind = if users.is_empty() {
+            AuthKind::Trust(Startup)
         } else {
             let mut scram = pgwire::api::auth::sasl::scram::ScramAuth::new(Arc::new(users));
             scram.set_iterations(super::auth::ITERATIONS);
-            Authenticator::Scram(
+            AuthKind::Scram(
                 pgwire::api::auth::sasl::SASLAuthStartupHandler::new(Arc::new(Parameters)).with_scram(scram),
             )
         };
         Handlers {
-            backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), metrics }),
-            startup: Arc::new(startup),
+            backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), metrics, defaults }),
+            startup: Arc::new(Authenticator { kind, slots }),
             cancels,
         }
+    }
+
+    /// Makes the session of a connection that just authenticated (with the server's defaults,
+    /// so that its idle timeouts apply before its first statement).
+    pub fn open_session<C: ClientInfo>(&self, client: &C) {
+        let _ = session_of(client, &self.cancels, &self.backend.defaults);
+    }
+
+    /// The handlers with their concrete types, for the connection loop.
+    pub fn parts(&self) -> (Arc<Authenticator>, Arc<Backend>, Arc<Cancels>) {
+        (self.startup.clone(), self.backend.clone(), self.cancels.clone())
+    }
+
+    /// Whether clients authenticate with SASL (SCRAM), so that 'p' messages are SASL's.
+    pub fn uses_sasl(&self) -> bool {
+        matches!(self.startup.kind, AuthKind::Scram(_))
     }
 }
 
@@ -96,9 +116,16 @@ impl PgWireServerHandlers for Handlers {
 }
 
 /// How clients prove who they are: loopback trust without users, SCRAM-SHA-256 with them.
-pub enum Authenticator {
+pub enum AuthKind {
     Trust(Startup),
     Scram(pgwire::api::auth::sasl::SASLAuthStartupHandler<Parameters>),
+}
+
+/// Authentication, and the connection slot an authenticated client takes: a client that is
+/// still connecting, or that never proves who it is, holds no slot.
+pub struct Authenticator {
+    kind: AuthKind,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[async_trait]
@@ -109,9 +136,14 @@ impl StartupHandler for Authenticator {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Authenticator::Trust(t) => t.on_startup(client, message).await,
-            Authenticator::Scram(s) => s.on_startup(client, message).await,
+        let mut admitting = super::admit::Admitting::new(client, &self.slots);
+        match &self.kind {
+            AuthKind::Trust(t) => t.on_startup(&mut admitting, message).await?,
+            AuthKind::Scram(s) => s.on_startup(&mut admitting, message).await?,
+        }
+        match admitting.refusal() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 }
@@ -222,17 +254,39 @@ impl Drop for SessionCell {
 
 /// The connection's session, made at its first statement (after authentication, whichever
 /// startup handler ran).
-fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>) -> PgWireResult<Arc<SessionCell>> {
+fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>, defaults: &SessionDefaults) -> PgWireResult<Arc<SessionCell>> {
     let md = client.metadata();
     let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
     let (pid, secret) = client.pid_and_secret_key();
     Ok(client.session_extensions().get_or_insert_with(|| SessionCell {
-        session: tokio::sync::Mutex::new(Session::new(user, md)),
+        session: tokio::sync::Mutex::new(Session::new(user, md, defaults.clone())),
         pid,
         secret,
         cancels: cancels.clone(),
         status_after: std::sync::Mutex::new(None),
     }))
+}
+
+/// The session timeout that applies to a connection waiting for its next message: in a
+/// transaction block `idle_in_transaction_session_timeout` (25P03), else
+/// `idle_session_timeout` (57P05); `None` when it is off (0). A connection with no session yet
+/// has the server's defaults, which a session is made with.
+pub fn session_timeouts<C: ClientInfo>(client: &C, in_transaction: bool) -> Option<(std::time::Duration, Error)> {
+    let name = if in_transaction { "idle_in_transaction_session_timeout" } else { "idle_session_timeout" };
+    let ms = client
+        .session_extensions()
+        .get::<SessionCell>()
+        .and_then(|cell| cell.session.try_lock().ok().map(|s| s.settings.duration_ms(name)))
+        .unwrap_or(0);
+    if ms == 0 {
+        return None;
+    }
+    let error = if in_transaction {
+        Error::new(ErrorKind::IdleInTransactionTimeout, "terminating connection due to idle-in-transaction timeout")
+    } else {
+        Error::new(ErrorKind::IdleSessionTimeout, "terminating connection due to idle-session timeout")
+    };
+    Some((std::time::Duration::from_millis(ms), error.with_hint(format!("the server closes connections idle for longer than {name} ({ms} ms)"))))
 }
 
 /// A statement prepared by Parse.
@@ -280,6 +334,7 @@ pub struct Parser {
     engine: Engine,
     cancels: Arc<Cancels>,
     metrics: Arc<Metrics>,
+    defaults: SessionDefaults,
 }
 
 #[async_trait]
@@ -290,7 +345,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let cell = session_of(client, &self.cancels)?;
+        let cell = session_of(client, &self.cancels, &self.defaults)?;
         let fail = |e: Error| {
             log_failure(&self.metrics, &client.socket_addr().to_string(), sql, &e);
             to_pg_error(e)
@@ -370,6 +425,7 @@ pub struct Backend {
     parser: Arc<Parser>,
     cancels: Arc<Cancels>,
     metrics: Arc<Metrics>,
+    defaults: SessionDefaults,
 }
 
 impl Backend {
@@ -713,7 +769,7 @@ impl SimpleQueryHandler for Backend {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let cell = session_of(client, &self.cancels)?;
+        let cell = session_of(client, &self.cancels, &self.defaults)?;
         let who = client.socket_addr().to_string();
         let mut status = client.transaction_status();
         let statements = split_statements(&query.query);
@@ -844,7 +900,7 @@ impl ExtendedQueryHandler for Backend {
             && let Some(name) = message.name.as_deref()
             && client.portal_store().get_portal(name).is_none()
         {
-            let cell = session_of(client, &self.cancels)?;
+            let cell = session_of(client, &self.cancels, &self.defaults)?;
             let fields = {
                 let session = cell.session.lock().await;
                 session.cursors.get(name).map(|c| {
@@ -876,7 +932,7 @@ impl ExtendedQueryHandler for Backend {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        let cell = session_of(client, &self.cancels)?;
+        let cell = session_of(client, &self.cancels, &self.defaults)?;
         let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME).to_string();
         let portal = match client.portal_store().get_portal(&name) {
             Some(Entry::Value(p)) => p,
@@ -947,7 +1003,7 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let cell = session_of(client, &self.cancels)?;
+        let cell = session_of(client, &self.cancels, &self.defaults)?;
         let prepared = &portal.statement.statement;
         let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
         let params = (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()));

@@ -11,20 +11,40 @@ use tokio::sync::Semaphore;
 
 use super::handler::Handlers;
 use crate::engine::Engine;
-use crate::error::{Error, ErrorKind, Result};
+use super::connection::ConnectionLimits;
+use crate::error::{Error, Result};
 
 /// Limits for a running server.
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Authenticated connections at once.
     pub max_connections: usize,
     /// How long running queries may go on after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Where the server records its failed statements (shared with whoever started it).
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Per connection: startup timeout, message size, TLS required, keepalive.
+    pub connection: ConnectionLimits,
+    /// Server-wide defaults of session settings (`statement_timeout`, idle timeouts).
+    pub session_defaults: std::collections::BTreeMap<String, String>,
+    /// Connections that may be starting up (TLS, authentication) at once; past it, new
+    /// sockets are refused until some finish or time out.
+    pub max_startups: usize,
 }
 
-/// Serves connections from `listener` until `shutdown` completes, then stops accepting and
-/// gives open connections `limits.shutdown_grace` to finish.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: Duration::from_secs(crate::config::DEFAULT_SHUTDOWN_GRACE_SECONDS),
+            metrics: Default::default(),
+            connection: ConnectionLimits::default(),
+            session_defaults: Default::default(),
+            max_startups: crate::config::DEFAULT_MAX_STARTUPS,
+        }
+    }
+}
+
 /// What a server asks of its clients: TLS (offered when configured; never a plaintext
 /// fallback for a client that asked for it) and the users who may log in (none: loopback trust).
 #[derive(Default, Clone)]
@@ -33,15 +53,35 @@ pub struct Security {
     pub users: super::auth::Users,
 }
 
+/// Serves connections from `listener` until `shutdown` completes, then stops accepting and
+/// gives open connections `limits.shutdown_grace` to finish.
+///
+/// Each accepted socket gets a task ([`super::connection::serve`]) while fewer than
+/// `max_startups` others are starting up; past that it is refused at once, so that silent
+/// or slow clients cannot pile up. A connection takes one of the `max_connections` slots only
+/// when it has authenticated ([`super::admit`]); a CancelRequest needs none, so a runaway
+/// query can be cancelled when the server is full.
 pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security: Security, shutdown: impl Future) -> Result<()> {
     // The catalogs list the users who may connect; with none configured (trust on loopback),
     // the default user.
     if !security.users.0.is_empty() {
         engine.set_roles(security.users.0.keys().cloned().collect());
     }
-    let handlers = Arc::new(Handlers::new(engine, security.users.clone(), limits.metrics.clone()));
+    // Semaphore::MAX_PERMITS is about 2^61; config checks keep max_connections far below.
+    let max = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(max));
+    let starting = Arc::new(Semaphore::new(limits.max_startups.clamp(1, u32::MAX as usize)));
+    // Refusals answer 53300 within 5 s each; past these many at once, sockets just close.
+    let refusing = Arc::new(Semaphore::new(64));
+    let handlers = Arc::new(Handlers::new(
+        engine,
+        security.users.clone(),
+        limits.metrics.clone(),
+        slots.clone(),
+        Arc::new(limits.session_defaults.clone()),
+    ));
     let tls = security.tls;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connection = Arc::new(limits.connection.clone());
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -58,31 +98,35 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
             }
         };
         let _ = socket.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let handlers = handlers.clone();
-                let tls = tls.clone();
+        let Ok(start) = starting.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_startups = limits.max_startups, "connection refused: too many clients starting up at once");
+            if let Ok(permit) = refusing.clone().try_acquire_owned() {
                 tokio::spawn(async move {
-                    tracing::debug!(%peer, "connection opened");
-                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    tracing::debug!(%peer, "connection closed");
+                    refuse(socket, peer).await;
                     drop(permit);
                 });
             }
-            Err(_) => {
-                tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many clients");
-                tokio::spawn(refuse(socket, peer));
+            continue;
+        };
+        let handlers = handlers.clone();
+        let tls = tls.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            tracing::debug!(%peer, "connection opened");
+            // The startup permit is held until authentication ends, then the slot (if any)
+            // takes over; `serve` returns when the connection closes.
+            let served = super::connection::serve(socket, peer, tls, handlers, &connection, move || drop(start));
+            if let Err(e) = served.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        }
+            tracing::debug!(%peer, "connection closed");
+        });
     }
     tracing::info!("shutting down: no new connections; waiting for open ones");
-    let all = limits.max_connections as u32;
-    match tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await {
+    match tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(max as u32)).await {
         Ok(_) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!(
-            open = limits.max_connections - slots.available_permits(),
+            open = max - slots.available_permits(),
             "grace period over; closing remaining connections"
         ),
     }
@@ -108,8 +152,7 @@ async fn refuse(mut socket: TcpStream, peer: SocketAddr) {
             }
             break;
         }
-        let e = Error::new(ErrorKind::TooManyConnections, "sorry, too many clients already")
-            .with_hint("raise max_connections in the lakecube config, or close idle connections");
+        let e = super::admit::too_many_clients();
         socket.write_all(&error_response("FATAL", &e)).await?;
         socket.shutdown().await
     };

@@ -442,8 +442,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(user: String, startup: &HashMap<String, String>) -> Session {
-        let mut settings = Settings::default();
+    /// A session for `user` with its startup parameters, on the server's default settings.
+    pub fn new(user: String, startup: &HashMap<String, String>, defaults: std::sync::Arc<std::collections::BTreeMap<String, String>>) -> Session {
+        let mut settings = Settings::with_server_defaults(defaults);
         let mut kept = Vec::new();
         let mut params: Vec<(String, String)> = startup.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         // `options=-c name=value -c …` (libpq's PGOPTIONS).
@@ -476,7 +477,7 @@ impl Session {
 
     /// `RESET ALL`: back to the defaults and what the connection was opened with.
     pub fn reset_all(&mut self) {
-        self.settings = Settings::default();
+        self.settings = Settings::with_server_defaults(self.settings.server_defaults());
         for (k, v) in &self.startup {
             let _ = self.settings.set(k, v);
         }

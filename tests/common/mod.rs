@@ -97,14 +97,25 @@ impl TestServer {
 
     /// A server with TLS and/or users.
     pub async fn start_secured(lake_dir: &Path, max_connections: usize, security: lakecube::frontend::server::Security) -> TestServer {
+        let limits = Limits { max_connections, shutdown_grace: Duration::from_secs(5), ..Default::default() };
+        Self::start_with(lake_dir, limits, security, lakecube::engine::Options::default()).await
+    }
+
+    /// A server with these limits, security and engine options.
+    pub async fn start_with(
+        lake_dir: &Path,
+        mut limits: Limits,
+        security: lakecube::frontend::server::Security,
+        options: lakecube::engine::Options,
+    ) -> TestServer {
         let lake = Lake::open(lake_dir.to_str().unwrap(), false).unwrap();
         let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
-        let engine = Engine::open(lake, Some(&model)).await.unwrap();
+        let engine = Engine::open_with(lake, Some(&model), options).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = oneshot::channel::<()>();
-        let metrics = std::sync::Arc::new(lakecube::telemetry::Metrics::default());
-        let limits = Limits { max_connections, shutdown_grace: Duration::from_secs(5), metrics: metrics.clone() };
+        let metrics = limits.metrics.clone();
+        limits.shutdown_grace = Duration::from_secs(5);
         let done = tokio::spawn(run(listener, engine, limits, security, async move {
             let _ = rx.await;
         }));

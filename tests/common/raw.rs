@@ -75,9 +75,21 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(port: u16, params: &[(&str, &str)]) -> Raw {
+        let mut raw = Raw::start_with(port, &[("user", "lakecube"), ("database", "lakecube")], params).await;
+        raw.startup = raw.until_ready().await;
+        raw
+    }
+
+    /// A connection that has sent its startup packet for `user` and read nothing yet (for
+    /// tests of the authentication exchange).
+    pub async fn start(port: u16, user: &str) -> Raw {
+        Raw::start_with(port, &[("user", user), ("database", "lakecube")], &[]).await
+    }
+
+    async fn start_with(port: u16, base: &[(&str, &str)], params: &[(&str, &str)]) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut body = 196608i32.to_be_bytes().to_vec();
-        for (k, v) in [("user", "lakecube"), ("database", "lakecube")].iter().chain(params) {
+        for (k, v) in base.iter().chain(params) {
             body.extend_from_slice(k.as_bytes());
             body.push(0);
             body.extend_from_slice(v.as_bytes());
@@ -88,8 +100,26 @@ impl Raw {
         let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
         msg.extend(body);
         raw.stream.write_all(&msg).await.unwrap();
-        raw.startup = raw.until_ready().await;
         raw
+    }
+
+    /// A connection that has sent nothing yet.
+    pub async fn socket(port: u16) -> TcpStream {
+        TcpStream::connect(("127.0.0.1", port)).await.unwrap()
+    }
+
+    /// Bytes as they are, for malformed messages.
+    pub async fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next message, or `None` once the server has closed the connection.
+    pub async fn next(&mut self) -> Option<Msg> {
+        let tag = self.stream.read_u8().await.ok()?;
+        let len = self.stream.read_i32().await.ok()? as usize;
+        let mut body = vec![0; len.checked_sub(4)?];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(Msg { tag, body })
     }
 
     pub async fn send(&mut self, tag: u8, body: &[u8]) {
