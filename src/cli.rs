@@ -626,6 +626,10 @@ async fn ingest(a: IngestArgs) -> Result<i32> {
             out.push_str(&format!("{}: already ingested (sha256 {}), skipped\n", f.path, &f.sha256[..12]));
             continue;
         }
+        if let Some(first) = &f.duplicate_of {
+            out.push_str(&format!("{}: same content as {first}, counted once\n", f.path));
+            continue;
+        }
         let dialect = match (&f.encoding, &f.delimiter) {
             (Some(e), Some(d)) => format!("{}, {e}, delimiter {d:?}", f.format),
             (Some(e), None) => format!("{}, {e}", f.format),

@@ -746,3 +746,282 @@ async fn generated_raw_exports_ingest_back_to_the_lakes_totals() {
         .collect();
     assert_eq!(grew, expected);
 }
+
+/// The footfall of the whole lake.
+fn footfall(lake: &Path) -> i64 {
+    value(lake, "SELECT SUM(footfall) FROM lake.traffic").parse().unwrap()
+}
+
+/// A sensor export of `rows` quarter-hours of `store` from `day` on, and its footfall.
+fn sensor_file(path: &Path, store: &str, day: &str, rows: u32, seed: u32) -> i64 {
+    let start = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let mut text = String::from("store,zone,interval_start,in\n");
+    let mut sum = 0i64;
+    for i in 0..rows {
+        let n = (i * 7 + seed) % 13;
+        sum += n as i64;
+        let at = start + chrono::Duration::minutes(i as i64 * 15);
+        text.push_str(&format!("{store},D0{},{},{n}\n", 1 + i % 3, at.format("%Y-%m-%dT%H:%M:%S")));
+    }
+    std::fs::write(path, text).unwrap();
+    sum
+}
+
+/// Store and department keys that more than one member has.
+fn duplicate_keys(lake: &Path) -> String {
+    value(lake, "SELECT (SELECT COUNT(*) FROM (SELECT store_id FROM lake.stores GROUP BY 1 HAVING COUNT(*) > 1)) || '/' || (SELECT COUNT(*) FROM (SELECT department_id FROM lake.departments GROUP BY 1 HAVING COUNT(*) > 1))")
+}
+
+/// Two files with the same content in one batch (`cp a.csv b.csv`), passed with `--file` or
+/// matched by the source's glob, count once: the second is reported as a duplicate of the
+/// first, and a later run finds both already ingested.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_content_twice_in_one_batch_counts_once() {
+    let (dir, lake) = fresh_lake("ingest-dup-batch");
+    let reports = fresh_dir("ingest-dup-batch-reports");
+    let drop = fresh_dir("ingest-dup-batch-drop");
+    let s = source("sensors.yaml");
+    let (a, b) = (drop.join("a.csv"), drop.join("b.csv"));
+    let a_sum = sensor_file(&a, "FR-PAR-001", "2033-01-01", 40, 1);
+    std::fs::copy(&a, &b).unwrap();
+    let before = footfall(&dir);
+    let summary = ingest::run(&lake, &s, &options(vec![a.clone(), b.clone()], &reports)).await.unwrap();
+    assert_eq!(footfall(&dir), before + a_sum, "counted once, not twice");
+    assert_eq!(summary.files[0].duplicate_of, None);
+    assert_eq!(summary.files[1].duplicate_of.as_deref(), Some(a.to_str().unwrap()));
+    assert_eq!((summary.rows_read, summary.rows_accepted), (40, 40));
+    let again = ingest::run(&lake, &s, &options(vec![a, b], &reports)).await.unwrap();
+    assert!(again.files.iter().all(|f| f.already_ingested) && again.committed_version.is_none(), "{again:?}");
+    assert_eq!(footfall(&dir), before + a_sum);
+
+    // By the source's glob: x.csv and its copy y.csv.
+    let globbed = Source::parse(&format!("name: dup-glob\nkind: sensor_counts\ninput:\n  path: {}/[xy].csv\n", drop.display()), "inline").unwrap();
+    let x_sum = sensor_file(&drop.join("x.csv"), "FR-PAR-001", "2033-03-01", 25, 2);
+    std::fs::copy(drop.join("x.csv"), drop.join("y.csv")).unwrap();
+    let summary = ingest::run(&lake, &globbed, &options(vec![], &reports)).await.unwrap();
+    assert_eq!(summary.files.len(), 2);
+    assert!(summary.files[1].duplicate_of.as_deref().unwrap().ends_with("x.csv"), "{summary:?}");
+    assert_eq!(footfall(&dir), before + a_sum + x_sum);
+}
+
+/// A file ingested, then extended under the same name with more rows (a grown export, a
+/// stalled upload completed), is refused with nothing written, in a CLI run and in `--watch`;
+/// a file of that name with other content is a new file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grown_file_is_refused_and_writes_nothing() {
+    let (dir, lake) = fresh_lake("ingest-grown");
+    let reports = fresh_dir("ingest-grown-reports");
+    let folder = fresh_dir("ingest-grown-drop");
+    let s = source("sensors.yaml");
+    let file = folder.join("export.csv");
+    let first = sensor_file(&file, "FR-PAR-001", "2034-01-01", 20, 3);
+    let before = footfall(&dir);
+    ingest::run(&lake, &s, &options(vec![file.clone()], &reports)).await.unwrap();
+    assert_eq!(footfall(&dir), before + first);
+    let len = std::fs::metadata(&file).unwrap().len();
+    let mut more = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    std::io::Write::write_all(&mut more, b"FR-PAR-001,D01,2034-02-01T10:00:00,5\n").unwrap();
+    drop(more);
+    let e = ingest::run(&lake, &s, &options(vec![file.clone()], &reports)).await.unwrap_err();
+    assert!(e.message.contains(&format!("export.csv begins with the {len} bytes of a file ingested before (same name); its earlier rows are already counted")), "{}", e.message);
+    assert!(e.hint.as_deref().unwrap_or("").contains("export only the new rows to a new file"), "{e:?}");
+    assert_eq!(footfall(&dir), before + first, "nothing of the grown file was written");
+    // In a batch with a good file, the whole batch fails.
+    let good = folder.join("good.csv");
+    sensor_file(&good, "FR-PAR-001", "2034-03-01", 10, 4);
+    ingest::run(&lake, &s, &options(vec![good.clone(), file.clone()], &reports)).await.unwrap_err();
+    assert_eq!(footfall(&dir), before + first);
+
+    // Other content under the same name is a new file.
+    let other = sensor_file(&file, "FR-PAR-001", "2034-04-01", 30, 5);
+    ingest::run(&lake, &s, &options(vec![file.clone()], &reports)).await.unwrap();
+    assert_eq!(footfall(&dir), before + first + other);
+
+    // `--watch`: the grown file is a per-file error, not a silent skip.
+    let watched = Source::parse(&format!("name: door_sensors\nkind: sensor_counts\nmax_reject_share: 0.5\ninput:\n  path: {}/export.csv\n", folder.display()), "inline").unwrap();
+    let mut more = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    std::io::Write::write_all(&mut more, b"FR-PAR-001,D01,2034-05-01T10:00:00,5\n").unwrap();
+    drop(more);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stop = Some(stop);
+    let mut outcomes = Vec::new();
+    let opts = options(vec![], &reports);
+    let watching = ingest::watch(&lake, &watched, &opts, std::time::Duration::from_millis(200), async { stopped.await.unwrap_or(()) }, |o| {
+        outcomes.push(o.as_ref().map(|_| ()).map_err(|e| e.message.clone()));
+        if let Some(s) = stop.take() {
+            let _ = s.send(());
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(20), watching).await.expect("the watcher saw the file").unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].as_ref().unwrap_err().contains("begins with the"), "{outcomes:?}");
+    assert_eq!(footfall(&dir), before + first + other);
+}
+
+/// A file rewritten in place again and again while it is ingested (two versions of one length,
+/// every row valid in both): the bytes read are not the bytes hashed, so the run fails and
+/// writes nothing (or, if both passes happened to read the same bytes, counts those).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_rewritten_during_its_ingest_fails_without_writing() {
+    let (dir, lake) = fresh_lake("ingest-rewritten");
+    let reports = fresh_dir("ingest-rewritten-reports");
+    let path = reports.join("live.csv");
+    let version = |base: u32| {
+        let start = chrono::NaiveDate::from_ymd_opt(2035, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        let mut text = String::from("store,zone,interval_start,in\n");
+        let mut sum = 0i64;
+        for i in 0..20_000u32 {
+            let n = i % 5 + base;
+            sum += n as i64;
+            text.push_str(&format!("FR-PAR-001,D01,{},{n}\n", (start + chrono::Duration::minutes(i as i64 * 15)).format("%Y-%m-%dT%H:%M:%S")));
+        }
+        (text.into_bytes(), sum)
+    };
+    let ((a, a_sum), (b, b_sum)) = (version(1), version(4));
+    assert_eq!(a.len(), b.len());
+    std::fs::write(&path, &a).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), path.clone());
+        std::thread::spawn(move || {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            for i in 0usize.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                f.rewind().unwrap();
+                f.write_all(if i % 2 == 0 { &b } else { &a }).unwrap();
+            }
+        })
+    };
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        let before = footfall(&dir);
+        match ingest::run(&lake, &source("sensors.yaml"), &options(vec![path.clone()], &reports)).await {
+            Err(e) => {
+                assert_eq!(footfall(&dir), before, "a failed run wrote something: {}", e.message);
+                errors.push(e.message);
+            }
+            Ok(_) => assert!((before + a_sum..=before + b_sum).contains(&footfall(&dir)), "rows beyond either version"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        errors.iter().any(|e| e.contains("live.csv: the file changed while it was being ingested; nothing of it was written")),
+        "a file rewritten throughout its ingest must fail as changed: {errors:?}"
+    );
+}
+
+/// Two ingests at once into one lake (two watchers of one server, or a CLI run beside one),
+/// each creating members for codes the lake does not know: they take turns at the lake's
+/// ingest lock, so no new key is given twice and both batches are there.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_ingests_never_share_a_new_key() {
+    let (dir, lake) = fresh_lake("ingest-concurrent");
+    let reports = fresh_dir("ingest-concurrent-reports");
+    let creating = |name: &str| Source::parse(&format!("name: {name}\nkind: sensor_counts\ncreate_missing: true\n"), "inline").unwrap();
+    let (sa, sb) = (creating("watch-a"), creating("watch-b"));
+    let (fa, fb) = (reports.join("a.csv"), reports.join("b.csv"));
+    let a_sum = sensor_file(&fa, "NEW-A", "2036-01-01", 400, 8);
+    let b_sum = sensor_file(&fb, "NEW-B", "2036-01-01", 400, 9);
+    // New departments too: the files' zones are D01-D03, so rename them per file.
+    for (f, zone) in [(&fa, "ZA"), (&fb, "ZB")] {
+        let text = std::fs::read_to_string(f).unwrap().replace(",D0", &format!(",{zone}"));
+        std::fs::write(f, text).unwrap();
+    }
+    let before = footfall(&dir);
+    let (oa, ob) = (options(vec![fa], &reports), options(vec![fb], &reports));
+    let (ra, rb) = tokio::join!(ingest::run(&lake, &sa, &oa), ingest::run(&lake, &sb, &ob));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!((ra.members_changed, rb.members_changed), (4, 4));
+    assert_eq!(duplicate_keys(&dir), "0/0", "no store or department key is given twice");
+    assert_eq!(footfall(&dir), before + a_sum + b_sum, "both batches are there");
+    for (store, sum) in [("NEW-A", a_sum), ("NEW-B", b_sum)] {
+        assert_eq!(value(&dir, &format!("SELECT SUM(footfall) FROM lake.traffic JOIN lake.stores USING (store_id) WHERE store_code = '{store}'")), sum.to_string());
+    }
+}
+
+/// How many rounds of kills [`two_ingesters_killed_at_random_moments_then_rerun_count_exactly_once`]
+/// runs (`LAKECUBE_CRASH_KILLS` overrides; the issue asks for 50, the suite runs fewer for time).
+const CRASH_KILLS: u32 = 12;
+
+/// Two CLI ingester processes into one lake, each creating new stores and departments, killed
+/// (`kill -9`) at random moments, then both run again to completion: the totals are exactly the
+/// raw files' sums, no key is given twice, and no store is created twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_ingesters_killed_at_random_moments_then_rerun_count_exactly_once() {
+    use rand::{Rng, SeedableRng};
+    let rounds: u32 = std::env::var("LAKECUBE_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(CRASH_KILLS);
+    let seed: u64 = std::env::var("LAKECUBE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (dir, _lake) = fresh_lake("ingest-crash-two");
+    let reports = fresh_dir("ingest-crash-two-reports");
+    let files = fresh_dir("ingest-crash-two-files");
+    let defs: Vec<PathBuf> = ["crash-a", "crash-b"]
+        .iter()
+        .map(|name| {
+            let def = files.join(format!("{name}.yaml"));
+            std::fs::write(&def, format!("name: {name}\nkind: sensor_counts\ncreate_missing: true\n")).unwrap();
+            def
+        })
+        .collect();
+    let spawn = |def: &Path, file: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lakecube"))
+            .args(["ingest", def.to_str().unwrap(), "--file", file.to_str().unwrap(), "--lake", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut expected = footfall(&dir);
+    let stores_before: i64 = value(&dir, "SELECT COUNT(*) FROM lake.stores").parse().unwrap();
+    for round in 0..rounds {
+        let mut round_files = Vec::new();
+        for (i, who) in ["A", "B"].iter().enumerate() {
+            let file = files.join(format!("{who}-{round}.csv"));
+            expected += sensor_file(&file, &format!("CR-{who}-{round}"), "2037-01-01", 1000, round + i as u32);
+            let text = std::fs::read_to_string(&file).unwrap().replace(",D0", &format!(",Z{who}{round}-"));
+            std::fs::write(&file, text).unwrap();
+            round_files.push(file);
+        }
+        let mut children: Vec<_> = defs.iter().zip(&round_files).map(|(d, f)| spawn(d, f)).collect();
+        // Kill each after 0–1.5 s: before it reads, while it waits for the lock, while it reads,
+        // around its commits, after them.
+        for child in &mut children {
+            tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(0..750))).await;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let reruns: Vec<_> = defs.iter().zip(&round_files).map(|(d, f)| spawn(d, f)).collect();
+        for mut child in reruns {
+            assert!(child.wait().unwrap().success(), "round {round} (seed {seed}): a re-run failed");
+        }
+        assert_eq!(footfall(&dir), expected, "round {round} (seed {seed}): exactly once after the re-runs");
+    }
+    assert_eq!(duplicate_keys(&dir), "0/0", "seed {seed}: a key was given twice");
+    let stores: i64 = value(&dir, "SELECT COUNT(*) FROM lake.stores").parse().unwrap();
+    assert_eq!(stores, stores_before + 2 * rounds as i64, "seed {seed}: each new store created once");
+}
+
+/// `--max-reject-share` must be a share (0 to 1): `nan` would disable the threshold, so it is
+/// an error, as are values out of range; nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reject_share_that_is_not_a_share_is_an_error() {
+    let (dir, lake) = fresh_lake("ingest-nan-share");
+    let reports = fresh_dir("ingest-nan-share-reports");
+    let before = footfall(&dir);
+    let file = fixtures().join("sensors_utf8_comma.csv");
+    for bad in [f64::NAN, -0.1, 1.5, f64::INFINITY] {
+        let opts = Options { max_reject_share: Some(bad), ..options(vec![file.clone()], &reports) };
+        let e = ingest::run(&lake, &source("sensors.yaml"), &opts).await.unwrap_err();
+        assert!(e.message.contains("--max-reject-share must be between 0 and 1"), "{bad}: {}", e.message);
+    }
+    let o = lakecube(
+        &["ingest", fixtures().join("sensors.yaml").to_str().unwrap(), "--file", file.to_str().unwrap(), "--max-reject-share", "nan", "--lake", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()],
+        &[],
+    );
+    assert!(!o.status.success() && stderr(&o).contains("--max-reject-share must be between 0 and 1, not NaN"), "{}", stderr(&o));
+    assert_eq!(footfall(&dir), before);
+}

@@ -14,16 +14,26 @@ use super::Batch;
 use crate::error::{Error, Result};
 use crate::storage::schema::{self, MONEY_SCALE};
 
-/// Whether a commit of the table already carries this application transaction.
-pub async fn already_ingested(traffic: &DeltaTable, app_id: &str) -> Result<bool> {
-    let state = traffic.snapshot().map_err(Error::from)?;
-    Ok(state.transaction_version(traffic.log_store().as_ref(), app_id).await.map_err(Error::from)?.is_some())
+/// The version of the latest application transaction with this id in the table's commits.
+pub async fn recorded_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let state = table.snapshot().map_err(Error::from)?;
+    state.transaction_version(table.log_store().as_ref(), app_id).await.map_err(Error::from)
 }
 
-/// Merges the batch into `traffic` in one Delta commit that also records one application
-/// transaction per file: matching store-department-hours get the new counts added, the others
+/// Whether a commit of the table already carries this application transaction.
+pub async fn already_ingested(traffic: &DeltaTable, app_id: &str) -> Result<bool> {
+    Ok(recorded_version(traffic, app_id).await?.is_some())
+}
+
+/// The application transactions (id, version) as a commit records them.
+pub fn app_transactions(txns: &[(String, i64)]) -> Vec<Transaction> {
+    txns.iter().map(|(id, version)| Transaction::new(id, *version)).collect()
+}
+
+/// Merges the batch into `traffic` in one Delta commit that also records the batch's
+/// application transactions (id, version): matching store-department-hours get the new counts added, the others
 /// are inserted. Returns the committed version.
-pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, app_ids: &[String]) -> Result<i64> {
+pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(String, i64)]) -> Result<i64> {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
     let n = batch.len();
     let mut store = Vec::with_capacity(n);
@@ -75,7 +85,7 @@ pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, app_ids: &[St
     ];
     let batch = RecordBatch::try_new(schema, columns).map_err(Error::from)?;
     let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
-    let txns = app_ids.iter().map(|id| Transaction::new(id, 1)).collect();
+    let txns = app_transactions(txns);
     let (table, _metrics) = traffic
         .merge(source, "t.store_id = s.store_id AND t.department_id = s.department_id AND t.ts = s.ts AND t.month = s.month")
         .with_source_alias("s")

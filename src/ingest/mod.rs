@@ -11,13 +11,16 @@
 //! rows instead, [`reference`]). The whole batch is then merged into `traffic` in **one Delta commit**
 //! ([`commit`]): a store-hour already in the lake gets the new counts added, a new one is
 //! inserted. The commit carries one Delta application transaction per file, keyed by the
-//! file's SHA-256, so a file already ingested is skipped and a batch retried after a crash is
-//! committed once.
+//! file's SHA-256, so a file already ingested (or a second copy in the same batch) is skipped
+//! and a batch retried after a crash is committed once; and two per file name ([`NameIds`]),
+//! so a file that grew since it was ingested under that name is refused. A writing run holds
+//! the lake's ingest lock ([`lock`]) from reading the lake to its last commit.
 
 pub mod commit;
 pub mod expr;
 pub mod fetch;
 pub mod fields;
+pub mod lock;
 pub mod read;
 pub mod reference;
 pub mod source;
@@ -72,6 +75,8 @@ pub struct FileReport {
     pub sha256: String,
     /// Already committed by an earlier run (same content): skipped.
     pub already_ingested: bool,
+    /// Same content as this earlier file of the batch: counted once, with that file.
+    pub duplicate_of: Option<String>,
     pub format: String,
     pub bytes: u64,
     pub encoding: Option<String>,
@@ -148,9 +153,51 @@ pub fn app_id(source: &str, sha256: &str) -> String {
     format!("lakecube-ingest/{source}/{sha256}")
 }
 
-/// Runs one ingest of `source` into `lake`.
+/// The application-transaction ids that remember what a file *name* of a source held when it
+/// was ingested, so that a file later grown under the same name is recognised. deltalake looks
+/// application transactions up by id only (it cannot list them), hence two ids, both with the
+/// byte length ingested as their version: one by the name alone (the latest length), and one
+/// by the name and the content's SHA-256 (to check that a new file begins with those bytes).
+struct NameIds {
+    prefix: String,
+}
+
+impl NameIds {
+    fn new(source: &str, name: &str) -> NameIds {
+        use sha2::Digest;
+        NameIds { prefix: format!("lakecube-ingest-name/{source}/{}", hex::encode(sha2::Sha256::digest(name.as_bytes()))) }
+    }
+
+    /// The id whose version is the length last ingested under this name.
+    fn latest(&self) -> String {
+        self.prefix.clone()
+    }
+
+    /// The id recording that this name held this content.
+    fn content(&self, sha256: &str) -> String {
+        format!("{}/{sha256}", self.prefix)
+    }
+}
+
+/// A file's name within its source (its last path component).
+fn file_name(path: &std::path::Path, shown: &str) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| shown.to_string())
+}
+
+/// The largest reject share `--max-reject-share` or the source allows, checked.
+fn allowed_reject_share(source: &Source, opts: &Options) -> Result<f64> {
+    let allowed = opts.max_reject_share.unwrap_or(source.max_reject_share);
+    if !(0.0..=1.0).contains(&allowed) {
+        return Err(Error::config(format!("--max-reject-share must be between 0 and 1, not {allowed}")).with_hint("e.g. --max-reject-share 0.05 allows 5 % of rows rejected"));
+    }
+    Ok(allowed)
+}
+
+/// Runs one ingest of `source` into `lake`. A writing run holds the lake's ingest lock
+/// ([`lock`]) from reading the lake to its last commit.
 pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary> {
     let started = std::time::Instant::now();
+    let allowed = allowed_reject_share(source, opts)?;
     let spool = tempfile::tempdir().map_err(|e| Error::config(format!("cannot make a temporary folder: {e}")))?;
     let inputs: Vec<(PathBuf, String)> = if !opts.files.is_empty() {
         opts.files.iter().map(|p| (p.clone(), p.display().to_string())).collect()
@@ -165,6 +212,25 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
         return Err(Error::config(format!("source `{}`: no file to ingest", source.name))
             .with_hint("pass --file PATH, or set `input: {path: …}` in the source definition"));
     }
+    let lock = if opts.dry_run { None } else { Some(lock::acquire(lake, &source.name).await?) };
+    let outcome = ingest_inputs(lake, source, opts, inputs, allowed, lock.as_ref(), started).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    outcome
+}
+
+/// The body of [`run`], over its inputs, under the lake's ingest lock (none for a dry run).
+async fn ingest_inputs(
+    lake: &Lake,
+    source: &Source,
+    opts: &Options,
+    inputs: Vec<(PathBuf, String)>,
+    allowed: f64,
+    lock: Option<&lock::IngestLock>,
+    started: std::time::Instant,
+) -> Result<Summary> {
+    let check_lock = || lock.map_or(Ok(()), |l| l.check());
     let mut refs = Refs {
         stores: reference::Members::load(lake, crate::storage::schema::STORES).await?,
         departments: reference::Members::load(lake, crate::storage::schema::DEPARTMENTS).await?,
@@ -177,18 +243,34 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
     let mut rejects = Rejects::new(opts.report_dir.join(format!("{}-{stamp}-rejects.csv", source.name)));
     let mut batch = Batch::default();
     let mut reports = Vec::new();
-    let mut new_files = Vec::new();
+    // The application transactions the commit records (id → version): each new content, and
+    // each file name with the content and length it now holds.
+    let mut txns: BTreeMap<String, i64> = BTreeMap::new();
+    // Content read in this batch (SHA-256 → the file that brought it).
+    let mut read_here: HashMap<String, String> = HashMap::new();
     for (path, shown) in inputs {
         let format = source.format.of(&path.to_string_lossy());
+        let names = NameIds::new(&source.name, &file_name(&path, &shown));
+        let earlier_len = commit::recorded_version(&target, &names.latest()).await?.and_then(|l| u64::try_from(l).ok());
         let probe = {
             let (path, shown, csv) = (path.clone(), shown.clone(), source.csv.clone());
-            blocking(move || read::probe(&path, &csv, &shown, format.is_text())).await?
+            blocking(move || read::probe(&path, &csv, &shown, format.is_text(), earlier_len)).await?
         };
+        if let (Some(len), Some(prefix_sha)) = (earlier_len, &probe.prefix_sha256) {
+            if commit::recorded_version(&target, &names.content(prefix_sha)).await? == Some(len as i64) {
+                return Err(Error::new(
+                    ErrorKind::DataException,
+                    format!("{shown} begins with the {len} bytes of a file ingested before (same name); its earlier rows are already counted: nothing was written"),
+                )
+                .with_hint("export only the new rows to a new file, or, if the earlier file was wrong, correct the lake before ingesting the whole file under a new name"));
+            }
+        }
         let already = commit::already_ingested(&target, &app_id(&source.name, &probe.sha256)).await?;
-        let report = FileReport {
+        let mut report = FileReport {
             path: shown.clone(),
             sha256: probe.sha256.clone(),
             already_ingested: already,
+            duplicate_of: None,
             format: format!("{format:?}").to_lowercase(),
             bytes: probe.bytes,
             encoding: format.is_text().then(|| probe.encoding.name().to_string()),
@@ -204,14 +286,24 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
             reports.push(report);
             continue;
         }
+        let bytes = i64::try_from(probe.bytes).unwrap_or(i64::MAX);
+        if let Some(first) = read_here.get(&probe.sha256) {
+            tracing::info!(file = %shown, duplicate_of = %first, "same content as another file of this batch: counted once");
+            report.duplicate_of = Some(first.clone());
+            txns.insert(names.latest(), bytes);
+            txns.insert(names.content(&probe.sha256), bytes);
+            reports.push(report);
+            continue;
+        }
+        read_here.insert(probe.sha256.clone(), shown.clone());
         let sha = probe.sha256.clone();
         let job = {
             let (source, progress) = (source.clone(), opts.progress);
             move || {
                 let mut sink = FileSink::new(&source, &shown, &mut refs, &mut rejects, report, progress);
                 let read_into = |sink: &mut dyn read::Sink| match format {
-                    source::Format::Parquet => read::read_parquet(&path, &shown, sink),
-                    source::Format::Xlsx => read::read_xlsx(&path, &shown, source.xlsx.sheet.as_deref(), sink),
+                    source::Format::Parquet => read::read_parquet(&path, &probe, &shown, sink),
+                    source::Format::Xlsx => read::read_xlsx(&path, &probe, &shown, source.xlsx.sheet.as_deref(), sink),
                     source::Format::Json | source::Format::Ndjson => read::read_json(&path, &probe, &shown, sink),
                     source::Format::Csv | source::Format::Auto => read::read_csv(&path, &probe, &shown, sink),
                 };
@@ -233,7 +325,9 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
                 batch.entry(k).or_default().absorb(v);
             }
         }
-        new_files.push(sha);
+        txns.insert(app_id(&source.name, &sha), 1);
+        txns.insert(names.latest(), bytes);
+        txns.insert(names.content(&sha), bytes);
         reports.push(report);
     }
     let rows_read: u64 = reports.iter().map(|r| r.rows_read).sum();
@@ -252,7 +346,6 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
         duration_ms: 0,
         rejects_file: rejects.finish()?,
     };
-    let allowed = opts.max_reject_share.unwrap_or(source.max_reject_share);
     let share = if rows_read == 0 { 0.0 } else { rows_rejected as f64 / rows_read as f64 };
     let outcome = if share > allowed {
         Err(Error::new(
@@ -266,12 +359,13 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
     } else if opts.dry_run {
         Ok(())
     } else {
-        let ids: Vec<String> = new_files.iter().map(|sha| app_id(&source.name, sha)).collect();
+        let txns: Vec<(String, i64)> = txns.into_iter().collect();
         match source.kind {
             Kind::Stores | Kind::Departments => {
                 let members = if source.kind == Kind::Stores { &refs.stores } else { &refs.departments };
                 if members.is_changed() {
-                    summary.committed_version = Some(members.commit(lake, &ids).await?);
+                    check_lock()?;
+                    summary.committed_version = Some(members.commit(lake, &txns).await?);
                 }
             }
             Kind::SensorCounts | Kind::PosTickets => {
@@ -280,11 +374,13 @@ pub async fn run(lake: &Lake, source: &Source, opts: &Options) -> Result<Summary
                 // the re-run finds them.
                 for members in [&refs.stores, &refs.departments] {
                     if members.is_changed() {
+                        check_lock()?;
                         members.commit(lake, &[]).await?;
                     }
                 }
                 if !batch.is_empty() {
-                    summary.committed_version = Some(commit::merge_into_traffic(target, batch, &ids).await?);
+                    check_lock()?;
+                    summary.committed_version = Some(commit::merge_into_traffic(target, batch, &txns).await?);
                 }
             }
         }
@@ -708,13 +804,40 @@ impl Row {
 /// A file as last seen by the watcher: its size and modification time.
 type Seen = (u64, Option<std::time::SystemTime>);
 
+/// Whether an ingest that failed with this error may succeed if tried again unchanged: the
+/// lake or a local file could not be read or written (an object store's error, a Delta commit
+/// that conflicted with another writer's). Too many rejects, a refused or unreadable file, a
+/// bad mapping are permanent: the file must change first.
+pub fn is_transient(e: &Error) -> bool {
+    matches!(e.kind, ErrorKind::Lake | ErrorKind::Io | ErrorKind::ResourceExhausted)
+}
+
+/// The longest wait before a transient failure is tried again.
+pub const MAX_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The wait before the `attempt`-th retry (1, 2, …) of a file: the poll interval, doubled at
+/// each failure, at most [`MAX_RETRY_DELAY`].
+pub fn retry_delay(interval: std::time::Duration, attempt: u32) -> std::time::Duration {
+    interval.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(MAX_RETRY_DELAY)
+}
+
+/// A file whose last attempt failed transiently: as it was seen, the failures so far, and when
+/// it may be tried again.
+struct Retry {
+    seen: Seen,
+    attempts: u32,
+    at: tokio::time::Instant,
+}
+
 /// `--watch`: polls the source's `input.path` every `interval` and ingests, as one batch (one
 /// commit) per file, each file that is new or changed and has been *settled* for a whole interval (same
 /// size and modification time at two polls in a row, so a file still being written — by an
 /// FTP upload, a copy — is left until it is complete). A file is ingested once: its content
 /// hash is recorded in the commit, so a file seen again (renamed, touched, or after a restart)
-/// is skipped. A file that fails (too many rejects, unreadable) is logged and not retried
-/// until it changes. Returns when `shutdown` completes, after the batch in hand.
+/// is skipped. A file that fails permanently (too many rejects, unreadable, refused as grown:
+/// [`is_transient`]) is logged and not retried until it changes; one that fails transiently
+/// (the lake's store, a commit conflict) is retried at later polls, waiting [`retry_delay`]
+/// between attempts. Returns when `shutdown` completes, after the batch in hand.
 pub async fn watch(
     lake: &Lake,
     source: &Source,
@@ -730,13 +853,19 @@ pub async fn watch(
     tokio::pin!(shutdown);
     let mut last: HashMap<PathBuf, Seen> = HashMap::new();
     let mut done: HashMap<PathBuf, Seen> = HashMap::new();
+    let mut retries: HashMap<PathBuf, Retry> = HashMap::new();
     loop {
         let mut settled = Vec::new();
         let mut now: HashMap<PathBuf, Seen> = HashMap::new();
         for path in input_files(source)? {
             let Ok(meta) = std::fs::metadata(&path) else { continue };
             let seen = (meta.len(), meta.modified().ok());
-            if last.get(&path) == Some(&seen) && done.get(&path) != Some(&seen) && seen.0 > 0 {
+            // A changed file starts afresh.
+            if retries.get(&path).is_some_and(|r| r.seen != seen) {
+                retries.remove(&path);
+            }
+            let waiting = retries.get(&path).is_some_and(|r| r.at > tokio::time::Instant::now());
+            if last.get(&path) == Some(&seen) && done.get(&path) != Some(&seen) && seen.0 > 0 && !waiting {
                 settled.push(path.clone());
             }
             now.insert(path, seen);
@@ -746,18 +875,52 @@ pub async fn watch(
         for path in settled {
             let batch_opts = Options { files: vec![path.clone()], ..opts.clone() };
             let outcome = run(lake, source, &batch_opts).await;
+            let Some(seen) = last.get(&path).copied() else { continue };
             match &outcome {
-                Ok(s) => tracing::info!(source = %source.name, file = %path.display(), rows = s.rows_accepted, version = ?s.committed_version, "file ingested"),
-                Err(e) => tracing::warn!(source = %source.name, file = %path.display(), error = %e.message, "file failed; it waits until it changes"),
+                Ok(s) => {
+                    tracing::info!(source = %source.name, file = %path.display(), rows = s.rows_accepted, version = ?s.committed_version, "file ingested");
+                    retries.remove(&path);
+                    done.insert(path, seen);
+                }
+                Err(e) if is_transient(e) => {
+                    let attempts = retries.get(&path).map_or(0, |r| r.attempts) + 1;
+                    let delay = retry_delay(interval, attempts);
+                    tracing::warn!(source = %source.name, file = %path.display(), error = %e.message, attempts, retry_in = ?delay, "file failed; it is tried again");
+                    retries.insert(path, Retry { seen, attempts, at: tokio::time::Instant::now() + delay });
+                }
+                Err(e) => {
+                    tracing::warn!(source = %source.name, file = %path.display(), error = %e.message, hint = e.hint.as_deref().unwrap_or(""), "file failed; it waits until it changes");
+                    retries.remove(&path);
+                    done.insert(path, seen);
+                }
             }
             on_batch(&outcome);
-            if let Some(seen) = last.get(&path) {
-                done.insert(path, *seen);
-            }
         }
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_to_a_cap() {
+        let s = std::time::Duration::from_secs;
+        let delays: Vec<_> = (1..=6).map(|a| retry_delay(s(5), a)).collect();
+        assert_eq!(delays, [s(5), s(10), s(20), s(40), s(80), s(160)]);
+        assert_eq!(retry_delay(s(5), 7), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(s(5), u32::MAX), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn store_and_commit_errors_are_transient_bad_files_are_not() {
+        assert!(is_transient(&Error::lake("lake table error: Transaction failed: concurrent transaction")));
+        assert!(is_transient(&Error::from(std::io::Error::other("connection reset"))));
+        assert!(!is_transient(&Error::new(ErrorKind::DataException, "3 of 7 rows rejected")));
+        assert!(!is_transient(&Error::config("no column for `zone_code`")));
     }
 }

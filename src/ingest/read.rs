@@ -1,12 +1,14 @@
 //! Raw exports to records, streamed: memory stays bounded whatever the file's size.
 //!
-//! A file is read twice. [`probe`] (pass one) hashes it (SHA-256, the exactly-once key),
-//! checks it is not empty and has no line longer than [`MAX_LINE`] (a 2 GB line is an error,
+//! A file is read twice. [`probe`] (pass one) hashes it (SHA-256, the exactly-once key, and
+//! optionally of its first bytes, to recognise a grown file), checks it is not empty and has no line longer than [`MAX_LINE`] (a 2 GB line is an error,
 //! not 2 GB of memory), and settles the encoding (byte-order mark, UTF-16 without one, strict
 //! UTF-8, else chardetng's guess such as Windows-1252) and the CSV delimiter, unless the source
 //! names them. Pass two ([`read_csv`], [`read_json`], [`read_parquet`], [`read_xlsx`]) hands
 //! each record to a [`Sink`]; the `csv` crate reads quoted fields with embedded delimiters and
-//! newlines, and CRLF line ends.
+//! newlines, and CRLF line ends. Pass two hashes exactly the bytes it parses ([`Hashing`]) and
+//! fails if they are not the bytes pass one hashed: a file rewritten or grown between the two
+//! passes is an error, never rows of one content recorded under the hash of another.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -39,6 +41,8 @@ fn io(file: &str, e: std::io::Error) -> Error {
 pub struct Probe {
     pub sha256: String,
     pub bytes: u64,
+    /// The SHA-256 of the first `prefix_len` bytes asked of [`probe`], when the file is longer.
+    pub prefix_sha256: Option<String>,
     pub encoding: &'static Encoding,
     /// Length of the byte-order mark to skip.
     pub bom: usize,
@@ -88,8 +92,9 @@ impl Utf8Check {
 }
 
 /// Pass one over a file (see the module's doc). `text`: whether the format is text (CSV,
-/// JSON); a binary format (Parquet, xlsx) is only hashed.
-pub fn probe(path: &Path, options: &CsvOptions, file: &str, text: bool) -> Result<Probe> {
+/// JSON); a binary format (Parquet, xlsx) is only hashed. With `prefix_len`, also hashes the
+/// first `prefix_len` bytes of a file longer than that.
+pub fn probe(path: &Path, options: &CsvOptions, file: &str, text: bool, prefix_len: Option<u64>) -> Result<Probe> {
     let mut f = std::fs::File::open(path).map_err(|e| io(file, e))?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -97,6 +102,7 @@ pub fn probe(path: &Path, options: &CsvOptions, file: &str, text: bool) -> Resul
     let (mut total, mut blank, mut line, mut line_len) = (0u64, true, 1u64, 0usize);
     let mut utf8 = Utf8Check { valid: true, ..Default::default() };
     let mut detector: Option<chardetng::EncodingDetector> = None;
+    let mut prefix_sha256 = None;
     loop {
         let n = match f.read(&mut buf) {
             Ok(0) => break,
@@ -105,6 +111,11 @@ pub fn probe(path: &Path, options: &CsvOptions, file: &str, text: bool) -> Resul
             Err(e) => return Err(io(file, e)),
         };
         let chunk = &buf[..n];
+        if let Some(p) = prefix_len.filter(|p| prefix_sha256.is_none() && (total..total + n as u64).contains(p)) {
+            let mut h = hasher.clone();
+            h.update(&chunk[..(p - total) as usize]);
+            prefix_sha256 = Some(hex::encode(h.finalize()));
+        }
         hasher.update(chunk);
         total += n as u64;
         if !text {
@@ -138,7 +149,7 @@ pub fn probe(path: &Path, options: &CsvOptions, file: &str, text: bool) -> Resul
         if total == 0 {
             return Err(bad(file, "the file is empty".into()).with_hint("check that the export finished writing"));
         }
-        return Ok(Probe { sha256, bytes: total, encoding: encoding_rs::UTF_8, bom: 0, delimiter: b',', crlf: false });
+        return Ok(Probe { sha256, bytes: total, prefix_sha256, encoding: encoding_rs::UTF_8, bom: 0, delimiter: b',', crlf: false });
     }
     if blank {
         return Err(bad(file, "the file is empty".into()).with_hint("check that the export finished writing"));
@@ -169,7 +180,7 @@ pub fn probe(path: &Path, options: &CsvOptions, file: &str, text: bool) -> Resul
         Some(d) => return Err(Error::config(format!("{file}: delimiter `{d}` is not one character")).with_hint("use \",\", \";\", \"|\", \"\\t\" or auto")),
         None => sniff_delimiter(&head),
     };
-    Ok(Probe { sha256, bytes: total, encoding, bom, delimiter, crlf: head.contains("\r\n") })
+    Ok(Probe { sha256, bytes: total, prefix_sha256, encoding, bom, delimiter, crlf: head.contains("\r\n") })
 }
 
 fn not_valid(file: &str, enc: &'static Encoding) -> Error {
@@ -340,14 +351,67 @@ pub trait Sink {
     }
 }
 
-fn open_text(path: &Path, probe: &Probe, file: &str) -> Result<Decode<std::fs::File>> {
-    let f = std::fs::File::open(path).map_err(|e| io(file, e))?;
-    Decode::new(f, probe.encoding, probe.bom).map_err(|e| io(file, e))
+/// A reader that hashes (SHA-256) and counts every byte read through it.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    pub fn new(inner: R) -> Hashing<R> {
+        Hashing { inner, hasher: sha2::Sha256::new(), bytes: 0 }
+    }
+
+    /// Reads whatever the parser left unread, then checks that the bytes read are the ones
+    /// pass one hashed.
+    pub fn verify(mut self, probe: &Probe, file: &str) -> Result<()> {
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| io(file, e))?;
+        if self.bytes == probe.bytes && hex::encode(self.hasher.finalize()) == probe.sha256 {
+            return Ok(());
+        }
+        Err(bad(file, "the file changed while it was being ingested; nothing of it was written".into())
+            .with_hint("ingest it again once it is complete (write exports under another name and rename them when done)"))
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens the file for pass two: its bytes, hashed as they are read.
+fn open_hashed(path: &Path, file: &str) -> Result<Hashing<std::fs::File>> {
+    Ok(Hashing::new(std::fs::File::open(path).map_err(|e| io(file, e))?))
+}
+
+/// Pass two over a text file: `records` parses its decoded text, then the bytes read are
+/// checked against pass one's hash.
+fn read_text(path: &Path, probe: &Probe, file: &str, records: impl FnOnce(Decode<&mut Hashing<std::fs::File>>) -> Result<()>) -> Result<()> {
+    let mut bytes = open_hashed(path, file)?;
+    records(Decode::new(&mut bytes, probe.encoding, probe.bom).map_err(|e| io(file, e))?)?;
+    bytes.verify(probe, file)
+}
+
+/// A private copy of a binary file (Parquet, xlsx: read by offset, not in one stream), made
+/// while hashing it and checked against pass one's hash: pass two parses the copy, whose bytes
+/// are the ones hashed. Keeps the file's extension (calamine picks the format by it).
+fn checked_copy(path: &Path, probe: &Probe, file: &str) -> Result<tempfile::NamedTempFile> {
+    let suffix = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let mut copy = tempfile::Builder::new().suffix(&suffix).tempfile().map_err(|e| Error::config(format!("cannot make a temporary copy of {file}: {e}")))?;
+    let mut bytes = open_hashed(path, file)?;
+    std::io::copy(&mut bytes, copy.as_file_mut()).map_err(|e| Error::config(format!("cannot make a temporary copy of {file}: {e}")))?;
+    bytes.verify(probe, file)?;
+    Ok(copy)
 }
 
 /// Pass two for CSV.
 pub fn read_csv(path: &Path, probe: &Probe, file: &str, sink: &mut dyn Sink) -> Result<()> {
-    csv_records(open_text(path, probe, file)?, probe.delimiter, probe.crlf, file, sink)
+    read_text(path, probe, file, |text| csv_records(text, probe.delimiter, probe.crlf, file, sink))
 }
 
 /// CSV records from any UTF-8 reader.
@@ -391,7 +455,7 @@ fn csv_error(file: &str, e: csv::Error) -> Error {
 /// (NDJSON). The header row is the first object's keys; a later object's values are read by
 /// those keys (missing or `null` is empty, numbers and booleans as written).
 pub fn read_json(path: &Path, probe: &Probe, file: &str, sink: &mut dyn Sink) -> Result<()> {
-    json_records(open_text(path, probe, file)?, file, sink)
+    read_text(path, probe, file, |text| json_records(text, file, sink))
 }
 
 /// JSON records from any UTF-8 reader.
@@ -506,11 +570,12 @@ impl<'de> serde::de::Visitor<'de> for ArrayVisitor<'_, '_> {
 
 /// Pass two for Parquet: every column read as text (Arrow's cast: timestamps in ISO 8601,
 /// decimals with a point), a record per row; `line` is the row number.
-pub fn read_parquet(path: &Path, file: &str, sink: &mut dyn Sink) -> Result<()> {
+pub fn read_parquet(path: &Path, probe: &Probe, file: &str, sink: &mut dyn Sink) -> Result<()> {
     use datafusion::arrow::array::{Array, StringArray};
     use datafusion::arrow::datatypes::DataType;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let f = std::fs::File::open(path).map_err(|e| io(file, e))?;
+    let copy = checked_copy(path, probe, file)?;
+    let f = copy.reopen().map_err(|e| io(file, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(file, format!("not a readable Parquet file: {e}")))?;
     let headers: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
     sink.headers(&headers)?;
@@ -544,9 +609,10 @@ pub fn read_parquet(path: &Path, file: &str, sink: &mut dyn Sink) -> Result<()> 
 /// first; the first non-empty row is the header row; dates as ISO 8601 text, whole numbers
 /// without a fraction; `line` is the sheet's row number. calamine loads a sheet whole (a
 /// sheet holds at most 1,048,576 rows).
-pub fn read_xlsx(path: &Path, file: &str, sheet: Option<&str>, sink: &mut dyn Sink) -> Result<()> {
+pub fn read_xlsx(path: &Path, probe: &Probe, file: &str, sheet: Option<&str>, sink: &mut dyn Sink) -> Result<()> {
     use calamine::Reader;
-    let mut book = calamine::open_workbook_auto(path).map_err(|e| bad(file, format!("not a readable spreadsheet: {e}")))?;
+    let copy = checked_copy(path, probe, file)?;
+    let mut book = calamine::open_workbook_auto(copy.path()).map_err(|e| bad(file, format!("not a readable spreadsheet: {e}")))?;
     let names = book.sheet_names();
     let name = match sheet {
         Some(s) => names.iter().find(|n| n.as_str() == s).cloned().ok_or_else(|| {
@@ -658,7 +724,7 @@ mod tests {
 
     fn probed(bytes: &[u8], opts: &CsvOptions) -> Result<(tempfile::NamedTempFile, Probe)> {
         let f = file(bytes);
-        let p = probe(f.path(), opts, "f", true)?;
+        let p = probe(f.path(), opts, "f", true, None)?;
         Ok((f, p))
     }
 
@@ -714,7 +780,7 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, b"store,in\nFR,").unwrap();
         std::io::Write::write_all(&mut f, &vec![b'9'; MAX_LINE + 10]).unwrap();
-        let e = probe(f.path(), &CsvOptions::default(), "f", true).unwrap_err();
+        let e = probe(f.path(), &CsvOptions::default(), "f", true, None).unwrap_err();
         assert!(e.message.contains("line 2 is longer than 16 MiB"), "{}", e.message);
     }
 
@@ -730,5 +796,40 @@ mod tests {
         json_records(&b"{\"a\": 1}\n\nnot json\n{\"a\": 2}\n"[..], "f", &mut c).unwrap();
         assert_eq!(c.records.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 4]);
         assert_eq!(c.unreadable[0].0, 3);
+    }
+
+    /// Pass two checks the bytes it parsed against pass one's hash: a file rewritten, grown or
+    /// cut between the two passes is an error, however its new content parses.
+    #[test]
+    fn a_file_that_changes_between_the_passes_is_an_error() {
+        let opts = CsvOptions::default();
+        let (f, p) = probed(b"store,in\nFR,3\nES,4\n", &opts).unwrap();
+        let mut c = Collect::default();
+        read_csv(f.path(), &p, "f", &mut c).unwrap();
+        assert_eq!(c.records.len(), 2);
+        for changed in [&b"store,in\nFR,3\nES,5\n"[..], b"store,in\nFR,3\nES,4\nIT,9\n", b"store,in\nFR,3\n"] {
+            std::fs::write(f.path(), changed).unwrap();
+            let e = read_csv(f.path(), &p, "f", &mut Collect::default()).unwrap_err();
+            assert!(e.message.contains("f: the file changed while it was being ingested; nothing of it was written"), "{}", e.message);
+            assert!(e.hint.as_deref().unwrap_or("").contains("ingest it again once it is complete"), "{e:?}");
+            let e = read_json(f.path(), &p, "f", &mut Collect::default()).unwrap_err();
+            assert!(e.message.contains("changed while"), "{}", e.message);
+            let e = checked_copy(f.path(), &p, "f").unwrap_err();
+            assert!(e.message.contains("changed while"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn the_prefix_hash_covers_exactly_the_first_bytes() {
+        let text = "store,in\n".to_string() + &"FR,3\n".repeat(500_000);
+        let f = file(text.as_bytes());
+        let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+        // Within the first chunk, across the chunk boundary, the whole file (no longer prefix).
+        for len in [9u64, CHUNK as u64, CHUNK as u64 + 7, text.len() as u64 - 1] {
+            let p = probe(f.path(), &CsvOptions::default(), "f", true, Some(len)).unwrap();
+            assert_eq!(p.prefix_sha256, Some(sha(&text.as_bytes()[..len as usize])), "{len}");
+        }
+        let p = probe(f.path(), &CsvOptions::default(), "f", true, Some(text.len() as u64)).unwrap();
+        assert_eq!((p.prefix_sha256, p.sha256), (None, sha(text.as_bytes())));
     }
 }

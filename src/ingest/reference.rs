@@ -2,8 +2,9 @@
 //! fact sources, the rows a `stores` or `departments` source upserts by code, and the members
 //! a fact source with `create_missing: true` adds for codes the lake does not know. Changed
 //! rows are merged into their table in one Delta commit, keyed by code. New keys follow the
-//! largest in the table (two runs adding members at the same moment could pick the same key:
-//! ingest runs for one lake are meant to be one at a time).
+//! largest in the table: two runs adding members at the same moment could pick the same key,
+//! which is why a writing run holds the lake's ingest lock ([`super::lock`]) from loading the
+//! members to its commit.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
-use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 
 use crate::error::{Error, Result};
@@ -121,9 +121,10 @@ impl Members {
         self.changed.len()
     }
 
-    /// Merges the changed rows into the table in one Delta commit carrying `app_ids`: an
-    /// existing code gets its columns updated, a new one is inserted. Returns the version.
-    pub async fn commit(&self, lake: &Lake, app_ids: &[String]) -> Result<i64> {
+    /// Merges the changed rows into the table in one Delta commit carrying the application
+    /// transactions `txns` (id, version): an existing code gets its columns updated, a new one
+    /// is inserted. Returns the version.
+    pub async fn commit(&self, lake: &Lake, txns: &[(String, i64)]) -> Result<i64> {
         let delta: DeltaTable = lake.require_table(self.table).await?;
         // Typed as the table (a value that is not of its column's type fails here, before
         // anything is written).
@@ -139,7 +140,7 @@ impl Members {
         let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
         let names: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
         let code = &names[1];
-        let txns = app_ids.iter().map(|id| Transaction::new(id, 1)).collect();
+        let txns = super::commit::app_transactions(txns);
         let (table, _) = delta
             .merge(source, format!("t.\"{code}\" = s.\"{code}\""))
             .with_source_alias("s")
