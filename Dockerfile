@@ -19,7 +19,12 @@ RUN apt-get update \
 COPY --from=build /src/target/release/lakecube /usr/local/bin/lakecube
 COPY cube-defs /cube-defs
 USER lakecube
+WORKDIR /data
+# The demo lake is generated on the first start into the (empty) volume; a lake given by
+# LAKECUBE_LAKE elsewhere must exist. --ingest-watch reports go to the writable volume.
 ENV LAKECUBE_LAKE=/data/demo \
+    LAKECUBE_DEMO_IF_EMPTY=true \
+    LAKECUBE_INGEST_REPORTS=/data/ingest-reports \
     LAKECUBE_CUBE_DEFS=/cube-defs \
     LAKECUBE_LISTEN=0.0.0.0:5432
 VOLUME ["/data", "/cube-defs"]

@@ -38,12 +38,34 @@ pub enum Command {
     /// Bring raw exports (CSV, JSON, Parquet, spreadsheets, a PostgreSQL query, an HTTP API) into the lake by a source definition, exactly once.
     #[command(after_help = "Examples:\n  lakecube ingest door_sensors --file exports/sensors-2024-10-01.csv --dry-run\n  lakecube ingest cube-defs/sources/tills.yaml --lake data/demo\n  lakecube ingest door_sensors --max-reject-share 0.05\n\nSource definitions: cube-defs/sources/<name>.yaml (docs/ingest.md).")]
     Ingest(IngestArgs),
+    /// Compact small files and delete files no longer in the lake's tables (past a retention).
+    #[command(after_help = "Examples:\n  lakecube maintain --lake data/demo\n  lakecube maintain --lake s3://bucket/lake --retention-hours 336\n  lakecube maintain --dry-run")]
+    Maintain(MaintainArgs),
     /// Manage the users who may connect (SCRAM-SHA-256 verifiers in the config file).
     #[command(subcommand)]
     User(UserCommand),
     /// Print the JSON Schema of cube definition files (for editors).
     #[command(after_help = "Examples:\n  lakecube schema > docs/cube-defs.schema.json\n\nIn a definitions file: # yaml-language-server: $schema=../docs/cube-defs.schema.json")]
     Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct MaintainArgs {
+    /// The lake to maintain.
+    #[arg(long, env = "LAKECUBE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+    /// Delete files removed from a table longer ago than this many hours (default: the
+    /// table's retention, 7 days; shorter than the table's is refused).
+    #[arg(long, value_name = "HOURS")]
+    pub retention_hours: Option<u32>,
+    /// Size compacted files aim at, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub target_file_mib: u64,
+    /// List what would be deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,6 +169,14 @@ pub struct ServeArgs {
     /// `lakecube ingest SOURCE --watch` does (repeatable).
     #[arg(long = "ingest-watch", value_name = "SOURCE")]
     pub ingest_watch: Vec<String>,
+    /// Generate the demo lake when the lake is empty, also at a location given by flag,
+    /// variable or config (without it, only the default `data/demo` is generated; an empty
+    /// lake elsewhere is an error).
+    #[arg(long, env = "LAKECUBE_DEMO_IF_EMPTY")]
+    pub demo_if_empty: bool,
+    /// Where --ingest-watch writes its run summaries and rejects (created if missing).
+    #[arg(long = "ingest-reports", env = "LAKECUBE_INGEST_REPORTS", value_name = "DIR", default_value = "ingest-reports")]
+    pub ingest_reports: PathBuf,
     /// Seconds between two polls of --ingest-watch.
     #[arg(long = "ingest-interval", value_name = "SECONDS", default_value = "5")]
     pub ingest_interval: f64,
@@ -341,8 +371,7 @@ fn user_add(a: UserAddArgs) -> Result<i32> {
     }
     let new_text = lines.join("\n") + "\n";
     // The file must still be a valid config before it replaces the old one.
-    let tmp = path.with_extension("yaml.tmp");
-    std::fs::write(&tmp, &new_text)?;
+    let tmp = write_beside(&path, &new_text)?;
     let checked = crate::config::FileSettings::load(&tmp)
         .and_then(|f| crate::frontend::auth::Users::parse(&f.users.unwrap_or_default()).map(|_| ()));
     if let Err(e) = checked {
@@ -354,6 +383,56 @@ fn user_add(a: UserAddArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Writes `text` to a new file in `path`'s folder, for renaming over `path`: created
+/// exclusively (never through a link or over another file), with `path`'s permissions when it
+/// exists (the verifiers of a 0600 config stay 0600), else 0600.
+fn write_beside(path: &std::path::Path, text: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(path).ok();
+    if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::config(format!("{} is a symbolic link; lakecube writes only the file itself", path.display()))
+            .with_hint("pass the path of the config file the link points to"));
+    }
+    let mode = meta.map_or(0o600, |m| m.permissions().mode() & 0o777);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+    // create_new's mode is masked by the umask: set it exactly.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(tmp)
+}
+
+/// `lakecube maintain`: OPTIMIZE and VACUUM of every table, under the ingest lock.
+async fn maintain(a: MaintainArgs) -> Result<i32> {
+    let s = settings(&a.common, |o| o.lake = a.lake.clone())?;
+    let lake = Lake::open(&s.lake, false)?;
+    if lake.existing_tables(&schema::ALL_TABLES).await?.is_empty() {
+        return Err(Error::lake(format!("the lake at {} has no tables to maintain", lake.display()))
+            .with_hint("check the lake location (--lake or LAKECUBE_LAKE)"));
+    }
+    let opts = crate::ingest::maintain::MaintainOptions {
+        target_size: a.target_file_mib.saturating_mul(1 << 20),
+        retention: a.retention_hours.map(|h| chrono::Duration::hours(h as i64)),
+        dry_run: a.dry_run,
+    };
+    for t in crate::ingest::maintain::maintain(&lake, &opts).await? {
+        println!(
+            "{}: {} small files compacted into {}; {} removed files {}; version {}",
+            t.table,
+            t.files_compacted,
+            t.files_written,
+            t.files_vacuumed,
+            if a.dry_run { "would be deleted" } else { "deleted" },
+            t.version
+        );
+    }
+    Ok(0)
+}
+
 /// Runs a parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -362,6 +441,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Query(a) => query(a).await,
         Command::Validate(a) => validate(a).await,
         Command::Ingest(a) => ingest(a).await,
+        Command::Maintain(a) => maintain(a).await,
         Command::User(UserCommand::Add(a)) => user_add(a),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::model::json_schema()).expect("schema serializes"));
@@ -415,9 +495,30 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 /// Opens the lake for serving; a missing lake is generated (demo preset) when the location
 /// holds no table at all.
-async fn open_or_generate(s: &Settings) -> Result<Lake> {
-    let lake = Lake::open(&s.lake, true)?;
+/// A watch interval in seconds, checked: a positive number a `Duration` holds (at most a day).
+fn poll_interval(flag: &str, seconds: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero() && d.as_secs() <= 86_400)
+        .ok_or_else(|| {
+            Error::config(format!("{flag} must be a positive number of seconds up to a day (86400), not {seconds}"))
+                .with_hint(format!("e.g. {flag} 5"))
+        })
+}
+
+/// The lake to serve. Only the built-in default location (`data/demo`) is generated when
+/// empty: an empty lake anywhere else (a mistyped `s3://` prefix) is an error, never fake data.
+async fn open_or_generate(s: &Settings, demo_if_empty: bool) -> Result<Lake> {
+    let generate = s.lake_is_default || demo_if_empty;
+    let lake = Lake::open(&s.lake, generate)?;
     let present = lake.existing_tables(&schema::ALL_TABLES).await?;
+    if present.is_empty() && !generate {
+        return Err(Error::lake(format!("the lake at {} is empty: it has none of {}", lake.display(), schema::ALL_TABLES.join(", ")))
+            .with_hint(format!(
+                "check the lake location; to create a lake there, run `lakecube generate --lake {}`, or serve with --demo-if-empty",
+                lake.display()
+            )));
+    }
     if present.is_empty() {
         eprintln!("no lake at {}: generating the demo lake (first start only)…", lake.display());
         let sum = datagen::generate(&lake, &Preset::Demo.params(), datagen::Options { overwrite: false, progress: true }).await?;
@@ -473,7 +574,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         };
         Error::config(format!("cannot listen on {addr}: {e}")).with_hint(hint)
     })?;
-    let lake = open_or_generate(&s).await?;
+    let lake = open_or_generate(&s, a.demo_if_empty).await?;
     let engine = Engine::open_with(lake, model.as_ref(), crate::engine::Options { memory: s.limits.memory.clone() }).await?;
     let local = listener.local_addr()?;
     tracing::info!(lake = %engine.lake().display(), listen = %local, "lakecube is serving");
@@ -525,10 +626,7 @@ fn spawn_ingest_watchers(
     if a.ingest_watch.is_empty() {
         return Ok(vec![]);
     }
-    if !(a.ingest_interval.is_finite() && a.ingest_interval > 0.0) {
-        return Err(Error::config(format!("--ingest-interval must be a positive number of seconds, not {}", a.ingest_interval)));
-    }
-    let interval = std::time::Duration::from_secs_f64(a.ingest_interval);
+    let interval = poll_interval("--ingest-interval", a.ingest_interval)?;
     let mut out = Vec::new();
     for name in &a.ingest_watch {
         let source = crate::ingest::source::Source::load(name, &s.cube_defs)?;
@@ -536,7 +634,7 @@ fn spawn_ingest_watchers(
             return Err(Error::config(format!("source `{}`: --ingest-watch needs `input: {{path: …}}` in its definition", source.name)));
         }
         let (lake, stop) = (lake.clone(), stop.clone());
-        let opts = crate::ingest::Options::new(vec![], "ingest-reports");
+        let opts = crate::ingest::Options::new(vec![], a.ingest_reports.clone());
         out.push(tokio::spawn(async move {
             if let Err(e) = crate::ingest::watch(&lake, &source, &opts, interval, stop.cancelled_owned(), |_| {}).await {
                 tracing::error!(source = %source.name, error = %e.message, "ingest watcher stopped");
@@ -599,11 +697,9 @@ async fn ingest(a: IngestArgs) -> Result<i32> {
         progress: !a.watch,
     };
     if a.watch {
-        if !(a.interval.is_finite() && a.interval > 0.0) {
-            return Err(Error::config(format!("--interval must be a positive number of seconds, not {}", a.interval)));
-        }
+        let interval = poll_interval("--interval", a.interval)?;
         eprintln!("watching {} every {} s (Ctrl-C stops)", source.input.path.as_deref().unwrap_or("?"), a.interval);
-        crate::ingest::watch(&lake, &source, &opts, std::time::Duration::from_secs_f64(a.interval), shutdown_signal(), |outcome| match outcome {
+        crate::ingest::watch(&lake, &source, &opts, interval, shutdown_signal(), |outcome| match outcome {
             Ok(s) => println!(
                 "{} file(s): {} rows accepted, {} rejected; {}",
                 s.files.len(),

@@ -195,6 +195,7 @@ impl Limits {
         let max_startups = match &v.max_startups {
             Some(n) => n.text().parse::<usize>().ok().filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n)).ok_or_else(|| {
                 Error::config(format!("max_startups `{}` must be a number from 1 to {MAX_CONNECTIONS_LIMIT}", n.text()))
+                    .with_hint("e.g. max_startups: 256")
             })?,
             None => DEFAULT_MAX_STARTUPS,
         };
@@ -312,7 +313,8 @@ impl Settings {
             limits: Limits::resolve(o.limits.or(file_limits))?,
         };
         if !(1..=MAX_CONNECTIONS_LIMIT).contains(&s.max_connections) {
-            return Err(Error::config(format!("max_connections must be from 1 to {MAX_CONNECTIONS_LIMIT}, not {}", s.max_connections)));
+            return Err(Error::config(format!("max_connections must be from 1 to {MAX_CONNECTIONS_LIMIT}, not {}", s.max_connections))
+                .with_hint("e.g. max_connections: 200 (PostgreSQL's own limit is the same)"));
         }
         Ok(s)
     }

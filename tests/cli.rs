@@ -22,9 +22,15 @@ fn assert_clean_error(o: &std::process::Output, needle: &str) {
 #[test]
 fn serve_generates_the_demo_lake_on_first_start_then_reuses_it_and_stops_on_sigterm() {
     let dir = fresh_dir("first-start");
+    // An empty lake at a location given by flag is an error (a mistyped prefix must not be
+    // served demo data), unless --demo-if-empty asks for the demo lake there.
+    let o = lakecube(&["serve", "--listen", "127.0.0.1:0", "--lake", dir.to_str().unwrap()], &[]);
+    assert_clean_error(&o, "is empty");
+    assert!(stderr(&o).contains("lakecube generate --lake"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing written to the empty lake");
     for first in [true, false] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lakecube"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--lake", dir.to_str().unwrap()])
+            .args(["serve", "--listen", "127.0.0.1:0", "--demo-if-empty", "--lake", dir.to_str().unwrap()])
             .env_remove("LAKECUBE_LAKE")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -86,6 +92,16 @@ fn bad_flags_config_and_locations() {
     assert_clean_error(&o, "refusing to listen");
 
     // Out-of-range generator parameters.
+    // Numbers beyond what the server can hold are errors, not panics or silent wraps.
+    let tiny = lake(Preset::Tiny);
+    let o = lakecube(&["serve", "--max-connections", "18446744073709551615", "--lake", tiny.to_str().unwrap()], &[]);
+    assert_clean_error(&o, "max_connections must be from 1 to 262143");
+    let o = lakecube(&["serve", "--memory-limit", "lots", "--lake", tiny.to_str().unwrap()], &[]);
+    assert_clean_error(&o, "memory_limit: `lots` is not a size");
+    let o = lakecube(&["serve", "--statement-timeout", "1e20", "--lake", tiny.to_str().unwrap()], &[]);
+    assert_clean_error(&o, "statement_timeout");
+    let o = lakecube(&["ingest", "door_sensors", "--lake", tiny.to_str().unwrap(), "--watch", "--interval", "1e20"], &[]);
+    assert_clean_error(&o, "--interval must be a positive number of seconds");
     let o = lakecube(&["generate", "--lake", "memory://", "--departments", "40"], &[]);
     assert_clean_error(&o, "--departments 40");
     let o = lakecube(&["generate", "--lake", "memory://", "--from", "2025-02-01", "--to", "2025-01-01"], &[]);

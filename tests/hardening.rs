@@ -251,3 +251,58 @@ async fn before_authentication_messages_are_small_and_users_are_not_enumerable()
     assert_eq!(replies, [(b'R', 11), (b'R', 11)], "both get SASLContinue");
     server.stop().await;
 }
+
+/// statement_timeout covers FETCH (it ran unbounded) and counts each Execute of a paged
+/// portal afresh (a slow reader's later pages used to time out on the first Execute's clock);
+/// a session's open cursors are capped.
+#[tokio::test(flavor = "multi_thread")]
+async fn statement_timeout_covers_cursors_and_counts_each_page_afresh() {
+    let dir = lake(Preset::Tiny);
+    let server = TestServer::start(&dir, 10).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "SET statement_timeout = '500ms'; BEGIN; DECLARE c CURSOR FOR SELECT count(*) FROM lake.traffic a, lake.traffic b, lake.traffic c WHERE a.footfall + b.footfall + c.footfall = -1",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = client.simple_query("FETCH ALL FROM c").await.unwrap_err();
+    assert_eq!(code(&e), "57014", "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped at the timeout, not at the end");
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    // Pages of 500 rows, 300 ms apart, under a 400 ms timeout: each page is its own Execute.
+    let mut raw = Raw::connect(server.port, &[]).await;
+    raw.simple("SET statement_timeout = '400ms'").await;
+    raw.parse("", "SELECT * FROM lake.traffic ORDER BY ts, store_id, department_id").await;
+    raw.bind("", "").await;
+    let mut rows = 0;
+    for _ in 0..4 {
+        raw.execute("", 500).await;
+        raw.flush().await;
+        loop {
+            let m = raw.read().await;
+            assert_ne!(m.tag, b'E', "page failed: {:?}", m.error_field(b'M'));
+            if m.tag == b'D' {
+                rows += 1;
+            }
+            if m.tag == b's' {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(rows, 2000);
+    raw.sync().await;
+
+    // At most 64 cursors per session.
+    let mut declare = String::from("BEGIN;");
+    for i in 0..64 {
+        declare.push_str(&format!("DECLARE c{i} CURSOR FOR SELECT 1;"));
+    }
+    client.batch_execute(&declare).await.unwrap();
+    let e = client.simple_query("DECLARE one_more CURSOR FOR SELECT 1").await.unwrap_err();
+    assert_eq!(code(&e), "54000", "{e}");
+    server.stop().await;
+}

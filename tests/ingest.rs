@@ -1025,3 +1025,50 @@ async fn a_reject_share_that_is_not_a_share_is_an_error() {
     assert!(!o.status.success() && stderr(&o).contains("--max-reject-share must be between 0 and 1, not NaN"), "{}", stderr(&o));
     assert_eq!(footfall(&dir), before);
 }
+
+/// The files of the traffic table's current version, and its version.
+async fn traffic_files(lake: &Lake) -> (usize, u64) {
+    let t = lake.open_table("traffic").await.unwrap().unwrap();
+    (t.get_file_uris().unwrap().count(), t.version().unwrap())
+}
+
+/// `lakecube maintain` compacts the files ingests leave behind (the rows stay the same),
+/// keeps every file an earlier version within the retention needs, and refuses a retention
+/// shorter than the table's.
+#[tokio::test(flavor = "multi_thread")]
+async fn maintain_compacts_and_keeps_what_retained_versions_need() {
+    let (dir, lake) = fresh_lake("maintain");
+    // Small files, as months of small batches leave them: three appends of a few rows each.
+    for i in 0..3 {
+        let table = lake.open_table("traffic").await.unwrap().unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("t", table.table_provider().await.unwrap()).unwrap();
+        let rows = ctx.sql(&format!("SELECT * FROM t ORDER BY ts LIMIT 5 OFFSET {}", i * 5)).await.unwrap().collect().await.unwrap();
+        table.write(rows).with_save_mode(deltalake::protocol::SaveMode::Append).await.unwrap();
+    }
+    let totals = "SELECT COUNT(*) || '/' || SUM(footfall) || '/' || SUM(revenue) FROM lake.traffic";
+    let before = value(&dir, totals);
+    let (files_before, version_before) = traffic_files(&lake).await;
+    let d = dir.to_str().unwrap();
+    let o = lakecube(&["maintain", "--lake", d], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("traffic: "), "{}", stdout(&o));
+    let (files_after, version_after) = traffic_files(&lake).await;
+    assert!(files_after < files_before, "compacted: {files_before} -> {files_after} files");
+    assert!(version_after > version_before);
+    assert_eq!(value(&dir, totals), before, "the same rows after compaction");
+    // The version before maintenance is still whole: its files are within the retention.
+    let mut old = lake.open_table("traffic").await.unwrap().unwrap();
+    old.load_version(version_before).await.unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    old.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("old", old.table_provider().await.unwrap()).unwrap();
+    let n = ctx.sql("SELECT count(*) FROM old").await.unwrap().collect().await.unwrap();
+    let n = n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0);
+    assert_eq!(n.to_string(), before.split('/').next().unwrap());
+    // Vacuuming what a reader might still need is refused.
+    let o = lakecube(&["maintain", "--lake", d, "--retention-hours", "1"], &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("deletedFileRetentionDuration"), "{}", stderr(&o));
+}

@@ -25,8 +25,8 @@ fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     (cert, key)
 }
 
-/// Adds a user through the CLI, as an operator would.
-fn add_user(config: &std::path::Path, name: &str, password: &str) {
+/// Runs `lakecube user add NAME --password-stdin`, as an operator would.
+fn run_user_add(config: &std::path::Path, name: &str, password: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_lakecube"))
         .args(["user", "add", name, "--password-stdin", "--config", config.to_str().unwrap()])
@@ -35,7 +35,12 @@ fn add_user(config: &std::path::Path, name: &str, password: &str) {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Adds a user through the CLI.
+fn add_user(config: &std::path::Path, name: &str, password: &str) {
+    let o = run_user_add(config, name, password);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -136,4 +141,41 @@ fn bad_tls_or_users_stop_the_server_before_it_listens() {
     let o = lakecube(&["user", "add", "alice", "--password-stdin"], &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--config"), "{}", stderr(&o));
+}
+
+/// `require_tls`: a plaintext client is refused with 28000 before any password is asked,
+/// one over TLS gets in. `user add` keeps a private config private and writes through no link.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_can_be_required_and_user_add_keeps_the_config_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = fresh_dir("require-tls");
+    let (cert, key) = certificate(&dir);
+    let config = dir.join("lakecube.yaml");
+    std::fs::write(&config, "log: info\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    add_user(&config, "analyst", "pencil");
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the verifiers stay readable by the owner only");
+    let link = dir.join("link.yaml");
+    std::os::unix::fs::symlink(&config, &link).unwrap();
+    let o = run_user_add(&link, "bi", "crayon");
+    assert!(!o.status.success() && stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert!(!std::fs::read_to_string(&config).unwrap().contains("bi:"), "nothing written through the link");
+
+    let file = lakecube::config::FileSettings::load(&config).unwrap();
+    let security = Security { tls: Some(tls_acceptor(&cert, &key).unwrap()), users: Users::parse(&file.users.unwrap()).unwrap() };
+    let limits = lakecube::frontend::server::Limits {
+        connection: lakecube::frontend::connection::ConnectionLimits { require_tls: true, ..Default::default() },
+        ..Default::default()
+    };
+    let server = TestServer::start_with(&lake(Preset::Tiny), limits, security, lakecube::engine::Options::default()).await;
+    let conn = |ssl: &str| format!("host=127.0.0.1 port={} user=analyst dbname=lakecube sslmode={ssl}", server.port);
+    let o = psql(conn("disable"), "pencil", "SELECT 1").await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("this server requires TLS"), "{}", stderr(&o));
+    let e = tokio_postgres::connect(&format!("{} password=pencil", conn("disable")), tokio_postgres::NoTls).await.err().unwrap();
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28000"), "{e}");
+    let o = psql(conn("require"), "pencil", "SELECT count(*) FROM lake.stores").await;
+    assert_eq!(stdout(&o).trim(), "3", "{}", stderr(&o));
+    server.stop().await;
 }

@@ -244,6 +244,48 @@ pub struct SessionCell {
     cancels: Arc<Cancels>,
     /// The transaction status the last Execute left, applied after pgwire's own bookkeeping.
     status_after: std::sync::Mutex<Option<TransactionStatus>>,
+    /// When the running statement, or the running Execute of a paged portal, began.
+    clock: Arc<Clock>,
+}
+
+/// When the statement running on a connection began: `statement_timeout` counts from there.
+/// PostgreSQL counts each Execute of a paged portal afresh, and so does this: a portal's rows
+/// stream under the clock of the Execute that asks for them, not of the first one.
+#[derive(Debug)]
+pub struct Clock(std::sync::Mutex<tokio::time::Instant>);
+
+impl Clock {
+    fn new() -> Arc<Clock> {
+        Arc::new(Clock(std::sync::Mutex::new(tokio::time::Instant::now())))
+    }
+
+    /// A statement (or an Execute) starts now.
+    fn restart(&self) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = tokio::time::Instant::now();
+        }
+    }
+
+    /// The deadline of a statement with this timeout (none for 0).
+    fn deadline(&self, timeout_ms: u64) -> Option<tokio::time::Instant> {
+        let started = self.0.lock().map(|t| *t).unwrap_or_else(|_| tokio::time::Instant::now());
+        (timeout_ms > 0).then(|| started + std::time::Duration::from_millis(timeout_ms))
+    }
+}
+
+/// Waits for what is asked, unless the statement is cancelled or its time runs out first.
+async fn bounded<T>(
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+    token: &CancellationToken,
+    clock: &Clock,
+    timeout_ms: u64,
+) -> Result<T, Error> {
+    tokio::select! {
+        biased;
+        _ = token.cancelled() => Err(canceled()),
+        _ = sleep_until(clock.deadline(timeout_ms)) => Err(timed_out()),
+        r = fut => r,
+    }
 }
 
 impl Drop for SessionCell {
@@ -264,6 +306,7 @@ fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>, defaults: &Sess
         secret,
         cancels: cancels.clone(),
         status_after: std::sync::Mutex::new(None),
+        clock: Clock::new(),
     }))
 }
 
@@ -351,11 +394,15 @@ impl QueryParser for Parser {
             to_pg_error(e)
         };
         let info = cell.session.lock().await.info();
+        // Parse plans the statement: statement_timeout and cancel cover it.
+        let token = self.cancels.start(cell.pid, &cell.secret);
+        cell.clock.restart();
+        let timeout = info.settings.statement_timeout_ms();
         if let Some(command) = parse_command(sql).map_err(to_pg_error)? {
             // A DECLARE's query is planned now for its parameters (psycopg's server-side
             // cursors send `DECLARE … FOR SELECT … $1` with values).
             let params = match &command {
-                Command::Declare { query, .. } => match self.engine.plan_sql(query, &info).await.map_err(fail)? {
+                Command::Declare { query, .. } => match plan_in_task(&self.engine, query, info.clone(), &token, &cell.clock, timeout).await.map_err(fail)? {
                     Some(p) => Params::of(&p.plan, types).map_err(fail)?,
                     None => Params::default(),
                 },
@@ -365,7 +412,7 @@ impl QueryParser for Parser {
             let columns = command_columns(&command, &session);
             return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns, params } }));
         }
-        let Some(planned) = self.engine.plan_sql(sql, &info).await.map_err(fail)? else {
+        let Some(planned) = plan_in_task(&self.engine, sql, info, &token, &cell.clock, timeout).await.map_err(fail)? else {
             return Ok(None);
         };
         let params = Params::of(&planned.plan, types).map_err(fail)?;
@@ -429,6 +476,19 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Plans a statement in a task of its own, so that its statement_timeout and a cancel
+    /// request stop waiting for it even while planning keeps a worker busy.
+    async fn plan(
+        &self,
+        sql: &str,
+        info: crate::engine::sql::SessionInfo,
+        token: &CancellationToken,
+        cell: &SessionCell,
+        timeout_ms: u64,
+    ) -> Result<Option<Planned>, Error> {
+        plan_in_task(&self.engine, sql, info, token, &cell.clock, timeout_ms).await
+    }
+
     /// Runs one statement of a session. `status` is the transaction status before it and
     /// becomes the status after it.
     async fn statement(
@@ -456,8 +516,10 @@ impl Backend {
             .with_hint("send ROLLBACK (or ROLLBACK TO a savepoint) to go on"));
         }
         let token = self.cancels.start(cell.pid, &cell.secret);
+        cell.clock.restart();
         let Some(command) = command else {
             let mut session = cell.session.lock().await;
+            let timeout = session.settings.statement_timeout_ms();
             let planned = match prepared {
                 Some(Prepared { kind: PreparedKind::Query { planned, .. }, .. }) => {
                     let mut p = planned.clone();
@@ -466,7 +528,7 @@ impl Backend {
                     }
                     p
                 }
-                _ => match self.engine.plan_sql(sql, &session.info()).await? {
+                _ => match self.plan(sql, session.info(), &token, cell, timeout).await? {
                     Some(p) => p,
                     None => return Ok(Outcome::Empty),
                 },
@@ -474,11 +536,12 @@ impl Backend {
             for (name, value) in &planned.setting_changes {
                 session.settings.set(name, value).map_err(crate::engine::set_error)?;
             }
-            let timeout = session.settings.statement_timeout_ms();
+            // set_config('statement_timeout', …) applies from the next statement on.
             drop(session);
-            return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), token, timeout).await?));
+            return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), token, cell.clock.clone(), timeout).await?));
         };
         let mut session = cell.session.lock().await;
+        let timeout = session.settings.statement_timeout_ms();
         let in_block = *status != TransactionStatus::Idle;
         let tag = |t: &str| Ok(Outcome::Done { tag: Tag::new(t), report: Vec::new() });
         let block_only = |what: &str| {
@@ -580,23 +643,29 @@ impl Backend {
                 if session.cursors.contains_key(&name) {
                     return Err(Error::new(ErrorKind::InvalidCursorName, format!("cursor \"{name}\" already exists")));
                 }
+                if session.cursors.len() >= super::session::MAX_CURSORS {
+                    return Err(Error::new(
+                        ErrorKind::ProgramLimitExceeded,
+                        format!("too many open cursors: a session may have {} at once", super::session::MAX_CURSORS),
+                    )
+                    .with_hint("CLOSE the cursors you are done with (or CLOSE ALL)"));
+                }
                 if parse_command(&query)?.is_some() {
                     return Err(Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"));
                 }
                 let mut planned = self
-                    .engine
-                    .plan_sql(&query, &session.info())
+                    .plan(&query, session.info(), &token, cell, timeout)
                     .await?
                     .ok_or_else(|| Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"))?;
                 if let Some(values) = params {
                     planned.plan = planned.plan.with_param_values(values).map_err(Error::from)?;
                 }
-                let (schema, stream) = self.engine.execute_planned(planned).await?;
+                let (schema, stream) = bounded(self.engine.execute_planned(planned), &token, &cell.clock, timeout).await?;
                 session.cursors.insert(name, Cursor::new(schema, stream, binary, hold));
                 tag("DECLARE CURSOR")
             }
             Command::Fetch { name, count, is_move } => {
-                let cursor = session.cursors.get_mut(&name).ok_or_else(|| no_cursor(&name))?;
+                let cursor = session.cursors.get(&name).ok_or_else(|| no_cursor(&name))?;
                 let n = match count {
                     Count::Rows(n) => Some(n),
                     Count::All => None,
@@ -605,21 +674,25 @@ impl Backend {
                             .with_hint("lakecube cursors read forward only: FETCH NEXT, FETCH n, FETCH ALL"));
                     }
                 };
-                let batches = tokio::select! {
-                    r = cursor.take(n) => r?,
-                    _ = token.cancelled() => return Err(canceled()),
-                };
-                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                let batches = cursor.rows(n);
                 if is_move {
+                    let counted = async {
+                        let mut rows = 0usize;
+                        futures::pin_mut!(batches);
+                        while let Some(b) = batches.next().await {
+                            rows += b?.num_rows();
+                        }
+                        Ok(rows)
+                    };
+                    let rows = bounded(counted, &token, &cell.clock, timeout).await?;
                     return tag(&format!("MOVE {rows}"));
                 }
+                // Rows stream to the client as the cursor reads them, under the statement's
+                // timeout and cancel, one batch in memory at a time.
                 let format = if cursor.binary { Format::UnifiedBinary } else { format.clone() };
                 let fields = Arc::new(field_infos(&cursor.schema, &format));
-                let mut out = Vec::with_capacity(rows);
-                for b in &batches {
-                    out.extend(encode_batch(b, &fields).map_err(|e| Error::internal(e.to_string()))?.into_iter().map(Ok));
-                }
-                let mut resp = QueryResponse::new(fields, futures::stream::iter(out));
+                let rows = data_rows(batches, fields.clone(), token, cell.clock.clone(), timeout, None);
+                let mut resp = QueryResponse::new(fields, rows);
                 resp.set_command_tag("FETCH");
                 Ok(Outcome::Rows(resp))
             }
@@ -628,6 +701,7 @@ impl Backend {
 
     /// Runs a plan and wraps its batches as a stream of DataRows (one batch in memory at a
     /// time), stopped by a cancel request or the statement timeout.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         planned: Planned,
@@ -635,48 +709,85 @@ impl Backend {
         sql: &str,
         client: String,
         token: CancellationToken,
+        clock: Arc<Clock>,
         timeout_ms: u64,
     ) -> Result<QueryResponse, Error> {
         let log = Arc::new(QueryLog { sql: sql.to_string(), client, start: Instant::now(), rows: AtomicU64::new(0) });
-        let deadline = (timeout_ms > 0).then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms));
-        let (schema, stream) = tokio::select! {
-            r = self.engine.execute_planned(planned) => r?,
-            _ = token.cancelled() => return Err(canceled()),
-            _ = sleep_until(deadline) => return Err(timed_out()),
-        };
+        let (schema, stream) = bounded(self.engine.execute_planned(planned), &token, &clock, timeout_ms).await?;
         let fields = Arc::new(field_infos(&schema, format));
-        let f2 = fields.clone();
-        let guarded = futures::stream::unfold((stream, token, false), move |(mut stream, token, done)| async move {
+        let batches = stream.map(|b| b.map_err(Error::from));
+        Ok(QueryResponse::new(fields.clone(), data_rows(batches, fields, token, clock, timeout_ms, Some(log))))
+    }
+}
+
+/// Batches as DataRows, encoded one batch at a time as the client reads them; a cancel
+/// request or the statement's timeout (counted from its clock, so each Execute of a paged
+/// portal afresh) ends the stream with an error.
+fn data_rows(
+    batches: impl futures::Stream<Item = Result<datafusion::arrow::record_batch::RecordBatch, Error>> + Send + 'static,
+    fields: Arc<Vec<FieldInfo>>,
+    token: CancellationToken,
+    clock: Arc<Clock>,
+    timeout_ms: u64,
+    log: Option<Arc<QueryLog>>,
+) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
+    let guarded = futures::stream::unfold((Box::pin(batches), false), move |(mut stream, done)| {
+        let (token, clock) = (token.clone(), clock.clone());
+        async move {
             if done {
                 return None;
             }
             let next = tokio::select! {
                 biased;
                 _ = token.cancelled() => Err(canceled()),
-                _ = sleep_until(deadline) => Err(timed_out()),
+                _ = sleep_until(clock.deadline(timeout_ms)) => Err(timed_out()),
                 b = stream.next() => Ok(b),
             };
             match next {
-                Ok(Some(b)) => Some((b.map_err(Error::from), (stream, token, false))),
+                Ok(Some(b)) => Some((b, (stream, false))),
                 Ok(None) => None,
-                Err(e) => Some((Err(e), (stream, token, true))),
+                Err(e) => Some((Err(e), (stream, true))),
             }
-        });
-        let rows = guarded.flat_map(move |batch| {
-            let out: Vec<PgWireResult<_>> = match batch {
-                Ok(b) => match encode_batch(&b, &f2) {
-                    Ok(rows) => {
+        }
+    });
+    guarded.flat_map(move |batch| {
+        let out: Vec<PgWireResult<_>> = match batch {
+            Ok(b) => match encode_batch(&b, &fields) {
+                Ok(rows) => {
+                    if let Some(log) = &log {
                         log.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        rows.into_iter().map(Ok).collect()
                     }
-                    Err(e) => vec![Err(e)],
-                },
-                Err(e) => vec![Err(to_pg_error(e))],
-            };
-            futures::stream::iter(out)
-        });
-        Ok(QueryResponse::new(fields, rows))
-    }
+                    rows.into_iter().map(Ok).collect()
+                }
+                Err(e) => vec![Err(e)],
+            },
+            Err(e) => vec![Err(to_pg_error(e))],
+        };
+        futures::stream::iter(out)
+    })
+}
+
+/// [`Backend::plan`]'s task: planning aborted (at its next await) when it loses the race.
+async fn plan_in_task(
+    engine: &Engine,
+    sql: &str,
+    info: crate::engine::sql::SessionInfo,
+    token: &CancellationToken,
+    clock: &Clock,
+    timeout_ms: u64,
+) -> Result<Option<Planned>, Error> {
+    let (engine, sql) = (engine.clone(), sql.to_string());
+    let task = tokio::spawn(async move { engine.plan_sql(&sql, &info).await });
+    let abort = task.abort_handle();
+    let planned = bounded(
+        async move { task.await.map_err(|e| Error::internal(format!("planning stopped: {e}")))? },
+        token,
+        clock,
+        timeout_ms,
+    )
+    .await;
+    abort.abort();
+    planned
 }
 
 /// Sleeps until the deadline; never wakes without one.
@@ -973,6 +1084,8 @@ impl ExtendedQueryHandler for Backend {
             // Executing a finished portal again returns no more rows, as in PostgreSQL.
             return pgwire::api::query::send_execution_response(client, Tag::new("SELECT").with_rows(0)).await;
         };
+        // statement_timeout counts each Execute afresh, as PostgreSQL does.
+        cell.clock.restart();
         let command = response.command_tag().to_string();
         let mut sent = 0usize;
         loop {

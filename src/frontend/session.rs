@@ -8,6 +8,7 @@
 //! three (psycopg and pgjdbc track the status byte; Tableau reads every result through a cursor).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -391,44 +392,68 @@ pub struct Cursor {
     pub schema: SchemaRef,
     pub binary: bool,
     pub hold: bool,
+    reader: Arc<tokio::sync::Mutex<Reader>>,
+}
+
+/// A cursor's stream and the rest of a batch a FETCH cut.
+struct Reader {
     stream: Option<SendableRecordBatchStream>,
     buffered: VecDeque<RecordBatch>,
 }
 
+impl Reader {
+    /// The next batch of at most `want` rows; `None` at the end.
+    async fn next_batch(&mut self, want: u64) -> Result<Option<RecordBatch>> {
+        let batch = match self.buffered.pop_front() {
+            Some(b) => b,
+            None => match self.stream.as_mut() {
+                Some(s) => match s.next().await {
+                    Some(b) => b.map_err(Error::from)?,
+                    None => {
+                        self.stream = None;
+                        return Ok(None);
+                    }
+                },
+                None => return Ok(None),
+            },
+        };
+        let rows = batch.num_rows() as u64;
+        if rows <= want {
+            return Ok(Some(batch));
+        }
+        self.buffered.push_front(batch.slice(want as usize, (rows - want) as usize));
+        Ok(Some(batch.slice(0, want as usize)))
+    }
+}
+
 impl Cursor {
     pub fn new(schema: SchemaRef, stream: SendableRecordBatchStream, binary: bool, hold: bool) -> Cursor {
-        Cursor { schema, binary, hold, stream: Some(stream), buffered: VecDeque::new() }
+        let reader = Reader { stream: Some(stream), buffered: VecDeque::new() };
+        Cursor { schema, binary, hold, reader: Arc::new(tokio::sync::Mutex::new(reader)) }
     }
 
-    /// Reads up to `n` rows (all that remain for `None`).
-    pub async fn take(&mut self, n: Option<u64>) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::new();
-        let mut want = n.unwrap_or(u64::MAX);
-        while want > 0 {
-            let batch = match self.buffered.pop_front() {
-                Some(b) => b,
-                None => match self.stream.as_mut() {
-                    Some(s) => match s.next().await {
-                        Some(b) => b.map_err(Error::from)?,
-                        None => {
-                            self.stream = None;
-                            break;
-                        }
-                    },
-                    None => break,
-                },
-            };
-            let rows = batch.num_rows() as u64;
-            if rows <= want {
-                want -= rows;
-                out.push(batch);
-            } else {
-                out.push(batch.slice(0, want as usize));
-                self.buffered.push_front(batch.slice(want as usize, (rows - want) as usize));
-                want = 0;
+    /// Up to `n` rows (all that remain for `None`), read batch by batch as the stream is
+    /// polled: a `FETCH ALL` holds one batch at a time, never the whole result.
+    pub fn rows(&self, n: Option<u64>) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+        type Guard = tokio::sync::OwnedMutexGuard<Reader>;
+        let start: (Arc<tokio::sync::Mutex<Reader>>, u64, Option<Guard>) = (self.reader.clone(), n.unwrap_or(u64::MAX), None);
+        futures::stream::unfold(start, |(reader, want, guard)| async move {
+            if want == 0 {
+                return None;
             }
-        }
-        Ok(out)
+            let mut guard = match guard {
+                Some(g) => g,
+                None => reader.clone().lock_owned().await,
+            };
+            match guard.next_batch(want).await {
+                Ok(Some(b)) => {
+                    let left = want - b.num_rows() as u64;
+                    Some((Ok(b), (reader, left, Some(guard))))
+                }
+                Ok(None) => None,
+                Err(e) => Some((Err(e), (reader, 0, None))),
+            }
+        })
     }
 }
 
@@ -440,6 +465,9 @@ pub struct Session {
     pub startup: Vec<(String, String)>,
     pub cursors: HashMap<String, Cursor>,
 }
+
+/// Cursors one session may have open at once.
+pub const MAX_CURSORS: usize = 64;
 
 impl Session {
     /// A session for `user` with its startup parameters, on the server's default settings.

@@ -21,6 +21,7 @@ pub mod expr;
 pub mod fetch;
 pub mod fields;
 pub mod lock;
+pub mod maintain;
 pub mod read;
 pub mod reference;
 pub mod source;
