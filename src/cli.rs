@@ -564,6 +564,10 @@ async fn serve(a: ServeArgs) -> Result<i32> {
             None => None,
         },
         users: crate::frontend::auth::Users::parse(&s.users)?,
+        tls_cert_pem: match &s.tls {
+            Some((cert, _)) => Some(std::fs::read(cert)?),
+            None => None,
+        },
     };
     let model = load_cube_defs(&s)?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {

@@ -225,7 +225,7 @@ async fn idle_sessions_are_closed_at_their_timeout() {
 async fn before_authentication_messages_are_small_and_users_are_not_enumerable() {
     let dir = lake(Preset::Tiny);
     let users = std::collections::BTreeMap::from([("analyst".to_string(), lakecube::frontend::auth::Verifier::new("pencil").to_text())]);
-    let security = Security { tls: None, users: lakecube::frontend::auth::Users::parse(&users).unwrap() };
+    let security = Security { users: lakecube::frontend::auth::Users::parse(&users).unwrap(), ..Default::default() };
     let server = TestServer::start_with(&dir, small_limits(10), security, Options::default()).await;
     // The server's first answer to a SASLInitialResponse, for a known and an unknown user.
     let mut replies = Vec::new();

@@ -76,6 +76,7 @@ async fn tls_and_scram_with_psql_and_tokio_postgres() {
     let security = Security {
         tls: Some(tls_acceptor(&cert, &key).unwrap()),
         users: Users::parse(&file.users.unwrap()).unwrap(),
+        tls_cert_pem: None,
     };
     let server = TestServer::start_secured(&lake(Preset::Tiny), 10, security).await;
     let conn = |user: &str, ssl: &str| format!("host=127.0.0.1 port={} user={user} dbname=lakecube sslmode={ssl}", server.port);
@@ -163,7 +164,11 @@ async fn tls_can_be_required_and_user_add_keeps_the_config_private() {
     assert!(!std::fs::read_to_string(&config).unwrap().contains("bi:"), "nothing written through the link");
 
     let file = lakecube::config::FileSettings::load(&config).unwrap();
-    let security = Security { tls: Some(tls_acceptor(&cert, &key).unwrap()), users: Users::parse(&file.users.unwrap()).unwrap() };
+    let security = Security {
+        tls: Some(tls_acceptor(&cert, &key).unwrap()),
+        users: Users::parse(&file.users.unwrap()).unwrap(),
+        tls_cert_pem: Some(std::fs::read(&cert).unwrap()),
+    };
     let limits = lakecube::frontend::server::Limits {
         connection: lakecube::frontend::connection::ConnectionLimits { require_tls: true, ..Default::default() },
         ..Default::default()
@@ -177,5 +182,8 @@ async fn tls_can_be_required_and_user_add_keeps_the_config_private() {
     assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28000"), "{e}");
     let o = psql(conn("require"), "pencil", "SELECT count(*) FROM lake.stores").await;
     assert_eq!(stdout(&o).trim(), "3", "{}", stderr(&o));
+    // Over TLS, SCRAM-SHA-256-PLUS binds the proof to the server's certificate.
+    let o = psql(format!("{} channel_binding=require", conn("require")), "pencil", "SELECT 1").await;
+    assert_eq!(stdout(&o).trim(), "1", "{}", stderr(&o));
     server.stop().await;
 }

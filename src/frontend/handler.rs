@@ -64,7 +64,14 @@ pub type SessionDefaults = Arc<std::collections::BTreeMap<String, String>>;
 impl Handlers {
     /// Handlers for one server; with users, clients authenticate with SCRAM-SHA-256. An
     /// authenticated connection takes one of `slots` (53300 when none is left).
-    pub fn new(engine: Engine, users: super::auth::Users, metrics: Arc<Metrics>, slots: Arc<tokio::sync::Semaphore>, defaults: SessionDefaults) -> Self {
+    pub fn new(
+        engine: Engine,
+        users: super::auth::Users,
+        metrics: Arc<Metrics>,
+        slots: Arc<tokio::sync::Semaphore>,
+        defaults: SessionDefaults,
+        tls_cert_pem: Option<&[u8]>,
+    ) -> Result<Self, Error> {
         let cancels = Arc::new(Cancels::default());
         let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), metrics: metrics.clone(), defaults: defaults.clone() });
         let kind = if users.is_empty() {
@@ -72,15 +79,21 @@ impl Handlers {
         } else {
             let mut scram = pgwire::api::auth::sasl::scram::ScramAuth::new(Arc::new(users));
             scram.set_iterations(super::auth::ITERATIONS);
+            if let Some(pem) = tls_cert_pem {
+                scram.configure_certificate(pem).map_err(|e| {
+                    Error::config(format!("TLS certificate for SCRAM channel binding: {e}"))
+                        .with_hint("tls_cert must be a PEM certificate chain")
+                })?;
+            }
             AuthKind::Scram(
                 pgwire::api::auth::sasl::SASLAuthStartupHandler::new(Arc::new(Parameters)).with_scram(scram),
             )
         };
-        Handlers {
+        Ok(Handlers {
             backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), metrics, defaults }),
             startup: Arc::new(Authenticator { kind, slots }),
             cancels,
-        }
+        })
     }
 
     /// Makes the session of a connection that just authenticated (with the server's defaults,

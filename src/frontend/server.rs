@@ -51,6 +51,10 @@ impl Default for Limits {
 pub struct Security {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub users: super::auth::Users,
+    /// The TLS certificate chain (PEM): with it, SCRAM-SHA-256-PLUS (channel binding,
+    /// `tls-server-end-point`) is offered over TLS, so a proof cannot be relayed by a
+    /// man in the middle.
+    pub tls_cert_pem: Option<Vec<u8>>,
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then stops accepting and
@@ -79,7 +83,8 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
         limits.metrics.clone(),
         slots.clone(),
         Arc::new(limits.session_defaults.clone()),
-    ));
+        security.tls_cert_pem.as_deref(),
+    )?);
     let tls = security.tls;
     let connection = Arc::new(limits.connection.clone());
     tokio::pin!(shutdown);

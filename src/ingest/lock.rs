@@ -92,8 +92,40 @@ pub async fn acquire(lake: &Lake, label: &str) -> Result<IngestLock> {
         return acquire_file(dir.join(LOCK_PATH), label).await;
     }
     let (store, prefix) = store_for_url(root)?;
-    let path = Path::from(format!("{}/{LOCK_PATH}", prefix.as_ref().trim_end_matches('/')).trim_start_matches('/'));
+    let base = prefix.as_ref().trim_end_matches('/').to_string();
+    check_conditional_writes(store.as_ref(), &base, &lake.display()).await?;
+    let path = Path::from(format!("{base}/{LOCK_PATH}").trim_start_matches('/'));
     acquire_lease(store, path, label, LEASE, RENEW).await
+}
+
+/// Refuses to write to a store that ignores conditional puts: both the lease and Delta's
+/// commits (`_delta_log/N.json`, created with `If-None-Match: *`) rely on a second create of
+/// one object failing. A store that lets it through would let two commits overwrite each
+/// other silently, and the ingester would report success. Checked once per process and lake.
+async fn check_conditional_writes(store: &dyn ObjectStore, base: &str, lake: &str) -> Result<()> {
+    static CHECKED: std::sync::OnceLock<Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    let checked = CHECKED.get_or_init(Default::default);
+    if checked.lock().map(|c| c.contains(lake)).unwrap_or(false) {
+        return Ok(());
+    }
+    let probe = Path::from(format!("{base}/_lakecube/conditional-put-probe-{:016x}", rand::random::<u64>()).trim_start_matches('/'));
+    let opts = || object_store::PutOptions { mode: PutMode::Create, ..Default::default() };
+    store.put_opts(&probe, "1".into(), opts()).await.map_err(|e| store_error(&probe, e))?;
+    let second = store.put_opts(&probe, "2".into(), opts()).await;
+    let _ = store.delete(&probe).await;
+    match second {
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            if let Ok(mut c) = checked.lock() {
+                c.insert(lake.to_string());
+            }
+            Ok(())
+        }
+        Err(e) => Err(store_error(&probe, e)),
+        Ok(_) => Err(Error::lake(format!(
+            "the object store of {lake} ignores conditional writes (If-None-Match): two commits could overwrite each other unnoticed, so lakecube will not write to it"
+        ))
+        .with_hint("use a store that honours If-None-Match on PUT (AWS S3, MinIO, Cloudflare R2, Ceph RGW ≥ 18); reading the lake is unaffected")),
+    }
 }
 
 async fn acquire_file(path: PathBuf, label: &str) -> Result<IngestLock> {
@@ -252,6 +284,51 @@ mod tests {
 
     fn store() -> (Arc<dyn ObjectStore>, Path) {
         (Arc::new(InMemory::new()), Path::from("lake/_lakecube/ingest.lock"))
+    }
+
+    /// A store that takes every put as an overwrite, as some S3-compatible servers do.
+    #[derive(Debug)]
+    struct IgnoresConditions(InMemory);
+
+    impl std::fmt::Display for IgnoresConditions {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "IgnoresConditions")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for IgnoresConditions {
+        async fn put_opts(&self, l: &Path, p: object_store::PutPayload, mut o: object_store::PutOptions) -> object_store::Result<object_store::PutResult> {
+            o.mode = PutMode::Overwrite;
+            self.0.put_opts(l, p, o).await
+        }
+        async fn put_multipart_opts(&self, l: &Path, o: object_store::PutMultipartOptions) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(l, o).await
+        }
+        async fn get_opts(&self, l: &Path, o: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(l, o).await
+        }
+        fn delete_stream(&self, l: futures::stream::BoxStream<'static, object_store::Result<Path>>) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(l)
+        }
+        fn list(&self, p: Option<&Path>) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.0.list(p)
+        }
+        async fn list_with_delimiter(&self, p: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(p).await
+        }
+        async fn copy_opts(&self, f: &Path, t: &Path, o: object_store::CopyOptions) -> object_store::Result<()> {
+            self.0.copy_opts(f, t, o).await
+        }
+    }
+
+    /// A store that lets a second create of one object through is refused before any write.
+    #[tokio::test]
+    async fn stores_ignoring_conditional_writes_are_refused() {
+        let e = check_conditional_writes(&IgnoresConditions(InMemory::new()), "lake", "s3://bad/lake").await.unwrap_err();
+        assert!(e.message.contains("ignores conditional writes"), "{}", e.message);
+        assert!(e.hint.unwrap_or_default().contains("If-None-Match"));
+        check_conditional_writes(&InMemory::new(), "lake", "memory://good").await.unwrap();
     }
 
     /// A second writer waits until the first releases; then it gets the lock.
