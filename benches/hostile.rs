@@ -3,12 +3,13 @@
 //! (docs/performance.md).
 //!
 //! `cargo bench --bench hostile -- [--lake data/demo] [--bin target/release/lakecube]
-//! [--memory-limit 2GB] [--seconds 20] [--hostile 8]`
+//! [--memory-limit 2GB] [--seconds 20] [--hostile 8] [--timeout 8]`
 //!
 //! For each setting it starts `lakecube serve` on the lake, then for `--seconds`:
-//! - `--hostile` clients loop over three hostile statements (a sort over a cross join, a
-//!   group-by with millions of groups, `FETCH ALL` of a cross join through a cursor), each
-//!   under a 4 s `statement_timeout` (so the unbounded run ends too);
+//! - `--hostile` clients loop over five hostile statements (a sort over a cross join, a
+//!   group-by with millions of groups, two aggregates that cannot spill over joins, `FETCH
+//!   ALL` of a cross join through a cursor), each
+//!   under the session's `statement_timeout` (`--timeout`, 8 s: so the unbounded run ends);
 //! - one dashboard client runs a grouped cube query over and over, timing each answer and
 //!   counting its errors;
 //! - the server's resident memory is sampled every 50 ms from /proc.
@@ -33,6 +34,8 @@ struct Args {
     memory_limit: String,
     seconds: u64,
     hostile: usize,
+    /// The hostile sessions' statement_timeout, in seconds.
+    timeout: u64,
 }
 
 fn args() -> Args {
@@ -42,6 +45,7 @@ fn args() -> Args {
         memory_limit: "2GB".into(),
         seconds: 20,
         hostile: 8,
+        timeout: 8,
     };
     let argv: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
     let mut it = argv.iter();
@@ -53,6 +57,7 @@ fn args() -> Args {
             "--memory-limit" => a.memory_limit = value(),
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--hostile" => a.hostile = value().parse().expect("--hostile N"),
+            "--timeout" => a.timeout = value().parse().expect("--timeout SECONDS"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -63,6 +68,7 @@ const HOSTILE: &[&str] = &[
     "SELECT a.ts, b.footfall FROM lake.traffic a, lake.traffic b ORDER BY a.footfall * b.footfall DESC, a.ts, b.ts LIMIT 10 OFFSET 1000000",
     "SELECT a.ts, b.store_id, count(*) FROM lake.traffic a, lake.stores b GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5",
     "SELECT array_agg(a.ts) FROM lake.traffic a, lake.traffic b",
+    "SELECT string_agg(CAST(a.ts AS TEXT), ',') FROM lake.traffic a, lake.stores b",
 ];
 const CURSOR: &str = "BEGIN; DECLARE h CURSOR FOR SELECT a.ts, b.ts FROM lake.traffic a, lake.traffic b; FETCH ALL FROM h";
 const DASHBOARD: &str = "SELECT region, department, SUM(footfall) AS footfall, SUM(conversion) AS conversion FROM retail WHERE period >= '2025-06-01' AND period < '2025-07-01' GROUP BY 1, 2 ORDER BY 1, 2";
@@ -83,9 +89,7 @@ fn start(a: &Args, memory_limit: &str) -> Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(&a.bin)
         .args(["serve", "--lake", &a.lake, "--listen", &format!("127.0.0.1:{port}"), "--memory-limit", memory_limit])
-        // Short enough that the unbounded run cannot take the machine's memory (about 5 GB
-        // at most with eight clients on 2 cores), long enough for the pool to matter.
-        .args(["--statement-timeout", "4s", "--log", "warn"])
+        .args(["--log", "warn"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -128,12 +132,15 @@ async fn measure(a: &Args, memory_limit: &str) -> Result<Outcome> {
     let outcomes: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Default::default();
     let mut hostile = Vec::new();
     for i in 0..a.hostile {
-        let (stop, outcomes, port) = (stop.clone(), outcomes.clone(), server.port);
+        let (stop, outcomes, port, timeout) = (stop.clone(), outcomes.clone(), server.port, a.timeout);
         hostile.push(tokio::spawn(async move {
             let Ok(client) = connect(port).await else { return };
+            // Short enough that the unbounded run cannot take the machine's memory, long
+            // enough for the pool to matter; the dashboard has no timeout, as dashboards do.
+            let _ = client.batch_execute(&format!("SET statement_timeout = '{timeout}s'")).await;
             let mut n = i;
             while !stop.load(Ordering::Relaxed) {
-                let sql = if n % 4 == 3 { CURSOR } else { HOSTILE[n % 3] };
+                let sql = if n % 5 == 4 { CURSOR } else { HOSTILE[n % 4] };
                 let code = match client.batch_execute(sql).await {
                     Ok(()) => "ok".to_string(),
                     Err(e) => e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| "connection lost".into()),
@@ -164,11 +171,20 @@ async fn measure(a: &Args, memory_limit: &str) -> Result<Outcome> {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    for h in hostile {
-        let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
-    }
     let _ = sampler.await;
-    let alive = dashboard.simple_query("SELECT 1").await.is_ok();
+    // The server is up if a new client gets an answer, with the hostile statements still
+    // running (the dashboard's own connection may still be busy with a late answer).
+    let alive = tokio::time::timeout(Duration::from_secs(60), async {
+        let c = connect(server.port).await.ok()?;
+        c.simple_query("SELECT 1").await.ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .is_some();
+    for h in hostile {
+        h.abort();
+    }
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times.get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1))).copied().unwrap_or(f64::NAN);
     let hostile = outcomes.lock().unwrap().clone();

@@ -87,7 +87,14 @@ pub async fn serve(
     new_parts.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(new_parts);
 
-    let (startup, backend, _) = handlers.parts();
+    let (startup, backend, cancels) = handlers.parts();
+    // Notices a client that went away while its statement runs (see `watch_disconnect`).
+    let mut peer_socket = match socket.get_ref().get_ref() {
+        pgwire::tokio::server::MaybeTls::Plain(tcp) => socket2::SockRef::from(tcp).try_clone().ok(),
+        pgwire::tokio::server::MaybeTls::Tls(tls) => socket2::SockRef::from(tls.get_ref().0).try_clone().ok(),
+        _ => None,
+    };
+    let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
     let (simple, extended) = (backend.clone(), backend);
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
@@ -191,6 +198,9 @@ pub async fn serve(
         {
             frame_limits.authenticated.store(true, Ordering::Relaxed);
             handlers.open_session(&socket);
+            if let Some(sock) = peer_socket.take() {
+                watcher = Some(tokio::spawn(watch_disconnect(sock, socket.pid_and_secret_key().0, cancels.clone())));
+            }
             if let Some(f) = authenticated.take() {
                 f();
             }
@@ -198,7 +208,30 @@ pub async fn serve(
             tracing::debug!(%peer, %user, tls = secure, "authenticated");
         }
     }
+    if let Some(w) = watcher {
+        w.abort();
+    }
     Ok(())
+}
+
+/// Every second, peeks at the client's socket without reading it: a connection closed by
+/// the client (end of stream, or reset) cancels the statement it left running. Without it, a
+/// query that sends nothing until it ends (a count over a huge join) went on using the CPU for
+/// as long as it took after its client was gone. (PostgreSQL's client_connection_check_interval.)
+async fn watch_disconnect(sock: socket2::Socket, pid: i32, cancels: Arc<super::handler::Cancels>) {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The socket is non-blocking (tokio's): a peek never waits.
+        match sock.peek(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    tracing::info!(pid, "client went away; cancelling its statement");
+    cancels.cancel(pid);
 }
 
 /// Sends `e` as a FATAL ErrorResponse (the connection closes after it).

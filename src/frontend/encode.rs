@@ -62,6 +62,17 @@ pub fn canonical(dt: &DataType) -> (DataType, Type) {
     }
 }
 
+/// PostgreSQL's check of a Bind's result format codes: none, one for all, or one per column.
+pub fn check_result_formats(format: &Format, columns: usize) -> Result<(), crate::error::Error> {
+    match format {
+        Format::Individual(codes) if codes.len() != columns => Err(crate::error::Error::new(
+            crate::error::ErrorKind::ProtocolViolation,
+            format!("bind message has {} result formats but query has {columns} columns", codes.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// RowDescription fields for a result schema, in the formats the client asked for.
 pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
     schema
@@ -70,7 +81,13 @@ pub fn field_infos(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
         .enumerate()
         .map(|(i, f)| {
             let (dt, pg) = canonical(f.data_type());
-            let mut info = FieldInfo::new(f.name().clone(), None, None, pg, format.format_for(i));
+            // pgwire's format_for indexes the codes: past them (a Bind with too few, refused
+            // by check_result_formats) it would panic.
+            let field_format = match format {
+                Format::Individual(codes) if i >= codes.len() => pgwire::api::results::FieldFormat::Text,
+                _ => format.format_for(i),
+            };
+            let mut info = FieldInfo::new(f.name().clone(), None, None, pg, field_format);
             if let DataType::Decimal128(p, s) = dt {
                 // PostgreSQL's numeric typmod: ((precision << 16) | scale) + VARHDRSZ.
                 info = info.with_type_modifier(((p as i32) << 16 | (s as i32 & 0xffff)) + 4);

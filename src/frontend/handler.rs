@@ -177,6 +177,13 @@ impl Cancels {
         token
     }
 
+    /// Cancels the statement a connection is running (its client went away).
+    pub fn cancel(&self, pid: i32) {
+        if let Some(token) = self.by_pid.lock().ok().and_then(|m| m.get(&pid).map(|(_, t)| t.clone())) {
+            token.cancel();
+        }
+    }
+
     fn forget(&self, pid: i32) {
         if let Ok(mut m) = self.by_pid.lock() {
             m.remove(&pid);
@@ -440,11 +447,22 @@ impl QueryParser for Parser {
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
+        if let Some(columns) = result_columns(stmt) {
+            super::encode::check_result_formats(format, columns).map_err(to_pg_error)?;
+        }
         Ok(match &stmt.kind {
             PreparedKind::Query { planned, .. } => field_infos(&planned.schema(), format),
             PreparedKind::Command { columns: Some(schema), .. } => field_infos(schema, format),
             PreparedKind::Command { columns: None, .. } => Vec::new(),
         })
+    }
+}
+
+/// How many columns a prepared statement returns, where known before it runs.
+fn result_columns(stmt: &Prepared) -> Option<usize> {
+    match &stmt.kind {
+        PreparedKind::Query { planned, .. } => Some(planned.schema().fields().len()),
+        PreparedKind::Command { columns, .. } => columns.as_ref().map(|c| c.fields().len()),
     }
 }
 
@@ -1131,6 +1149,9 @@ impl ExtendedQueryHandler for Backend {
     {
         let cell = session_of(client, &self.cancels, &self.defaults)?;
         let prepared = &portal.statement.statement;
+        if let Some(columns) = result_columns(prepared) {
+            super::encode::check_result_formats(&portal.result_column_format, columns).map_err(to_pg_error)?;
+        }
         let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
         let params = (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()));
         let who = client.socket_addr().to_string();
