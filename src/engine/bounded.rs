@@ -141,6 +141,17 @@ impl Args {
         }
     }
 
+    /// The text at `row` of argument `arg`, when it is text.
+    fn text(&self, arg: usize, row: usize) -> Option<&str> {
+        let (a, row) = self.at(arg, row)?;
+        match a.data_type() {
+            DataType::Utf8 => Some(a.as_string::<i32>().value(row)),
+            DataType::LargeUtf8 => Some(a.as_string::<i64>().value(row)),
+            DataType::Utf8View => Some(a.as_string_view().value(row)),
+            _ => None,
+        }
+    }
+
     /// Whether the text at `row` of argument `arg` is ASCII (absent counts as ASCII).
     fn ascii(&self, arg: usize, row: usize) -> bool {
         let Some((a, row)) = self.at(arg, row) else { return true };
@@ -178,13 +189,17 @@ fn pad(a: &Args, r: usize) -> u128 {
     a.count(1, r).saturating_mul(width)
 }
 
-/// `range` / `generate_series` as arrays: (stop - start) / step elements of 8 bytes.
+/// `range` / `generate_series` as arrays: (stop - start) / step elements of 8 bytes; integers
+/// with an integer step, dates and timestamps with an interval step (by the first argument's
+/// type: a timestamp also casts to an integer, in its own unit).
 fn series(a: &Args, r: usize) -> u128 {
-    let n = a.arrays.len();
-    let (start, stop, step) = match (a.int(0, r), n) {
-        (Some(stop), 1) => (Some(0i128), Some(stop as i128), Some(1i128)),
-        (Some(start), _) => (Some(start as i128), a.int(1, r).map(i128::from), Some(a.int(2, r).map_or(1, i128::from))),
-        (None, _) => (a.micros(0, r).map(i128::from), a.micros(1, r).map(i128::from), a.interval_micros(2, r)),
+    let temporal = a.arrays.first().is_some_and(|(arr, _)| matches!(arr.data_type(), DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)));
+    let (start, stop, step) = if temporal {
+        (a.micros(0, r).map(i128::from), a.micros(1, r).map(i128::from), a.interval_micros(2, r))
+    } else if a.arrays.len() == 1 {
+        (Some(0i128), a.int(0, r).map(i128::from), Some(1i128))
+    } else {
+        (a.int(0, r).map(i128::from), a.int(1, r).map(i128::from), Some(a.int(2, r).map_or(1, i128::from)))
     };
     match (start, stop, step) {
         (Some(start), Some(stop), Some(step)) if step != 0 && (stop - start).signum() * step.signum() >= 0 => {
@@ -194,28 +209,27 @@ fn series(a: &Args, r: usize) -> u128 {
     }
 }
 
-/// `replace(s, from, to)`: at most len(s)/len(from) replacements of len(to) bytes.
+/// `replace(s, from, to)`: the text with each actual occurrence of `from` replaced.
 fn replace(a: &Args, r: usize) -> u128 {
     let (s, from, to) = (a.bytes(0, r), a.bytes(1, r), a.bytes(2, r));
-    if from == 0 { s } else { s + (s / from).saturating_mul(to) }
+    match (a.text(0, r), a.text(1, r)) {
+        (Some(text), Some(pattern)) if !pattern.is_empty() => {
+            let n = text.matches(pattern).count() as u128;
+            s - n * from + n * to
+        }
+        _ => s,
+    }
 }
 
-/// `regexp_replace(s, pattern, replacement [, flags])`: at most len(s)+1 matches, each
-/// replaced by the replacement's text and its back-references (each at most len(s)).
+/// `regexp_replace(s, pattern, replacement [, flags])`: at most len(s)+1 matches (one without
+/// the `g` flag), each replaced by the replacement's text; matches do not overlap, so all
+/// expansions of one back-reference together take at most len(s).
 fn regexp_replace(a: &Args, r: usize) -> u128 {
     let (s, repl) = (a.bytes(0, r), a.bytes(2, r));
-    let refs = match a.at(2, r) {
-        Some((arr, row)) if matches!(arr.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
-            let text = match arr.data_type() {
-                DataType::Utf8 => arr.as_string::<i32>().value(row),
-                DataType::LargeUtf8 => arr.as_string::<i64>().value(row),
-                _ => arr.as_string_view().value(row),
-            };
-            text.matches('\\').count() as u128 + text.matches('$').count() as u128
-        }
-        _ => 0,
-    };
-    s.saturating_add((s + 1).saturating_mul(repl)).saturating_add(refs.saturating_mul(s + 1).saturating_mul(s))
+    let refs = a.text(2, r).map_or(0, |t| t.matches(['\\', '$']).count() as u128);
+    let global = a.text(3, r).is_some_and(|f| f.contains('g'));
+    let matches = if global { s + 1 } else { 1 };
+    s.saturating_add(matches.saturating_mul(repl)).saturating_add(refs.saturating_mul(s))
 }
 
 /// A function whose result size is checked against the caps before it runs; delegates all
@@ -328,6 +342,10 @@ mod tests {
             "SELECT array_repeat('x', 3), range(5), generate_series(1, 10, 3)",
             "SELECT generate_series(DATE '2024-01-01', DATE '2024-12-31', INTERVAL '1 month')",
             "SELECT replace('a-b-c', '-', '+'), regexp_replace('a1b2', '[0-9]', '<\\0>', 'g')",
+            // Timestamps cast to integers too: the interval step decides (a false 54000 before).
+            "SELECT generate_series(TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-02', INTERVAL '1 hour')",
+            "SELECT regexp_replace(repeat('https://example.com/a/b/c?', 20000), '^https?://([^/]+).*$', '\\1')",
+            "SELECT replace(repeat('line one\nline two', 30000), '\n', '<br/>')",
             "SELECT lpad('x', 1000 + CAST(value % 2 AS INT)) FROM generate_series(1, 1000)",
         ] {
             assert!(run(sql).await.is_ok(), "{sql}: {:?}", run(sql).await.err());

@@ -94,7 +94,11 @@ pub async fn serve(
         pgwire::tokio::server::MaybeTls::Tls(tls) => socket2::SockRef::from(tls.get_ref().0).try_clone().ok(),
         _ => None,
     };
-    let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
+    let mut watcher = AbortOnDrop(None);
+    // Idle timeouts apply only while the client has been told ReadyForQuery, as in
+    // PostgreSQL: not between the messages of an extended-query sequence (pg-cursor's
+    // Execute + Flush, read slowly).
+    let mut ready_for_query = true;
     let (simple, extended) = (backend.clone(), backend);
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
@@ -113,7 +117,7 @@ pub async fn serve(
             }
         } else {
             let in_transaction = socket.transaction_status() != TransactionStatus::Idle;
-            match session_timeouts(&socket, in_transaction) {
+            match session_timeouts(&socket, in_transaction).filter(|_| ready_for_query) {
                 Some((limit, error)) => match tokio::time::timeout(limit, socket.next()).await {
                     Ok(m) => m,
                     Err(_) => {
@@ -151,6 +155,9 @@ pub async fn serve(
             break;
         }
         let is_extended = msg.is_extended_query();
+        // After these the server sends ReadyForQuery; after the other messages of the
+        // extended protocol it waits for more.
+        ready_for_query = matches!(msg, PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Sync(_));
         let is_cancel = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
         let outcome = std::panic::AssertUnwindSafe(process_message(
             msg,
@@ -197,9 +204,10 @@ pub async fn serve(
             && !matches!(socket.state(), PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress)
         {
             frame_limits.authenticated.store(true, Ordering::Relaxed);
+            ready_for_query = true;
             handlers.open_session(&socket);
             if let Some(sock) = peer_socket.take() {
-                watcher = Some(tokio::spawn(watch_disconnect(sock, socket.pid_and_secret_key().0, cancels.clone())));
+                watcher.0 = Some(tokio::spawn(watch_disconnect(sock, socket.pid_and_secret_key().0, cancels.clone())));
             }
             if let Some(f) = authenticated.take() {
                 f();
@@ -208,30 +216,43 @@ pub async fn serve(
             tracing::debug!(%peer, %user, tls = secure, "authenticated");
         }
     }
-    if let Some(w) = watcher {
-        w.abort();
-    }
+    drop(watcher);
     Ok(())
 }
 
-/// Every second, peeks at the client's socket without reading it: a connection closed by
-/// the client (end of stream, or reset) cancels the statement it left running. Without it, a
+/// Watches the client's socket without reading it: a connection closed by the client (end
+/// of stream, or reset) cancels the statement it left running. Without it, a
 /// query that sends nothing until it ends (a count over a huge join) went on using the CPU for
 /// as long as it took after its client was gone. (PostgreSQL's client_connection_check_interval.)
 async fn watch_disconnect(sock: socket2::Socket, pid: i32, cancels: Arc<super::handler::Cancels>) {
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    // A second registration of the same socket (a dup'd descriptor) with tokio's reactor:
+    // its readiness reports the peer's FIN or reset (EPOLLRDHUP) even while unread bytes
+    // (a Terminate sent before closing, a TLS close_notify) wait in the socket.
+    let std: std::net::TcpStream = sock.into();
+    if std.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(stream) = tokio::net::TcpStream::from_std(std) else { return };
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        // The socket is non-blocking (tokio's): a peek never waits.
-        match sock.peek(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        match stream.ready(tokio::io::Interest::READABLE).await {
+            Ok(r) if r.is_read_closed() || r.is_error() => break,
+            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             Err(_) => break,
         }
     }
     tracing::info!(pid, "client went away; cancelling its statement");
     cancels.cancel(pid);
+}
+
+/// Aborts the disconnect watcher when the connection ends, however it ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
 }
 
 /// Sends `e` as a FATAL ErrorResponse (the connection closes after it).

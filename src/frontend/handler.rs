@@ -177,6 +177,16 @@ impl Cancels {
         token
     }
 
+    /// A CancelRequest read by hand (the server refusing new connections): cancels the
+    /// statement of `pid` if `key` is its secret.
+    pub fn cancel_with_key(&self, pid: i32, key: &[u8]) {
+        let token = self.by_pid.lock().ok().and_then(|m| m.get(&pid).filter(|(s, _)| s.to_bytes().as_ref() == key).map(|(_, t)| t.clone()));
+        if let Some(t) = token {
+            tracing::info!(pid, "cancel request");
+            t.cancel();
+        }
+    }
+
     /// Cancels the statement a connection is running (its client went away).
     pub fn cancel(&self, pid: i32) {
         if let Some(token) = self.by_pid.lock().ok().and_then(|m| m.get(&pid).map(|(_, t)| t.clone())) {
@@ -410,7 +420,7 @@ impl QueryParser for Parser {
     {
         let cell = session_of(client, &self.cancels, &self.defaults)?;
         let fail = |e: Error| {
-            log_failure(&self.metrics, &client.socket_addr().to_string(), sql, &e);
+            log_failure(&self.metrics, &who(client), sql, &e);
             to_pg_error(e)
         };
         let info = cell.session.lock().await.info();
@@ -891,6 +901,12 @@ fn one_line_short(sql: &str) -> String {
     if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s }
 }
 
+/// Who sent a statement, for the query log: `user@address:port`.
+fn who<C: ClientInfo>(client: &C) -> String {
+    let user = client.metadata().get(pgwire::api::METADATA_USER).map(String::as_str).unwrap_or("lakecube");
+    format!("{user}@{}", client.socket_addr())
+}
+
 fn log_failure(metrics: &Metrics, who: &str, sql: &str, e: &Error) {
     tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
     metrics.record_failure(crate::telemetry::Failure { sqlstate: e.sqlstate().into(), message: e.message.clone(), sql: one_line(sql) });
@@ -912,7 +928,7 @@ impl SimpleQueryHandler for Backend {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let cell = session_of(client, &self.cancels, &self.defaults)?;
-        let who = client.socket_addr().to_string();
+        let who = who(client);
         let mut status = client.transaction_status();
         let statements = split_statements(&query.query);
         let mut failure = None;
@@ -1154,7 +1170,7 @@ impl ExtendedQueryHandler for Backend {
         }
         let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
         let params = (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()));
-        let who = client.socket_addr().to_string();
+        let who = who(client);
         let mut status = client.transaction_status();
         let outcome = self
             .statement(&cell, &prepared.sql, Some(prepared), params, &mut status, &portal.result_column_format, &who)

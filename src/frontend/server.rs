@@ -106,8 +106,9 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
         let Ok(start) = starting.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max_startups = limits.max_startups, "connection refused: too many clients starting up at once");
             if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                let cancels = handlers.parts().2;
                 tokio::spawn(async move {
-                    refuse(socket, peer).await;
+                    refuse(socket, peer, &cancels).await;
                     drop(permit);
                 });
             }
@@ -139,8 +140,8 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
 }
 
 /// Answers a connection over the limit the way PostgreSQL does: read its startup packet
-/// (declining TLS), then send ErrorResponse 53300 and close.
-async fn refuse(mut socket: TcpStream, peer: SocketAddr) {
+/// (declining TLS), then send ErrorResponse 53300 and close; a CancelRequest is carried out.
+async fn refuse(mut socket: TcpStream, peer: SocketAddr, cancels: &super::handler::Cancels) {
     let fut = async {
         loop {
             let len = socket.read_i32().await? as usize;
@@ -154,6 +155,12 @@ async fn refuse(mut socket: TcpStream, peer: SocketAddr) {
             if code == 80877103 || code == 80877104 {
                 socket.write_all(b"N").await?;
                 continue;
+            }
+            // A CancelRequest is honoured even now: a flood of startups is when it matters.
+            if code == 80877102 && body.len() >= 12 {
+                let pid = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                cancels.cancel_with_key(pid, &body[8..]);
+                return Ok(());
             }
             break;
         }

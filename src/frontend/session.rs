@@ -433,25 +433,23 @@ impl Cursor {
     }
 
     /// Up to `n` rows (all that remain for `None`), read batch by batch as the stream is
-    /// polled: a `FETCH ALL` holds one batch at a time, never the whole result.
+    /// polled: a `FETCH ALL` holds one batch at a time, never the whole result. The cursor is
+    /// locked for one batch at a time, so a FETCH left suspended in a portal never blocks the
+    /// next FETCH of the same cursor.
     pub fn rows(&self, n: Option<u64>) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
-        type Guard = tokio::sync::OwnedMutexGuard<Reader>;
-        let start: (Arc<tokio::sync::Mutex<Reader>>, u64, Option<Guard>) = (self.reader.clone(), n.unwrap_or(u64::MAX), None);
-        futures::stream::unfold(start, |(reader, want, guard)| async move {
+        let start: (Arc<tokio::sync::Mutex<Reader>>, u64) = (self.reader.clone(), n.unwrap_or(u64::MAX));
+        futures::stream::unfold(start, |(reader, want)| async move {
             if want == 0 {
                 return None;
             }
-            let mut guard = match guard {
-                Some(g) => g,
-                None => reader.clone().lock_owned().await,
-            };
-            match guard.next_batch(want).await {
+            let next = reader.lock().await.next_batch(want).await;
+            match next {
                 Ok(Some(b)) => {
                     let left = want - b.num_rows() as u64;
-                    Some((Ok(b), (reader, left, Some(guard))))
+                    Some((Ok(b), (reader, left)))
                 }
                 Ok(None) => None,
-                Err(e) => Some((Err(e), (reader, 0, None))),
+                Err(e) => Some((Err(e), (reader, 0))),
             }
         })
     }
