@@ -95,20 +95,31 @@ impl<'a> Budget<'a> {
 }
 
 /// A function's arguments for one batch, read per row (a scalar is the same at every row).
+/// Each argument is cast at most once per type asked for, for the whole batch.
 pub struct Args {
     arrays: Vec<(ArrayRef, bool)>,
+    casts: Vec<[std::sync::OnceLock<Option<ArrayRef>>; 3]>,
+}
+
+/// The types [`Args`] casts arguments to: integers, timestamps in microseconds, intervals.
+#[derive(Clone, Copy)]
+enum As {
+    Int = 0,
+    Micros = 1,
+    Interval = 2,
 }
 
 impl Args {
     fn new(args: &[ColumnarValue]) -> Result<Args> {
-        let arrays = args
+        let arrays: Vec<(ArrayRef, bool)> = args
             .iter()
             .map(|a| match a {
                 ColumnarValue::Scalar(s) => Ok((s.to_array_of_size(1)?, true)),
                 ColumnarValue::Array(a) => Ok((a.clone(), false)),
             })
             .collect::<Result<_>>()?;
-        Ok(Args { arrays })
+        let casts = arrays.iter().map(|_| Default::default()).collect();
+        Ok(Args { arrays, casts })
     }
 
     fn at(&self, arg: usize, row: usize) -> Option<(&ArrayRef, usize)> {
@@ -117,12 +128,25 @@ impl Args {
         (row < a.len() && !a.is_null(row)).then_some((a, row))
     }
 
+    /// The value at `row` of argument `arg` cast to `to`, from the argument cast once.
+    fn cast_at(&self, arg: usize, row: usize, to: As) -> Option<(&ArrayRef, usize)> {
+        let (_, row) = self.at(arg, row)?;
+        let cast = self.casts[arg][to as usize].get_or_init(|| {
+            use datafusion::arrow::compute::cast;
+            let a = &self.arrays[arg].0;
+            match to {
+                As::Int => cast(a, &DataType::Int64).ok(),
+                As::Micros => cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None)).and_then(|t| cast(&t, &DataType::Int64)).ok(),
+                As::Interval => cast(a, &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)).ok(),
+            }
+        });
+        cast.as_ref().filter(|c| c.is_valid(row)).map(|c| (c, row))
+    }
+
     /// The integer at `row` of argument `arg`, when it is one.
     fn int(&self, arg: usize, row: usize) -> Option<i64> {
-        let (a, row) = self.at(arg, row)?;
-        let ints = datafusion::arrow::compute::cast(&a.slice(row, 1), &DataType::Int64).ok()?;
-        let ints = ints.as_primitive_opt::<Int64Type>()?;
-        ints.is_valid(0).then(|| ints.value(0))
+        let (c, row) = self.cast_at(arg, row, As::Int)?;
+        Some(c.as_primitive_opt::<Int64Type>()?.value(row))
     }
 
     /// A count argument: negative and missing count as nothing.
@@ -132,12 +156,10 @@ impl Args {
 
     /// The bytes the value at `row` of argument `arg` takes (0 when absent or NULL).
     fn bytes(&self, arg: usize, row: usize) -> u128 {
-        let Some((a, row)) = self.at(arg, row) else { return 0 };
-        match a.data_type() {
-            DataType::Utf8 => a.as_string::<i32>().value(row).len() as u128,
-            DataType::LargeUtf8 => a.as_string::<i64>().value(row).len() as u128,
-            DataType::Utf8View => a.as_string_view().value(row).len() as u128,
-            _ => a.slice(row, 1).to_data().get_slice_memory_size().unwrap_or(8) as u128,
+        match (self.text(arg, row), self.at(arg, row)) {
+            (Some(t), _) => t.len() as u128,
+            (None, Some((a, row))) => a.slice(row, 1).to_data().get_slice_memory_size().unwrap_or(8) as u128,
+            (None, None) => 0,
         }
     }
 
@@ -154,30 +176,19 @@ impl Args {
 
     /// Whether the text at `row` of argument `arg` is ASCII (absent counts as ASCII).
     fn ascii(&self, arg: usize, row: usize) -> bool {
-        let Some((a, row)) = self.at(arg, row) else { return true };
-        match a.data_type() {
-            DataType::Utf8 => a.as_string::<i32>().value(row).is_ascii(),
-            DataType::LargeUtf8 => a.as_string::<i64>().value(row).is_ascii(),
-            DataType::Utf8View => a.as_string_view().value(row).is_ascii(),
-            _ => false,
-        }
+        self.at(arg, row).is_none() || self.text(arg, row).is_some_and(str::is_ascii)
     }
 
     /// A date or timestamp argument in microseconds since the epoch.
     fn micros(&self, arg: usize, row: usize) -> Option<i64> {
-        let (a, row) = self.at(arg, row)?;
-        let t = datafusion::arrow::compute::cast(&a.slice(row, 1), &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
-        let t = datafusion::arrow::compute::cast(&t, &DataType::Int64).ok()?;
-        let t = t.as_primitive_opt::<Int64Type>()?;
-        t.is_valid(0).then(|| t.value(0))
+        let (c, row) = self.cast_at(arg, row, As::Micros)?;
+        Some(c.as_primitive_opt::<Int64Type>()?.value(row))
     }
 
     /// An interval argument's shortest length in microseconds (a month counted as 28 days).
     fn interval_micros(&self, arg: usize, row: usize) -> Option<i128> {
-        let (a, row) = self.at(arg, row)?;
-        let iv = datafusion::arrow::compute::cast(&a.slice(row, 1), &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)).ok()?;
-        let iv = iv.as_primitive_opt::<IntervalMonthDayNanoType>()?;
-        let v = iv.is_valid(0).then(|| iv.value(0))?;
+        let (c, row) = self.cast_at(arg, row, As::Interval)?;
+        let v = c.as_primitive_opt::<IntervalMonthDayNanoType>()?.value(row);
         const DAY: i128 = 86_400_000_000;
         Some(v.months as i128 * 28 * DAY + v.days as i128 * DAY + v.nanoseconds as i128 / 1000)
     }

@@ -117,7 +117,7 @@ pub async fn serve(
             }
         } else {
             let in_transaction = socket.transaction_status() != TransactionStatus::Idle;
-            match session_timeouts(&socket, in_transaction).filter(|_| ready_for_query) {
+            match ready_for_query.then(|| session_timeouts(&socket, in_transaction)).flatten() {
                 Some((limit, error)) => match tokio::time::timeout(limit, socket.next()).await {
                     Ok(m) => m,
                     Err(_) => {

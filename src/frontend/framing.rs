@@ -13,7 +13,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
@@ -37,23 +37,23 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// The limits a connection's frames are held to, changed by the connection as it goes.
+/// The limits a connection's frames are held to; the connection marks when it authenticated.
 #[derive(Debug)]
 pub struct FrameLimits {
     /// Whether the client has authenticated (then `limit` applies, else the startup limit).
     pub authenticated: AtomicBool,
     /// The largest message after authentication.
-    pub limit: AtomicUsize,
+    pub limit: usize,
 }
 
 impl FrameLimits {
     pub fn new(limit: usize) -> Arc<FrameLimits> {
-        Arc::new(FrameLimits { authenticated: AtomicBool::new(false), limit: AtomicUsize::new(limit) })
+        Arc::new(FrameLimits { authenticated: AtomicBool::new(false), limit })
     }
 
     fn current(&self) -> usize {
         if self.authenticated.load(Ordering::Relaxed) {
-            self.limit.load(Ordering::Relaxed)
+            self.limit
         } else {
             STARTUP_MESSAGE_LIMIT
         }
