@@ -14,6 +14,11 @@
 //!   counting its errors;
 //! - the server's resident memory is sampled every 50 ms from /proc.
 //!
+//! The settings, side by side in one run: the dashboard alone (no hostile clients, the
+//! baseline); the pool at `--memory-limit` with CPU priority (heavy statements on the
+//! background pool, the default); the same pool with `--background-rows off` (every
+//! statement on one runtime); and an unbounded pool (1TB), with priority.
+//!
 //! It prints one Markdown row per setting: peak RSS, the hostile statements' outcomes by
 //! SQLSTATE, and the dashboard's answers, errors, p50 and p99. Bounded requests only, on
 //! loopback, stopping by themselves.
@@ -85,10 +90,23 @@ impl Drop for Server {
     }
 }
 
-fn start(a: &Args, memory_limit: &str) -> Result<Server> {
+/// One server setting.
+struct Setting {
+    memory_limit: String,
+    /// `--background-rows` (None: the server's default).
+    background_rows: Option<&'static str>,
+    /// Hostile clients beside the dashboard.
+    hostile: usize,
+}
+
+fn start(a: &Args, setting: &Setting) -> Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(&a.bin)
-        .args(["serve", "--lake", &a.lake, "--listen", &format!("127.0.0.1:{port}"), "--memory-limit", memory_limit])
+    let mut command = Command::new(&a.bin);
+    command.args(["serve", "--lake", &a.lake, "--listen", &format!("127.0.0.1:{port}"), "--memory-limit", &setting.memory_limit]);
+    if let Some(rows) = setting.background_rows {
+        command.args(["--background-rows", rows]);
+    }
+    let child = command
         .args(["--log", "warn"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -124,14 +142,14 @@ struct Outcome {
     alive: bool,
 }
 
-async fn measure(a: &Args, memory_limit: &str) -> Result<Outcome> {
-    let server = start(a, memory_limit)?;
+async fn measure(a: &Args, setting: &Setting) -> Result<Outcome> {
+    let server = start(a, setting)?;
     let dashboard = connect(server.port).await?;
     dashboard.simple_query(DASHBOARD).await?; // warm: the plan cache and the lake's metadata
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Default::default();
     let mut hostile = Vec::new();
-    for i in 0..a.hostile {
+    for i in 0..setting.hostile {
         let (stop, outcomes, port, timeout) = (stop.clone(), outcomes.clone(), server.port, a.timeout);
         hostile.push(tokio::spawn(async move {
             let Ok(client) = connect(port).await else { return };
@@ -207,16 +225,26 @@ async fn main() -> Result<()> {
     }
     println!("hostile mix: {} hostile clients + 1 dashboard, {} s per setting, lake {}, {}", a.hostile, a.seconds, a.lake, a.bin);
     println!();
-    println!("| memory_limit | peak RSS (MiB) | hostile statements by outcome | dashboard answers | dashboard errors | p50 (ms) | p99 (ms) | server up after |");
-    println!("|---|---|---|---|---|---|---|---|");
-    // "unbounded": a pool larger than the machine, i.e. DataFusion's behaviour without one.
-    for limit in [a.memory_limit.clone(), "1TB".to_string()] {
-        let o = measure(&a, &limit).await?;
+    println!("| memory_limit | background_rows | hostile clients | peak RSS (MiB) | hostile statements by outcome | dashboard answers | dashboard errors | p50 (ms) | p99 (ms) | server up after |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let setting = |memory_limit: &str, background_rows, hostile| Setting { memory_limit: memory_limit.to_string(), background_rows, hostile };
+    let settings = [
+        setting(&a.memory_limit, None, 0),
+        setting(&a.memory_limit, None, a.hostile),
+        setting(&a.memory_limit, Some("off"), a.hostile),
+        // "unbounded": a pool larger than the machine, i.e. DataFusion's behaviour without one.
+        setting("1TB", None, a.hostile),
+    ];
+    for s in &settings {
+        let o = measure(&a, s).await?;
         let hostile: Vec<String> = o.hostile.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         println!(
-            "| {limit} | {:.0} | {} | {} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.1} | {:.1} | {} |",
+            s.memory_limit,
+            s.background_rows.unwrap_or("default"),
+            s.hostile,
             o.peak_rss_mib,
-            hostile.join(", "),
+            if hostile.is_empty() { "—".to_string() } else { hostile.join(", ") },
             o.answers,
             o.errors,
             o.p50_ms,

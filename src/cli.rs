@@ -217,6 +217,10 @@ pub struct LimitArgs {
     /// Connections that may be starting up at once (default: 256).
     #[arg(long, env = "LAKECUBE_MAX_STARTUPS", value_name = "N")]
     pub max_startups: Option<String>,
+    /// Statements estimated to produce more rows than this run at background CPU priority
+    /// (default: 100000000; off: none).
+    #[arg(long, env = "LAKECUBE_BACKGROUND_ROWS", value_name = "ROWS")]
+    pub background_rows: Option<String>,
 }
 
 impl LimitArgs {
@@ -234,6 +238,7 @@ impl LimitArgs {
             startup_timeout: v(&self.startup_timeout),
             max_message_size: v(&self.max_message_size),
             max_startups: v(&self.max_startups),
+            background_rows: v(&self.background_rows),
         }
     }
 }
@@ -579,7 +584,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         Error::config(format!("cannot listen on {addr}: {e}")).with_hint(hint)
     })?;
     let lake = open_or_generate(&s, a.demo_if_empty).await?;
-    let engine = Engine::open_with(lake, model.as_ref(), crate::engine::Options { memory: s.limits.memory.clone() }).await?;
+    let engine = Engine::open_with(lake, model.as_ref(), crate::engine::Options { memory: s.limits.memory.clone(), priority: s.limits.priority.clone() }).await?;
     let local = listener.local_addr()?;
     tracing::info!(lake = %engine.lake().display(), listen = %local, "lakecube is serving");
     eprintln!(

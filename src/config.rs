@@ -52,6 +52,7 @@ pub struct FileSettings {
     pub startup_timeout: Option<Value>,
     pub max_message_size: Option<Value>,
     pub max_startups: Option<Value>,
+    pub background_rows: Option<Value>,
 }
 
 impl FileSettings {
@@ -68,6 +69,7 @@ impl FileSettings {
             startup_timeout: self.startup_timeout.clone(),
             max_message_size: self.max_message_size.clone(),
             max_startups: self.max_startups.clone(),
+            background_rows: self.background_rows.clone(),
         }
     }
 }
@@ -103,6 +105,7 @@ pub struct LimitValues {
     pub startup_timeout: Option<Value>,
     pub max_message_size: Option<Value>,
     pub max_startups: Option<Value>,
+    pub background_rows: Option<Value>,
 }
 
 impl LimitValues {
@@ -121,6 +124,7 @@ impl LimitValues {
             startup_timeout: self.startup_timeout.or(other.startup_timeout),
             max_message_size: self.max_message_size.or(other.max_message_size),
             max_startups: self.max_startups.or(other.max_startups),
+            background_rows: self.background_rows.or(other.background_rows),
         }
     }
 }
@@ -134,6 +138,7 @@ pub struct Limits {
     pub startup_timeout: Duration,
     pub max_message_size: usize,
     pub max_startups: usize,
+    pub priority: crate::engine::priority::PriorityConfig,
 }
 
 impl Limits {
@@ -199,7 +204,17 @@ impl Limits {
             })?,
             None => DEFAULT_MAX_STARTUPS,
         };
-        Ok(Limits { memory, session_defaults, startup_timeout, max_message_size, max_startups })
+        let mut priority = crate::engine::priority::PriorityConfig::default();
+        if let Some(v) = &v.background_rows {
+            priority.background_rows = match v.text().trim() {
+                "off" => None,
+                n => Some(n.replace('_', "").parse::<u64>().map_err(|_| {
+                    Error::config(format!("background_rows `{}` is neither a number of rows nor off", v.text()))
+                        .with_hint("e.g. background_rows: 100000000 (statements estimated beyond it run at background priority), or off")
+                })?),
+            };
+        }
+        Ok(Limits { memory, session_defaults, startup_timeout, max_message_size, max_startups, priority })
     }
 }
 
@@ -237,7 +252,7 @@ impl FileSettings {
                 .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
                 .unwrap_or_else(|| path.display().to_string());
             Error::config(format!("{at}: {e}")).with_hint(
-                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log, tls_cert, tls_key, users, require_tls, memory_limit, query_memory_limit, spill_dir, spill_limit, statement_timeout, idle_session_timeout, idle_in_transaction_session_timeout, startup_timeout, max_message_size, max_startups (see docs/config.md)",
+                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log, tls_cert, tls_key, users, require_tls, memory_limit, query_memory_limit, spill_dir, spill_limit, statement_timeout, idle_session_timeout, idle_in_transaction_session_timeout, startup_timeout, max_message_size, max_startups, background_rows (see docs/config.md)",
             )
         })
     }

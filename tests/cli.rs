@@ -100,6 +100,8 @@ fn bad_flags_config_and_locations() {
     assert_clean_error(&o, "memory_limit: `lots` is not a size");
     let o = lakecube(&["serve", "--statement-timeout", "1e20", "--lake", tiny.to_str().unwrap()], &[]);
     assert_clean_error(&o, "statement_timeout");
+    let o = lakecube(&["serve", "--background-rows", "many", "--lake", tiny.to_str().unwrap()], &[]);
+    assert_clean_error(&o, "background_rows `many` is neither a number of rows nor off");
     let o = lakecube(&["ingest", "door_sensors", "--lake", tiny.to_str().unwrap(), "--watch", "--interval", "1e20"], &[]);
     assert_clean_error(&o, "--interval must be a positive number of seconds");
     let o = lakecube(&["generate", "--lake", "memory://", "--departments", "40"], &[]);

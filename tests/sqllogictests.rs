@@ -1,5 +1,7 @@
 //! Runs every `tests/slt/*.slt` file (sqllogictest format) against the retail cube over the
-//! `tiny` lake, in-process: one test per file, named after it. `LAKECUBE_SLT_COMPLETE=1`
+//! `tiny` lake, in-process: one test per file, named after it. Each file runs twice: with the
+//! engine's defaults, and with every statement at background priority (engine::priority: on
+//! the background pool, through its channel), which must answer the same. `LAKECUBE_SLT_COMPLETE=1`
 //! rewrites the expected results from the current output (review the diff before committing):
 //! `LAKECUBE_SLT_COMPLETE=1 cargo test --test integration sqllogictests`.
 
@@ -90,12 +92,23 @@ fn every_slt_file_has_a_test() {
 }
 
 async fn run_file(file: &Path) {
+    let complete = std::env::var("LAKECUBE_SLT_COMPLETE").is_ok_and(|v| v == "1");
+    run_file_with(file, lakecube::engine::Options::default(), complete).await;
+    if !complete {
+        let mut background = lakecube::engine::Options::default();
+        background.priority.background_rows = Some(0);
+        run_file_with(file, background, false).await;
+    }
+}
+
+async fn run_file_with(file: &Path, options: lakecube::engine::Options, complete: bool) {
+    let options_rows = options.priority.background_rows;
     let lake: PathBuf = tokio::task::spawn_blocking(|| common::lake(Preset::Tiny)).await.unwrap();
     let mut runner = sqllogictest::Runner::new(move || {
-        let lake = lake.clone();
-        async move { Ok(Db { engine: common::engine(&lake).await }) }
+        let (lake, options) = (lake.clone(), options.clone());
+        async move { Ok(Db { engine: common::engine_with(&lake, options).await }) }
     });
-    let res = if std::env::var("LAKECUBE_SLT_COMPLETE").is_ok_and(|v| v == "1") {
+    let res = if complete {
         runner
             .update_test_file(
                 file,
@@ -110,6 +123,6 @@ async fn run_file(file: &Path) {
         runner.run_file_async(file).await.map_err(|e| e.display(false).to_string())
     };
     if let Err(e) = res {
-        panic!("{}:\n{e}", file.display());
+        panic!("{} (background_rows {:?}):\n{e}", file.display(), options_rows);
     }
 }

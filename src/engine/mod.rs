@@ -14,6 +14,7 @@ pub mod fast_time;
 pub mod memory;
 pub mod pg_functions;
 pub mod plan_cache;
+pub mod priority;
 pub mod settings;
 pub mod sql;
 
@@ -50,18 +51,20 @@ pub struct Engine {
     roles: catalog::Roles,
     plan_cache: Arc<plan_cache::PlanCache>,
     memory: memory::Memory,
+    priorities: priority::Priorities,
 }
 
 /// How an engine is set up beyond its lake and cubes.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub memory: memory::MemoryConfig,
+    pub priority: priority::PriorityConfig,
 }
 
 impl Default for Options {
     /// The defaults for this machine ([`memory::MemoryConfig::for_machine`]).
     fn default() -> Self {
-        Options { memory: memory::MemoryConfig::for_machine() }
+        Options { memory: memory::MemoryConfig::for_machine(), priority: priority::PriorityConfig::default() }
     }
 }
 
@@ -110,9 +113,10 @@ impl Engine {
         Self::open_with(lake, model, Options::default()).await
     }
 
-    /// [`Engine::open`] with these options (memory pool and spill limits).
+    /// [`Engine::open`] with these options (memory pool and spill limits, CPU priority).
     pub async fn open_with(lake: Lake, model: Option<&Model>, options: Options) -> Result<Engine> {
         let memory = memory::Memory::new(options.memory)?;
+        let priorities = priority::Priorities::new(options.priority)?;
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(true)
@@ -189,7 +193,7 @@ impl Engine {
         bounded::bound_functions(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
         let plan_cache = Arc::new(plan_cache::PlanCache::new(plan_cache::DEFAULT_ENTRIES));
-        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles, plan_cache, memory })
+        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles, plan_cache, memory, priorities })
     }
 
     /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure
@@ -315,7 +319,8 @@ impl Engine {
         // Each query reserves through a pool of its own, its share of the server's.
         let runtime = self.memory.for_query(&state.runtime_env())?;
         let task = Arc::new(datafusion::execution::TaskContext::from(&state).with_runtime(runtime));
-        let stream = datafusion::physical_plan::execute_stream(physical, task).map_err(Error::from)?;
+        // Heavy statements run at background priority (priority.rs).
+        let stream = self.priorities.execute(physical, task)?;
         Ok((schema, stream))
     }
 

@@ -233,8 +233,13 @@ where
 }
 
 pub async fn engine(lake_dir: &Path) -> Engine {
+    engine_with(lake_dir, lakecube::engine::Options::default()).await
+}
+
+/// [`engine`] with these options.
+pub async fn engine_with(lake_dir: &Path, options: lakecube::engine::Options) -> Engine {
     let model = lakecube::model::load_dir(std::path::Path::new("cube-defs")).unwrap();
-    Engine::open(Lake::open(lake_dir.to_str().unwrap(), false).unwrap(), Some(&model)).await.unwrap()
+    Engine::open_with(Lake::open(lake_dir.to_str().unwrap(), false).unwrap(), Some(&model), options).await.unwrap()
 }
 
 /// A PostgreSQL `numeric` read in binary (as Npgsql and tokio-postgres read it), kept as the
