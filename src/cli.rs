@@ -1,4 +1,5 @@
-//! The command line: `lakecube generate | serve | query | validate`.
+//! The command line: `lakecube serve | query | generate | ingest | maintain | validate |
+//! schema | user`, one function per command, each wiring the library's pieces together.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -596,7 +597,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
     let limits = crate::frontend::server::Limits {
         max_connections: s.max_connections,
         shutdown_grace: s.shutdown_grace,
-        metrics: Default::default(),
+        failures: Default::default(),
         connection: crate::frontend::connection::ConnectionLimits {
             startup_timeout: s.limits.startup_timeout,
             max_message_size: s.limits.max_message_size,

@@ -157,7 +157,7 @@ impl Limits {
         let duration = |key: &str, v: &Option<Value>| -> Result<Option<u64>> {
             v.as_ref()
                 .map(|v| {
-                    crate::engine::settings::parse_duration_ms(&v.text())
+                    crate::pg::settings::parse_duration_ms(&v.text())
                         .filter(|ms| *ms <= i32::MAX as u64)
                         .ok_or_else(|| {
                             Error::config(format!("{key}: `{}` is not a duration (at most 24 days)", v.text()))

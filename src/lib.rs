@@ -7,7 +7,10 @@
 //! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, handlers, Arrow → wire
 //!   encoding. Knows the engine, nothing of cubes or the lake.
 //! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables) and the
-//!   cube tables (`public.*`).
+//!   cube tables (`public.*`): memory pool, CPU priority, plan cache.
+//! - [`pg`]: how DataFusion looks like PostgreSQL 15 (statement text, client-compatibility
+//!   rewrite rules, result names, settings, catalogs, functions); knows no cube and no lake,
+//!   serves `frontend` and `engine`, depends only on `error`.
 //! - [`semantic`]: cube definitions compiled into tables, and the rewrite of SQL over them
 //!   into plans over the lake (measures computed at the query's grain).
 //! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation.
@@ -27,6 +30,7 @@ pub mod error;
 pub mod frontend;
 pub mod ingest;
 pub mod model;
+pub mod pg;
 pub mod semantic;
 pub mod storage;
 pub mod telemetry;

@@ -20,7 +20,7 @@ pub fn init(level: &str) {
 /// What a running server records of its failed statements: the most recent ones, kept for
 /// inspection (the client tests check them).
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub struct RecentFailures {
     recent: std::sync::Mutex<std::collections::VecDeque<Failure>>,
 }
 
@@ -32,7 +32,7 @@ pub struct Failure {
     pub sql: String,
 }
 
-impl Metrics {
+impl RecentFailures {
     /// How many recent failures are kept.
     const KEPT: usize = 32;
 

@@ -121,8 +121,8 @@ proptest! {
     #[test]
     fn sql_planning_never_panics(sql in mutate(SQL).prop_map(text)) {
         let (rt, engine) = engine();
-        let info = lakecube::engine::sql::SessionInfo::default();
-        for stmt in lakecube::frontend::session::split_statements(&sql).unwrap_or_default() {
+        let info = lakecube::pg::settings::SessionInfo::default();
+        for stmt in lakecube::pg::parse::split_statements(&sql).unwrap_or_default() {
             let _ = rt.block_on(engine.plan_sql(&stmt, &info));
         }
     }

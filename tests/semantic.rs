@@ -440,7 +440,7 @@ async fn a_repeated_cube_without_primary_key_is_an_error() {
 /// settings) or that read the catalogs are planned every time.
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_cube_statements_reuse_their_plan() {
-    use lakecube::engine::sql::SessionInfo;
+    use lakecube::pg::settings::SessionInfo;
     let e = engine(&lake(Preset::Tiny)).await;
     let fresh = e.clone().with_plan_cache(0);
     let q = "SELECT region, SUM(conversion), MEASURE(store_count) FROM retail WHERE period >= '2025-01-01' GROUP BY 1 ORDER BY 1";

@@ -8,15 +8,10 @@
 //! stream of record batches, so that results flow to the client batch by batch and memory does
 //! not grow with the result.
 
-pub mod bounded;
-pub mod catalog;
 pub mod fast_time;
 pub mod memory;
-pub mod pg_functions;
 pub mod plan_cache;
 pub mod priority;
-pub mod settings;
-pub mod sql;
 
 use std::sync::Arc;
 
@@ -29,6 +24,7 @@ use datafusion::logical_expr::LogicalPlan;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Model;
+use crate::pg::{self, bounded, catalog, functions as pg_functions, settings::SessionInfo};
 use crate::semantic::provider::CubeTableProvider;
 use crate::semantic::query::CubeQuery;
 use crate::semantic::{Semantic, measure_fn::MeasureFn, rewrite};
@@ -76,7 +72,7 @@ pub struct Planned {
     /// The result's column names as PostgreSQL gives them, where they differ from the plan's.
     pub names: Option<Vec<String>>,
     /// Settings the statement changes for its session (`set_config(…)`).
-    pub setting_changes: sql::SettingChanges,
+    pub setting_changes: pg::rewrite::SettingChanges,
     /// Whether `plan` has been through DataFusion's logical optimizer already (plans that
     /// [`plan_cache`] keeps are stored optimized).
     pub optimized: bool,
@@ -246,7 +242,7 @@ impl Engine {
 
     /// Like [`Engine::plan`], also returning the cube queries the statement became.
     pub async fn plan_with_cubes(&self, sql: &str) -> Result<Planned> {
-        self.plan_sql(sql, &sql::SessionInfo::default())
+        self.plan_sql(sql, &SessionInfo::default())
             .await?
             .ok_or_else(|| Error::new(ErrorKind::Syntax, "empty query"))
     }
@@ -254,7 +250,7 @@ impl Engine {
     /// Plans one statement for a session; `None` for an empty statement (only comments).
     /// A query over cubes seen before with the same session settings comes from the plan
     /// cache, already optimized ([`plan_cache`]).
-    pub async fn plan_sql(&self, text: &str, session: &sql::SessionInfo) -> Result<Option<Planned>> {
+    pub async fn plan_sql(&self, text: &str, session: &SessionInfo) -> Result<Option<Planned>> {
         if let Some(what) = writing_statement(text) {
             return Err(read_only(&what));
         }
@@ -266,9 +262,9 @@ impl Engine {
         if let Some(planned) = key.as_ref().and_then(|k| self.plan_cache.get(k)) {
             return Ok(Some(planned));
         }
-        let Some(mut stmt) = sql::parse_one(&self.parser, text)? else { return Ok(None) };
-        let pg_names = sql::pg_column_names(&stmt);
-        let setting_changes = sql::rewrite_session(&mut stmt, session)?;
+        let Some(mut stmt) = pg::parse_statement(&self.parser, text)? else { return Ok(None) };
+        let pg_names = pg::names::pg_column_names(&stmt);
+        let setting_changes = pg::rewrite::rewrite_session(&mut stmt, session)?;
         let state = self.ctx.state();
         let plan = state
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
@@ -278,7 +274,7 @@ impl Engine {
         let r = rewrite::rewrite(plan, &self.semantic)?;
         let names = pg_names.and_then(|pg| {
             let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
-            sql::resolve_names(&pg, &df).filter(|n| *n != df)
+            pg::names::resolve_names(&pg, &df).filter(|n| *n != df)
         });
         let mut planned = Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, optimized: false };
         if let Some(key) = key
@@ -384,33 +380,9 @@ fn read_only_error(e: datafusion::error::DataFusionError) -> Error {
     read_only(&what)
 }
 
-/// The error for a setting the session may not change.
-pub fn set_error(e: settings::SetError) -> Error {
-    match e {
-        settings::SetError::EngineKnob(name) => Error::new(
-            ErrorKind::InsufficientPrivilege,
-            format!("permission denied to set parameter \"{name}\""),
-        )
-        .with_hint("DataFusion's runtime settings are fixed by the server's configuration, not by clients"),
-        settings::SetError::Unknown(name) => {
-            let known: Vec<&str> = settings::DEFAULTS.iter().map(|(n, _, _)| *n).collect();
-            let mut err =
-                Error::new(ErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""));
-            if let Some(c) = crate::error::closest(&name, &known) {
-                err = err.with_hint(format!("did you mean \"{c}\"?"));
-            }
-            err
-        }
-        settings::SetError::BadValue { name, value, hint } => {
-            Error::new(ErrorKind::InvalidParameterValue, format!("invalid value for parameter \"{name}\": {value}"))
-                .with_hint(hint)
-        }
-    }
-}
-
 fn read_only(what: &str) -> Error {
     Error::new(ErrorKind::ReadOnly, format!("lakecube is read-only for SQL clients: {what} is not allowed"))
-        .with_hint("lakecube only answers queries; data enters the lake through `lakecube generate`")
+        .with_hint("lakecube only answers queries; data enters the lake through `lakecube ingest` (demo data through `lakecube generate`)")
 }
 
 /// The statement's leading keywords if it writes data, changes the schema or touches files
@@ -422,7 +394,7 @@ fn writing_statement(text: &str) -> Option<String> {
         "GRANT", "REVOKE", "VACUUM", "ANALYZE", "ANALYSE", "REINDEX", "CLUSTER", "COMMENT", "REFRESH", "IMPORT",
         "SECURITY", "CALL", "DO", "LOAD", "LOCK", "NOTIFY", "LISTEN", "CHECKPOINT", "REASSIGN",
     ];
-    let words = sql::leading_words(text, 3);
+    let words = pg::parse::leading_words(text, 3);
     let first = words.first()?;
     WRITERS.contains(&first.as_str()).then(|| words.join(" "))
 }

@@ -5,7 +5,7 @@
 //! DataFusion's logical optimizer (for `SELECT * FROM retail`: 0.7 + 1.7 ms of 5; physical
 //! planning is the rest). [`PlanCache`] keeps the *optimized logical* plan of a
 //! statement, keyed by its text and everything of the session the text's planning depends on
-//! (user and settings, which [`super::sql::rewrite_session`] substitutes into the statement).
+//! (user and settings, which [`crate::pg::rewrite::rewrite_session`] substitutes into the statement).
 //!
 //! What makes a cached plan still right when it is used again:
 //! - Data: the plan's table scans are [`crate::storage::latest::LatestTable`]s, which find the
@@ -28,7 +28,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 
 use super::Planned;
-use super::settings::Settings;
+use crate::pg::settings::Settings;
 
 /// How many plans an engine keeps by default.
 pub const DEFAULT_ENTRIES: usize = 256;

@@ -224,7 +224,7 @@ pub async fn serve(
 /// of stream, or reset) cancels the statement it left running. Without it, a
 /// query that sends nothing until it ends (a count over a huge join) went on using the CPU for
 /// as long as it took after its client was gone. (PostgreSQL's client_connection_check_interval.)
-async fn watch_disconnect(sock: socket2::Socket, pid: i32, cancels: Arc<super::handler::Cancels>) {
+async fn watch_disconnect(sock: socket2::Socket, pid: i32, cancels: Arc<super::cancel::Cancels>) {
     // A second registration of the same socket (a dup'd descriptor) with tokio's reactor:
     // its readiness reports the peer's FIN or reset (EPOLLRDHUP) even while unread bytes
     // (a Terminate sent before closing, a TLS close_notify) wait in the socket.

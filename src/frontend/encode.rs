@@ -18,7 +18,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
-use pgwire::error::PgWireResult;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+
+use crate::error::Error;
 use pgwire::messages::data::DataRow;
 use rust_decimal::Decimal;
 
@@ -244,7 +246,7 @@ fn out_of_range_arrow(what: &str) -> datafusion::arrow::error::ArrowError {
 fn out_of_range(what: &str) -> pgwire::error::PgWireError {
     let e = crate::error::Error::new(crate::error::ErrorKind::DatetimeOutOfRange, format!("{what} out of range"))
         .with_hint("dates and timestamps go from 262143 BC to 262142 AD here");
-    super::handler::to_pg_error(e)
+    to_pg_error(e)
 }
 
 /// Encodes every row of a batch.
@@ -400,4 +402,17 @@ mod tests {
         assert_eq!(f(f64::NEG_INFINITY), "-Infinity");
         assert_eq!(float_text(3.25f32 as f64, 6, 3.25f32.to_string()), "3.25");
     }
+}
+
+/// Turns a lakecube error into a PostgreSQL ErrorResponse.
+pub fn to_pg_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+/// A lakecube error as the fields of an ErrorResponse.
+pub fn error_info(e: Error) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".to_string(), e.sqlstate().to_string(), e.message);
+    info.hint = e.hint;
+    info.position = e.position.map(|p| p.to_string());
+    info
 }

@@ -1,6 +1,7 @@
 //! pgwire handlers: startup, simple query and extended query, cancel requests, over an
-//! [`Engine`]. Session statements (SET, BEGIN, DECLARE, FETCH, …) are answered by
-//! [`super::session`]; everything else is planned by the engine.
+//! [`Engine`]. Session statements (SET, BEGIN, DECLARE, FETCH, …) are parsed and applied by
+//! [`super::command`]; everything else is planned by the engine and streamed under the
+//! bounds of [`super::cancel`].
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -27,29 +28,23 @@ use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireSe
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::startup::SecretKey;
 use tokio_util::sync::CancellationToken;
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rust_decimal::Decimal;
 
-use super::encode::{canonical, encode_batch, field_infos};
-use super::session::{Command, Count, Cursor, Session, one_line, parse_command, split_statements};
+use super::encode::{canonical, error_info, field_infos};
+use super::cancel::{Cancels, Clock, QueryLog, bounded, data_rows, plan_in_task};
+use super::command::{Command, Outcome, command_columns, parse_command};
+pub use super::encode::to_pg_error;
+use super::session::Session;
+use crate::pg::parse::{one_line, split_statements};
+use crate::pg::settings::SessionInfo;
 use crate::engine::{Engine, Planned};
-use crate::telemetry::Metrics;
+use crate::telemetry::RecentFailures;
 use crate::error::{Error, ErrorKind};
 
-pub use crate::engine::settings::SERVER_VERSION;
+use crate::pg::settings::REPORTED;
 
-/// Turns a lakecube error into a PostgreSQL ErrorResponse.
-pub fn to_pg_error(e: Error) -> PgWireError {
-    PgWireError::UserError(Box::new(error_info(e)))
-}
-
-fn error_info(e: Error) -> ErrorInfo {
-    let mut info = ErrorInfo::new("ERROR".to_string(), e.sqlstate().to_string(), e.message);
-    info.hint = e.hint;
-    info.position = e.position.map(|p| p.to_string());
-    info
-}
 
 /// All handlers of one server, shared by its connections.
 pub struct Handlers {
@@ -67,13 +62,13 @@ impl Handlers {
     pub fn new(
         engine: Engine,
         users: super::auth::Users,
-        metrics: Arc<Metrics>,
+        failures: Arc<RecentFailures>,
         slots: Arc<tokio::sync::Semaphore>,
         defaults: SessionDefaults,
         tls_cert_pem: Option<&[u8]>,
     ) -> Result<Self, Error> {
         let cancels = Arc::new(Cancels::default());
-        let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), metrics: metrics.clone(), defaults: defaults.clone() });
+        let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), failures: failures.clone(), defaults: defaults.clone() });
         let kind = if users.is_empty() {
             AuthKind::Trust(Startup)
         } else {
@@ -90,7 +85,7 @@ impl Handlers {
             )
         };
         Ok(Handlers {
-            backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), metrics, defaults }),
+            backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), failures, defaults }),
             startup: Arc::new(Authenticator { kind, slots }),
             cancels,
         })
@@ -161,60 +156,6 @@ impl StartupHandler for Authenticator {
     }
 }
 
-/// The running statement of each connection, by backend pid, for CancelRequest.
-#[derive(Default)]
-pub struct Cancels {
-    by_pid: std::sync::Mutex<HashMap<i32, (SecretKey, CancellationToken)>>,
-}
-
-impl Cancels {
-    /// A fresh token for the statement a connection starts now.
-    fn start(&self, pid: i32, secret: &SecretKey) -> CancellationToken {
-        let token = CancellationToken::new();
-        if let Ok(mut m) = self.by_pid.lock() {
-            m.insert(pid, (secret.clone(), token.clone()));
-        }
-        token
-    }
-
-    /// A CancelRequest read by hand (the server refusing new connections): cancels the
-    /// statement of `pid` if `key` is its secret.
-    pub fn cancel_with_key(&self, pid: i32, key: &[u8]) {
-        let token = self.by_pid.lock().ok().and_then(|m| m.get(&pid).filter(|(s, _)| s.to_bytes().as_ref() == key).map(|(_, t)| t.clone()));
-        if let Some(t) = token {
-            tracing::info!(pid, "cancel request");
-            t.cancel();
-        }
-    }
-
-    /// Cancels the statement a connection is running (its client went away).
-    pub fn cancel(&self, pid: i32) {
-        if let Some(token) = self.by_pid.lock().ok().and_then(|m| m.get(&pid).map(|(_, t)| t.clone())) {
-            token.cancel();
-        }
-    }
-
-    fn forget(&self, pid: i32) {
-        if let Ok(mut m) = self.by_pid.lock() {
-            m.remove(&pid);
-        }
-    }
-}
-
-#[async_trait]
-impl CancelHandler for Cancels {
-    async fn on_cancel_request(&self, req: pgwire::messages::cancel::CancelRequest) {
-        // The key may arrive decoded as bytes: compare by value.
-        let token = self.by_pid.lock().ok().and_then(|m| {
-            m.get(&req.pid).filter(|(s, _)| s.eq_value(&req.secret_key)).map(|(_, t)| t.clone())
-        });
-        if let Some(t) = token {
-            tracing::info!(pid = req.pid, "cancel request");
-            t.cancel();
-        }
-    }
-}
-
 /// Startup without a password: only reachable from loopback (the server refuses to listen
 /// elsewhere unless trust is explicitly extended).
 pub struct Startup;
@@ -227,19 +168,12 @@ impl ServerParameterProvider for Parameters {
         let md = client.metadata();
         let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
         let app = md.get(pgwire::api::METADATA_APPLICATION_NAME).cloned().unwrap_or_default();
-        let mut p = HashMap::new();
-        p.insert("server_version".into(), SERVER_VERSION.into());
-        p.insert("server_encoding".into(), "UTF8".into());
-        p.insert("client_encoding".into(), "UTF8".into());
-        p.insert("DateStyle".into(), "ISO, MDY".into());
-        p.insert("IntervalStyle".into(), "postgres".into());
-        p.insert("TimeZone".into(), "UTC".into());
-        p.insert("integer_datetimes".into(), "on".into());
-        p.insert("standard_conforming_strings".into(), "on".into());
-        p.insert("is_superuser".into(), "off".into());
+        let mut p: HashMap<String, String> = REPORTED
+            .iter()
+            .map(|n| (n.to_string(), crate::pg::settings::default_of(n).unwrap_or_default().to_string()))
+            .collect();
         p.insert("session_authorization".into(), user);
         p.insert("application_name".into(), app);
-        p.insert("in_hot_standby".into(), "off".into());
         Some(p)
     }
 }
@@ -276,46 +210,6 @@ pub struct SessionCell {
     status_after: std::sync::Mutex<Option<TransactionStatus>>,
     /// When the running statement, or the running Execute of a paged portal, began.
     clock: Arc<Clock>,
-}
-
-/// When the statement running on a connection began: `statement_timeout` counts from there.
-/// PostgreSQL counts each Execute of a paged portal afresh, and so does this: a portal's rows
-/// stream under the clock of the Execute that asks for them, not of the first one.
-#[derive(Debug)]
-pub struct Clock(std::sync::Mutex<tokio::time::Instant>);
-
-impl Clock {
-    fn new() -> Arc<Clock> {
-        Arc::new(Clock(std::sync::Mutex::new(tokio::time::Instant::now())))
-    }
-
-    /// A statement (or an Execute) starts now.
-    fn restart(&self) {
-        if let Ok(mut t) = self.0.lock() {
-            *t = tokio::time::Instant::now();
-        }
-    }
-
-    /// The deadline of a statement with this timeout (none for 0).
-    fn deadline(&self, timeout_ms: u64) -> Option<tokio::time::Instant> {
-        let started = self.0.lock().map(|t| *t).unwrap_or_else(|_| tokio::time::Instant::now());
-        (timeout_ms > 0).then(|| started + std::time::Duration::from_millis(timeout_ms))
-    }
-}
-
-/// Waits for what is asked, unless the statement is cancelled or its time runs out first.
-async fn bounded<T>(
-    fut: impl std::future::Future<Output = Result<T, Error>>,
-    token: &CancellationToken,
-    clock: &Clock,
-    timeout_ms: u64,
-) -> Result<T, Error> {
-    tokio::select! {
-        biased;
-        _ = token.cancelled() => Err(canceled()),
-        _ = sleep_until(clock.deadline(timeout_ms)) => Err(timed_out()),
-        r = fut => r,
-    }
 }
 
 impl Drop for SessionCell {
@@ -406,7 +300,7 @@ impl Params {
 pub struct Parser {
     engine: Engine,
     cancels: Arc<Cancels>,
-    metrics: Arc<Metrics>,
+    failures: Arc<RecentFailures>,
     defaults: SessionDefaults,
 }
 
@@ -420,7 +314,7 @@ impl QueryParser for Parser {
     {
         let cell = session_of(client, &self.cancels, &self.defaults)?;
         let fail = |e: Error| {
-            log_failure(&self.metrics, &who(client), sql, &e);
+            log_failure(&self.failures, &who(client), sql, &e);
             to_pg_error(e)
         };
         let info = cell.session.lock().await.info();
@@ -476,43 +370,11 @@ fn result_columns(stmt: &Prepared) -> Option<usize> {
     }
 }
 
-/// The columns a session statement returns (SHOW, FETCH), known before it runs.
-fn command_columns(command: &Command, session: &Session) -> Option<SchemaRef> {
-    use datafusion::arrow::datatypes::{Field, Schema};
-    match command {
-        Command::Show(name) => {
-            let col = crate::engine::settings::canonical_name(name).map(str::to_string).unwrap_or_else(|| name.clone());
-            Some(Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, true)])))
-        }
-        Command::ShowAll => Some(Arc::new(Schema::new(
-            ["name", "setting", "description"].map(|n| Field::new(n, DataType::Utf8, true)).to_vec(),
-        ))),
-        Command::Fetch { name, is_move: false, .. } => session.cursors.get(name).map(|c| c.schema.clone()),
-        _ => None,
-    }
-}
-
-/// What a statement produced.
-enum Outcome {
-    /// An empty statement.
-    Empty,
-    /// A command tag, with the settings to report in ParameterStatus.
-    Done { tag: Tag, report: Vec<(String, String)> },
-    /// Rows.
-    Rows(QueryResponse),
-}
-
-/// Settings PostgreSQL reports to the client in ParameterStatus when they change.
-const REPORTED: &[&str] = &[
-    "application_name", "client_encoding", "DateStyle", "IntervalStyle", "is_superuser", "server_encoding",
-    "server_version", "session_authorization", "standard_conforming_strings", "TimeZone", "integer_datetimes",
-];
-
 pub struct Backend {
     engine: Engine,
     parser: Arc<Parser>,
     cancels: Arc<Cancels>,
-    metrics: Arc<Metrics>,
+    failures: Arc<RecentFailures>,
     defaults: SessionDefaults,
 }
 
@@ -522,7 +384,7 @@ impl Backend {
     async fn plan(
         &self,
         sql: &str,
-        info: crate::engine::sql::SessionInfo,
+        info: SessionInfo,
         token: &CancellationToken,
         cell: &SessionCell,
         timeout_ms: u64,
@@ -575,7 +437,7 @@ impl Backend {
                 },
             };
             for (name, value) in &planned.setting_changes {
-                session.settings.set(name, value).map_err(crate::engine::set_error)?;
+                session.settings.set(name, value).map_err(Error::from)?;
             }
             // set_config('statement_timeout', …) applies from the next statement on.
             drop(session);
@@ -583,161 +445,17 @@ impl Backend {
         };
         let mut session = cell.session.lock().await;
         let timeout = session.settings.statement_timeout_ms();
-        let in_block = *status != TransactionStatus::Idle;
-        let tag = |t: &str| Ok(Outcome::Done { tag: Tag::new(t), report: Vec::new() });
-        let block_only = |what: &str| {
-            Error::new(ErrorKind::NoActiveTransaction, format!("{what} can only be used in transaction blocks"))
-                .with_hint("start one with BEGIN")
+        let cx = super::command::Context {
+            engine: &self.engine,
+            session: &mut session,
+            status,
+            format,
+            params,
+            token: &token,
+            clock: &cell.clock,
+            timeout,
         };
-        match command {
-            Command::Begin => {
-                *status = TransactionStatus::Transaction;
-                tag("BEGIN")
-            }
-            Command::Commit => {
-                let t = if *status == TransactionStatus::Error { "ROLLBACK" } else { "COMMIT" };
-                session.end_transaction();
-                *status = TransactionStatus::Idle;
-                tag(t)
-            }
-            Command::Rollback => {
-                session.end_transaction();
-                *status = TransactionStatus::Idle;
-                tag("ROLLBACK")
-            }
-            Command::RollbackTo => {
-                if !in_block {
-                    return Err(block_only("ROLLBACK TO SAVEPOINT"));
-                }
-                *status = TransactionStatus::Transaction;
-                tag("ROLLBACK")
-            }
-            Command::Savepoint | Command::Release => {
-                let what = if command == Command::Savepoint { "SAVEPOINT" } else { "RELEASE SAVEPOINT" };
-                if !in_block {
-                    return Err(block_only(what));
-                }
-                tag(if command == Command::Savepoint { "SAVEPOINT" } else { "RELEASE" })
-            }
-            Command::Set { name, value } => {
-                match &value {
-                    Some(v) => session.settings.set(&name, v),
-                    None => session.settings.reset(&name),
-                }
-                .map_err(crate::engine::set_error)?;
-                let report = reported(&session, &name);
-                Ok(Outcome::Done { tag: Tag::new("SET"), report })
-            }
-            Command::SetAccepted { tag: t } => tag(t),
-            Command::Reset(name) => {
-                session.settings.reset(&name).map_err(crate::engine::set_error)?;
-                let report = reported(&session, &name);
-                Ok(Outcome::Done { tag: Tag::new("RESET"), report })
-            }
-            Command::ResetAll => {
-                session.reset_all();
-                tag("RESET")
-            }
-            Command::Discard { all } => {
-                if all {
-                    if in_block {
-                        return Err(Error::new(ErrorKind::ActiveTransaction, "DISCARD ALL cannot run inside a transaction block"));
-                    }
-                    session.reset_all();
-                    session.cursors.clear();
-                }
-                tag(if all { "DISCARD ALL" } else { "DISCARD" })
-            }
-            Command::Deallocate(all) => tag(if all.is_none() { "DEALLOCATE ALL" } else { "DEALLOCATE" }),
-            Command::Close(name) => {
-                match name {
-                    Some(n) => {
-                        if session.cursors.remove(&n).is_none() {
-                            return Err(no_cursor(&n));
-                        }
-                    }
-                    None => session.cursors.clear(),
-                }
-                tag("CLOSE CURSOR")
-            }
-            Command::Unlisten => tag("UNLISTEN"),
-            Command::Show(name) => {
-                let value = session.settings.get(&name).ok_or_else(|| {
-                    crate::engine::set_error(crate::engine::settings::SetError::Unknown(name.clone()))
-                })?;
-                let schema = command_columns(&Command::Show(name), &session).expect("SHOW has columns");
-                rows_response(&schema, vec![vec![Some(value)]], format, "SHOW")
-            }
-            Command::ShowAll => {
-                let schema = command_columns(&Command::ShowAll, &session).expect("SHOW ALL has columns");
-                let rows = session.settings.all().into_iter().map(|(n, v, d)| vec![Some(n), Some(v), Some(d)]).collect();
-                rows_response(&schema, rows, format, "SHOW")
-            }
-            Command::Declare { name, binary, hold, scroll, query } => {
-                if !hold && !in_block {
-                    return Err(block_only("DECLARE CURSOR"));
-                }
-                if scroll {
-                    return Err(Error::new(ErrorKind::FeatureNotSupported, "SCROLL cursors are not supported")
-                        .with_hint("lakecube cursors read forward only; declare the cursor NO SCROLL"));
-                }
-                if session.cursors.contains_key(&name) {
-                    return Err(Error::new(ErrorKind::InvalidCursorName, format!("cursor \"{name}\" already exists")));
-                }
-                if session.cursors.len() >= super::session::MAX_CURSORS {
-                    return Err(Error::new(
-                        ErrorKind::ProgramLimitExceeded,
-                        format!("too many open cursors: a session may have {} at once", super::session::MAX_CURSORS),
-                    )
-                    .with_hint("CLOSE the cursors you are done with (or CLOSE ALL)"));
-                }
-                if parse_command(&query)?.is_some() {
-                    return Err(Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"));
-                }
-                let mut planned = self
-                    .plan(&query, session.info(), &token, cell, timeout)
-                    .await?
-                    .ok_or_else(|| Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"))?;
-                if let Some(values) = params {
-                    planned.plan = planned.plan.with_param_values(values).map_err(Error::from)?;
-                }
-                let (schema, stream) = bounded(self.engine.execute_planned(planned), &token, &cell.clock, timeout).await?;
-                session.cursors.insert(name, Cursor::new(schema, stream, binary, hold));
-                tag("DECLARE CURSOR")
-            }
-            Command::Fetch { name, count, is_move } => {
-                let cursor = session.cursors.get(&name).ok_or_else(|| no_cursor(&name))?;
-                let n = match count {
-                    Count::Rows(n) => Some(n),
-                    Count::All => None,
-                    Count::Backward => {
-                        return Err(Error::new(ErrorKind::FeatureNotSupported, "cursor can only scan forward")
-                            .with_hint("lakecube cursors read forward only: FETCH NEXT, FETCH n, FETCH ALL"));
-                    }
-                };
-                let batches = cursor.rows(n);
-                if is_move {
-                    let counted = async {
-                        let mut rows = 0usize;
-                        futures::pin_mut!(batches);
-                        while let Some(b) = batches.next().await {
-                            rows += b?.num_rows();
-                        }
-                        Ok(rows)
-                    };
-                    let rows = bounded(counted, &token, &cell.clock, timeout).await?;
-                    return tag(&format!("MOVE {rows}"));
-                }
-                // Rows stream to the client as the cursor reads them, under the statement's
-                // timeout and cancel, one batch in memory at a time.
-                let format = if cursor.binary { Format::UnifiedBinary } else { format.clone() };
-                let fields = Arc::new(field_infos(&cursor.schema, &format));
-                let rows = data_rows(batches, fields.clone(), token, cell.clock.clone(), timeout, None);
-                let mut resp = QueryResponse::new(fields, rows);
-                resp.set_command_tag("FETCH");
-                Ok(Outcome::Rows(resp))
-            }
-        }
+        command.apply(cx).await
     }
 
     /// Runs a plan and wraps its batches as a stream of DataRows (one batch in memory at a
@@ -761,155 +479,15 @@ impl Backend {
     }
 }
 
-/// Batches as DataRows, encoded one batch at a time as the client reads them; a cancel
-/// request or the statement's timeout (counted from its clock, so each Execute of a paged
-/// portal afresh) ends the stream with an error.
-fn data_rows(
-    batches: impl futures::Stream<Item = Result<datafusion::arrow::record_batch::RecordBatch, Error>> + Send + 'static,
-    fields: Arc<Vec<FieldInfo>>,
-    token: CancellationToken,
-    clock: Arc<Clock>,
-    timeout_ms: u64,
-    log: Option<Arc<QueryLog>>,
-) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
-    let guarded = futures::stream::unfold((Box::pin(batches), false), move |(mut stream, done)| {
-        let (token, clock) = (token.clone(), clock.clone());
-        async move {
-            if done {
-                return None;
-            }
-            let next = tokio::select! {
-                biased;
-                _ = token.cancelled() => Err(canceled()),
-                _ = sleep_until(clock.deadline(timeout_ms)) => Err(timed_out()),
-                b = stream.next() => Ok(b),
-            };
-            match next {
-                Ok(Some(b)) => Some((b, (stream, false))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), (stream, true))),
-            }
-        }
-    });
-    guarded.flat_map(move |batch| {
-        let out: Vec<PgWireResult<_>> = match batch {
-            Ok(b) => match encode_batch(&b, &fields) {
-                Ok(rows) => {
-                    if let Some(log) = &log {
-                        log.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    }
-                    rows.into_iter().map(Ok).collect()
-                }
-                Err(e) => vec![Err(e)],
-            },
-            Err(e) => vec![Err(to_pg_error(e))],
-        };
-        futures::stream::iter(out)
-    })
-}
-
-/// [`Backend::plan`]'s task: planning aborted (at its next await) when it loses the race.
-async fn plan_in_task(
-    engine: &Engine,
-    sql: &str,
-    info: crate::engine::sql::SessionInfo,
-    token: &CancellationToken,
-    clock: &Clock,
-    timeout_ms: u64,
-) -> Result<Option<Planned>, Error> {
-    let (engine, sql) = (engine.clone(), sql.to_string());
-    let task = tokio::spawn(async move { engine.plan_sql(&sql, &info).await });
-    let abort = task.abort_handle();
-    let planned = bounded(
-        async move { task.await.map_err(|e| Error::internal(format!("planning stopped: {e}")))? },
-        token,
-        clock,
-        timeout_ms,
-    )
-    .await;
-    abort.abort();
-    planned
-}
-
-/// Sleeps until the deadline; never wakes without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => futures::future::pending().await,
-    }
-}
-
-fn canceled() -> Error {
-    Error::new(ErrorKind::QueryCanceled, "canceling statement due to user request")
-}
-
-fn timed_out() -> Error {
-    Error::new(ErrorKind::QueryCanceled, "canceling statement due to statement timeout")
-        .with_hint("raise statement_timeout (SET statement_timeout = '5min') or narrow the query")
-}
-
-fn no_cursor(name: &str) -> Error {
-    Error::new(ErrorKind::InvalidCursorName, format!("cursor \"{name}\" does not exist"))
-}
-
-/// The ParameterStatus a SET/RESET of `name` reports, if PostgreSQL reports that setting.
-fn reported(session: &Session, name: &str) -> Vec<(String, String)> {
-    match crate::engine::settings::canonical_name(name) {
-        Some(n) if REPORTED.contains(&n) => vec![(n.to_string(), session.settings.get(n).unwrap_or_default())],
-        _ => Vec::new(),
-    }
-}
-
-/// A small result of text values (SHOW).
-fn rows_response(schema: &SchemaRef, rows: Vec<Vec<Option<String>>>, format: &Format, tag: &str) -> Result<Outcome, Error> {
-    use datafusion::arrow::array::{ArrayRef, StringArray};
-    let cols: Vec<ArrayRef> = (0..schema.fields().len())
-        .map(|i| Arc::new(StringArray::from(rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>())) as ArrayRef)
-        .collect();
-    let batch = datafusion::arrow::record_batch::RecordBatch::try_new(schema.clone(), cols)?;
-    let fields = Arc::new(field_infos(schema, format));
-    let data = encode_batch(&batch, &fields).map_err(|e| Error::internal(e.to_string()))?;
-    let mut resp = QueryResponse::new(fields, futures::stream::iter(data.into_iter().map(Ok)));
-    resp.set_command_tag(tag);
-    Ok(Outcome::Rows(resp))
-}
-
-/// Logs one line per query when its result stream is dropped (finished, failed or abandoned).
-struct QueryLog {
-    sql: String,
-    client: String,
-    start: Instant,
-    rows: AtomicU64,
-}
-
-impl Drop for QueryLog {
-    fn drop(&mut self) {
-        tracing::info!(
-            client = %self.client,
-            rows = self.rows.load(Ordering::Relaxed),
-            ms = format!("{:.1}", self.start.elapsed().as_secs_f64() * 1000.0),
-            sql = %one_line_short(&self.sql),
-            "query"
-        );
-    }
-}
-
-/// A statement on one line for the query log, cut at 300 bytes. (A failed statement is
-/// logged whole: it is what a maintainer needs to reproduce it.)
-fn one_line_short(sql: &str) -> String {
-    let s = one_line(sql);
-    if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s }
-}
-
 /// Who sent a statement, for the query log: `user@address:port`.
 fn who<C: ClientInfo>(client: &C) -> String {
     let user = client.metadata().get(pgwire::api::METADATA_USER).map(String::as_str).unwrap_or("lakecube");
     format!("{user}@{}", client.socket_addr())
 }
 
-fn log_failure(metrics: &Metrics, who: &str, sql: &str, e: &Error) {
+fn log_failure(failures: &RecentFailures, who: &str, sql: &str, e: &Error) {
     tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
-    metrics.record_failure(crate::telemetry::Failure { sqlstate: e.sqlstate().into(), message: e.message.clone(), sql: one_line(sql) });
+    failures.record_failure(crate::telemetry::Failure { sqlstate: e.sqlstate().into(), message: e.message.clone(), sql: one_line(sql) });
 }
 
 #[async_trait]
@@ -961,7 +539,7 @@ impl SimpleQueryHandler for Backend {
             }
         }
         if let Some((e, sql)) = failure {
-            log_failure(&self.metrics, &who, &sql, &e);
+            log_failure(&self.failures, &who, &sql, &e);
             client.feed(PgWireBackendMessage::ErrorResponse(error_info(e).into())).await?;
             status = status.to_error_state();
         }
@@ -1178,7 +756,7 @@ impl ExtendedQueryHandler for Backend {
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                log_failure(&self.metrics, &who, &prepared.sql, &e);
+                log_failure(&self.failures, &who, &prepared.sql, &e);
                 return Err(to_pg_error(e));
             }
         };

@@ -7,6 +7,8 @@ pub mod auth;
 pub mod connection;
 pub mod encode;
 pub mod framing;
+pub mod cancel;
+pub mod command;
 pub mod handler;
 pub mod session;
 pub mod server;

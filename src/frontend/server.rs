@@ -22,7 +22,7 @@ pub struct Limits {
     /// How long running queries may go on after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Where the server records its failed statements (shared with whoever started it).
-    pub metrics: Arc<crate::telemetry::Metrics>,
+    pub failures: Arc<crate::telemetry::RecentFailures>,
     /// Per connection: startup timeout, message size, TLS required, keepalive.
     pub connection: ConnectionLimits,
     /// Server-wide defaults of session settings (`statement_timeout`, idle timeouts).
@@ -37,7 +37,7 @@ impl Default for Limits {
         Limits {
             max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: Duration::from_secs(crate::config::DEFAULT_SHUTDOWN_GRACE_SECONDS),
-            metrics: Default::default(),
+            failures: Default::default(),
             connection: ConnectionLimits::default(),
             session_defaults: Default::default(),
             max_startups: crate::config::DEFAULT_MAX_STARTUPS,
@@ -80,7 +80,7 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
     let handlers = Arc::new(Handlers::new(
         engine,
         security.users.clone(),
-        limits.metrics.clone(),
+        limits.failures.clone(),
         slots.clone(),
         Arc::new(limits.session_defaults.clone()),
         security.tls_cert_pem.as_deref(),
@@ -141,7 +141,7 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
 
 /// Answers a connection over the limit the way PostgreSQL does: read its startup packet
 /// (declining TLS), then send ErrorResponse 53300 and close; a CancelRequest is carried out.
-async fn refuse(mut socket: TcpStream, peer: SocketAddr, cancels: &super::handler::Cancels) {
+async fn refuse(mut socket: TcpStream, peer: SocketAddr, cancels: &super::cancel::Cancels) {
     let fut = async {
         loop {
             let len = socket.read_i32().await? as usize;

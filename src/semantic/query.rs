@@ -1,8 +1,9 @@
 //! The cube query: what a BI statement asks of a cube, as plain data.
 //!
-//! The rewrite ([`super::rewrite`]) extracts one from each grouped (or ungrouped) read of a cube
-//! table; the planner turns it into a plan over lake tables. Rollups will plug in between the
-//! two, matching a cube query against pre-aggregations, so it stays a plain structure.
+//! The rewrite ([`super::rewrite`]) builds the plan over lake tables for each grouped (or
+//! ungrouped) read of a cube table directly, and reports what it asked as one of these (for
+//! EXPLAIN and tests). Rollups will match cube queries against pre-aggregations, so it stays a
+//! plain structure; it will have to become the rewrite's input then, not only its report.
 
 use std::fmt;
 

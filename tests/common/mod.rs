@@ -85,7 +85,7 @@ pub fn fresh_dir(name: &str) -> PathBuf {
 pub struct TestServer {
     pub port: u16,
     /// The server's count of failed statements ("errors in the server log").
-    pub metrics: std::sync::Arc<lakecube::telemetry::Metrics>,
+    pub failure_log: std::sync::Arc<lakecube::telemetry::RecentFailures>,
     stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<lakecube::error::Result<()>>,
 }
@@ -114,12 +114,12 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = oneshot::channel::<()>();
-        let metrics = limits.metrics.clone();
+        let failure_log = limits.failures.clone();
         limits.shutdown_grace = Duration::from_secs(5);
         let done = tokio::spawn(run(listener, engine, limits, security, async move {
             let _ = rx.await;
         }));
-        TestServer { port, metrics, stop: Some(tx), done }
+        TestServer { port, failure_log, stop: Some(tx), done }
     }
 
     pub fn url(&self) -> String {
@@ -136,13 +136,13 @@ impl TestServer {
 
     /// The statements that failed on this server, as `SQLSTATE: sql`.
     pub fn failures(&self) -> Vec<String> {
-        self.metrics.recent_failures().into_iter().map(|f| format!("{}: {} ({})", f.sqlstate, f.sql, f.message)).collect()
+        self.failure_log.recent_failures().into_iter().map(|f| format!("{}: {} ({})", f.sqlstate, f.sql, f.message)).collect()
     }
 
     /// Stops the server after checking that the statements that failed on it are exactly the
     /// expected ones (their SQLSTATEs, in order): a client test's "no error in the server log".
     pub async fn stop_expecting_failures(self, sqlstates: &[&str]) {
-        let got: Vec<String> = self.metrics.recent_failures().into_iter().map(|f| f.sqlstate).collect();
+        let got: Vec<String> = self.failure_log.recent_failures().into_iter().map(|f| f.sqlstate).collect();
         assert_eq!(got, sqlstates, "statements that failed on the server: {:#?}", self.failures());
         self.stop().await;
     }

@@ -220,7 +220,7 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
         if let Ok(oid) = name.trim().parse::<i32>() {
             return Ok(Some(oid));
         }
-        let parts = crate::engine::sql::split_qualified_name(name);
+        let parts = crate::pg::names::split_qualified_name(name);
         let found = match parts.as_slice() {
             [schema, name] => relations.get(&(schema.clone(), name.clone())),
             [name] => ["pg_catalog", "public"].iter().find_map(|s| relations.get(&(s.to_string(), name.clone()))),

@@ -8,10 +8,25 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::{Error, ErrorKind};
+
 /// The version reported to clients: drivers parse it to choose their SQL.
 pub const SERVER_VERSION: &str = "15.8";
 /// [`SERVER_VERSION`] as `server_version_num`.
 pub const SERVER_VERSION_NUM: &str = "150008";
+
+/// The settings PostgreSQL reports to the client in ParameterStatus: all of them after
+/// authentication, each again when a statement changes it (PostgreSQL's GUC_REPORT).
+pub const REPORTED: &[&str] = &[
+    "application_name", "client_encoding", "DateStyle", "IntervalStyle", "is_superuser", "server_encoding",
+    "server_version", "session_authorization", "standard_conforming_strings", "TimeZone", "integer_datetimes",
+    "in_hot_standby",
+];
+
+/// A setting's default, by its canonical name.
+pub fn default_of(name: &str) -> Option<&'static str> {
+    DEFAULTS.iter().find(|(n, _, _)| *n == name).map(|(_, v, _)| *v)
+}
 
 /// Every setting lakecube knows: (name, default, short description).
 pub const DEFAULTS: &[(&str, &str, &str)] = &[
@@ -106,7 +121,7 @@ impl Settings {
         if let Some(v) = self.set.get(&key).or_else(|| self.server.get(&key)) {
             return Some(v.clone());
         }
-        DEFAULTS.iter().find(|(n, _, _)| *n == key).map(|(_, d, _)| d.to_string())
+        default_of(&key).map(str::to_string)
     }
 
     /// Sets a value for the session.
@@ -205,6 +220,39 @@ pub fn parse_duration_ms(v: &str) -> Option<u64> {
         _ => return None,
     };
     Some((n * factor).round() as u64)
+}
+
+/// What a statement may read of its session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionInfo {
+    pub user: String,
+    pub settings: Settings,
+}
+
+/// The error for a setting the session may not change.
+impl From<SetError> for Error {
+    fn from(e: SetError) -> Error {
+    match e {
+        SetError::EngineKnob(name) => Error::new(
+            ErrorKind::InsufficientPrivilege,
+            format!("permission denied to set parameter \"{name}\""),
+        )
+        .with_hint("DataFusion's runtime settings are fixed by the server's configuration, not by clients"),
+        SetError::Unknown(name) => {
+            let known: Vec<&str> = DEFAULTS.iter().map(|(n, _, _)| *n).collect();
+            let mut err =
+                Error::new(ErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""));
+            if let Some(c) = crate::error::closest(&name, &known) {
+                err = err.with_hint(format!("did you mean \"{c}\"?"));
+            }
+            err
+        }
+        SetError::BadValue { name, value, hint } => {
+            Error::new(ErrorKind::InvalidParameterValue, format!("invalid value for parameter \"{name}\": {value}"))
+                .with_hint(hint)
+        }
+    }
+}
 }
 
 #[cfg(test)]

@@ -1,0 +1,35 @@
+//! How DataFusion looks like PostgreSQL 15: the dialect, result names, settings, catalogs and
+//! functions that BI tools and drivers expect. This wing knows no cube and no lake; it
+//! depends only on [`crate::error`]. Its modules, bottom to top:
+//!
+//! - [`parse`]: statement text — splitting a simple query, tokens, the leading words, one
+//!   statement parsed with PostgreSQL's syntax and error positions.
+//! - [`names`]: result column names as PostgreSQL gives them; identifier folding.
+//! - [`settings`]: the session's settings (GUCs) with PostgreSQL's defaults, and what a
+//!   statement may read of its session ([`settings::SessionInfo`]).
+//! - [`rewrite`]: the client-compatibility rules, one named rule per file.
+//! - [`catalog`]: `pg_catalog` and `information_schema` as PostgreSQL clients read them.
+//! - [`functions`]: PostgreSQL functions DataFusion lacks; [`bounded`]: PostgreSQL's 1 GB
+//!   limit on what a function may allocate.
+//!
+//! [`parse_statement`] is the way in: text rules, parsing, then the statement and expression
+//! rules.
+
+pub mod bounded;
+pub mod catalog;
+pub mod functions;
+pub mod names;
+pub mod parse;
+pub mod rewrite;
+pub mod settings;
+
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::error::Result;
+
+/// One statement of `sql` parsed with PostgreSQL's syntax after the text rules
+/// ([`rewrite::fragments`]); `None` for an empty statement.
+pub fn parse_statement(parser: &datafusion_pg_catalog::sql::PostgresCompatibilityParser, sql: &str) -> Result<Option<Statement>> {
+    let substituted = rewrite::fragments::substitute(sql);
+    parse::parse_one(parser, &substituted, sql)
+}
