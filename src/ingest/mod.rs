@@ -20,9 +20,11 @@ pub mod commit;
 pub mod expr;
 pub mod fetch;
 pub mod fields;
+pub mod kinds;
 pub mod lock;
 pub mod maintain;
 pub mod read;
+pub mod record;
 pub mod reference;
 pub mod source;
 
@@ -35,8 +37,9 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::Lake;
-use fields::{FieldType, Value, fields_of, parse_value};
-use source::{Kind, Source};
+use fields::{Value, parse_value};
+use kinds::{FieldType, Kind, fields_of};
+use source::Source;
 
 /// What to ingest and how.
 #[derive(Debug, Clone)]
@@ -302,7 +305,7 @@ async fn ingest_inputs(
             let (source, progress) = (source.clone(), opts.progress);
             move || {
                 let mut sink = FileSink::new(&source, &shown, &mut refs, &mut rejects, report, progress);
-                let read_into = |sink: &mut dyn read::Sink| match format {
+                let read_into = |sink: &mut dyn record::Sink| match format {
                     source::Format::Parquet => read::read_parquet(&path, &probe, &shown, sink),
                     source::Format::Xlsx => read::read_xlsx(&path, &probe, &shown, source.xlsx.sheet.as_deref(), sink),
                     source::Format::Json | source::Format::Ndjson => read::read_json(&path, &probe, &shown, sink),
@@ -531,7 +534,7 @@ impl<'a> FileSink<'a> {
     /// A record as text for the rejects file, personal data masked: columns whose header names
     /// it and any value that looks like an e-mail are dropped, or shown as their salted hash
     /// when the source maps the column with `pii: hash`.
-    fn raw_text(&self, fields: &dyn read::Fields) -> String {
+    fn raw_text(&self, fields: &dyn record::Fields) -> String {
         let salt = self.source.pii_salt.as_deref();
         (0..fields.len())
             .map(|i| {
@@ -554,7 +557,7 @@ impl<'a> FileSink<'a> {
 
     /// One record as a row of the lake's grain (`None` for a reference row, upserted into its
     /// members), or the reason it is rejected.
-    fn parse(&mut self, fields: &dyn read::Fields) -> std::result::Result<Option<Row>, String> {
+    fn parse(&mut self, fields: &dyn record::Fields) -> std::result::Result<Option<Row>, String> {
         let FileSink { source, refs, map, times, .. } = self;
         let map = map.as_ref().expect("headers come first");
         let specs = fields_of(source.kind);
@@ -682,7 +685,7 @@ fn ticket_hash(id: &str) -> u64 {
     h.finish()
 }
 
-impl read::Sink for FileSink<'_> {
+impl record::Sink for FileSink<'_> {
     fn headers(&mut self, headers: &[String]) -> Result<()> {
         let map = fields::map_headers(self.source.kind, headers, &self.source.mapping, self.file)?;
         for (spec, col) in fields_of(self.source.kind).iter().zip(&map.columns) {
@@ -726,7 +729,7 @@ impl read::Sink for FileSink<'_> {
         Ok(())
     }
 
-    fn record(&mut self, line: u64, fields: &dyn read::Fields) -> Result<()> {
+    fn record(&mut self, line: u64, fields: &dyn record::Fields) -> Result<()> {
         self.report.rows_read += 1;
         self.progress.tick(self.report.rows_read);
         match self.parse(fields) {
@@ -752,7 +755,7 @@ impl read::Sink for FileSink<'_> {
         self.reject(line, String::new(), reason)
     }
 
-    fn reject(&mut self, line: u64, fields: &dyn read::Fields, reason: String) -> Result<()> {
+    fn reject(&mut self, line: u64, fields: &dyn record::Fields, reason: String) -> Result<()> {
         self.report.rows_read += 1;
         self.progress.tick(self.report.rows_read);
         let raw = self.raw_text(fields);
