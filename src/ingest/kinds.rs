@@ -36,6 +36,15 @@ impl Kind {
             Kind::Departments => crate::storage::schema::DEPARTMENTS,
         }
     }
+
+    /// The field that dates a row of the lake's grain (`None` for the reference kinds).
+    pub fn time_field(self) -> Option<&'static FieldSpec> {
+        match self {
+            Kind::SensorCounts => Some(&SENSOR_FIELDS[sensor::INTERVAL_START]),
+            Kind::PosTickets => Some(&TICKET_FIELDS[ticket::TIMESTAMP]),
+            Kind::Stores | Kind::Departments => None,
+        }
+    }
 }
 
 /// How a field's values are read.
@@ -134,4 +143,59 @@ pub fn fields_of(kind: Kind) -> &'static [FieldSpec] {
         Kind::Stores => STORE_FIELDS,
         Kind::Departments => DEPARTMENT_FIELDS,
     }
+}
+
+/// The fields of a `sensor_counts` record, by name: indices into [`SENSOR_FIELDS`] (and so into
+/// a [`super::fields::HeaderMap`]'s columns).
+pub mod sensor {
+    use super::{SENSOR_FIELDS as F, position};
+    pub const STORE_CODE: usize = position(F, "store_code");
+    pub const ZONE_CODE: usize = position(F, "zone_code");
+    pub const INTERVAL_START: usize = position(F, "interval_start");
+    pub const COUNT_IN: usize = position(F, "count_in");
+    pub const COUNT_OUT: usize = position(F, "count_out");
+}
+
+/// The fields of a `pos_tickets` record, by name: indices into [`TICKET_FIELDS`].
+pub mod ticket {
+    use super::{TICKET_FIELDS as F, position};
+    pub const TICKET_ID: usize = position(F, "ticket_id");
+    pub const STORE_CODE: usize = position(F, "store_code");
+    pub const DEPARTMENT_CODE: usize = position(F, "department_code");
+    pub const TIMESTAMP: usize = position(F, "timestamp");
+    pub const AMOUNT: usize = position(F, "amount");
+    pub const QUANTITY: usize = position(F, "quantity");
+}
+
+/// The field that keys a `stores` record's member (its code): an index into [`STORE_FIELDS`].
+pub const STORE_KEY: usize = position(STORE_FIELDS, "store_code");
+/// The field that keys a `departments` record's member: an index into [`DEPARTMENT_FIELDS`].
+pub const DEPARTMENT_KEY: usize = position(DEPARTMENT_FIELDS, "department_code");
+
+/// The index of the field `name` in `fields`, found at compile time (a name the table lacks does
+/// not compile), so that a table's order is written once, in the table.
+const fn position(fields: &[FieldSpec], name: &str) -> usize {
+    let mut i = 0;
+    while i < fields.len() {
+        if same(fields[i].name.as_bytes(), name.as_bytes()) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("no such field in the table");
+}
+
+/// `a == b`, in a const fn.
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }

@@ -508,11 +508,7 @@ struct FileSink<'a> {
 
 impl<'a> FileSink<'a> {
     fn new(source: &'a Source, file: &'a str, refs: &'a mut Refs, rejects: &'a mut Rejects, report: FileReport, progress: bool) -> FileSink<'a> {
-        let time_field = match source.kind {
-            Kind::SensorCounts => "interval_start",
-            _ => "timestamp",
-        };
-        let format = source.mapping.get(time_field).and_then(|m| m.format.as_deref());
+        let format = source.kind.time_field().and_then(|f| source.mapping.get(f.name)).and_then(|m| m.format.as_deref());
         FileSink {
             source,
             file,
@@ -567,44 +563,51 @@ impl<'a> FileSink<'a> {
             Ok(_) => unreachable!("an integer field parses to an integer"),
             Err(e) => Err(format!("{}: {e}", specs[i].name)),
         };
+        let mut time = |i: usize| times.parse(value(i)?).map_err(|e| format!("{}: {e}", specs[i].name));
         let create = source.create_missing;
         match source.kind {
             Kind::SensorCounts => {
-                let at = times.parse(value(2)?).map_err(|e| format!("interval_start: {e}"))?;
-                let (store_id, department_id) = (refs.store(value(0)?, create, at)?, refs.department(value(1)?, create, "zone_code")?);
-                let count = int(3)?;
+                use kinds::sensor::*;
+                let at = time(INTERVAL_START)?;
+                let store_id = refs.store(value(STORE_CODE)?, create, at, specs[STORE_CODE].name)?;
+                let department_id = refs.department(value(ZONE_CODE)?, create, specs[ZONE_CODE].name)?;
+                let count = int(COUNT_IN)?;
                 if count < 0 {
-                    return Err(format!("count_in: {count} is negative"));
+                    return Err(format!("{}: {count} is negative", specs[COUNT_IN].name));
                 }
-                if map.value(4, fields).is_some() {
-                    let out = int(4)?;
+                if map.value(COUNT_OUT, fields).is_some() {
+                    let out = int(COUNT_OUT)?;
                     if out < 0 {
-                        return Err(format!("count_out: {out} is negative"));
+                        return Err(format!("{}: {out} is negative", specs[COUNT_OUT].name));
                     }
                 }
                 Ok(Some(Row { store_id, department_id, at, footfall: count, ticket: None, revenue_cents: 0, units: 0 }))
             }
             Kind::PosTickets => {
-                let ticket = value(0)?;
-                let at = times.parse(value(3)?).map_err(|e| format!("timestamp: {e}"))?;
-                let (store_id, department_id) = (refs.store(value(1)?, create, at)?, refs.department(value(2)?, create, "department_code")?);
-                let mut amount = match parse_value(value(4)?, FieldType::Decimal, None) {
+                use kinds::ticket::*;
+                let ticket = value(TICKET_ID)?;
+                let at = time(TIMESTAMP)?;
+                let store_id = refs.store(value(STORE_CODE)?, create, at, specs[STORE_CODE].name)?;
+                let department_id = refs.department(value(DEPARTMENT_CODE)?, create, specs[DEPARTMENT_CODE].name)?;
+                let amount_field = specs[AMOUNT].name;
+                let mut amount = match parse_value(value(AMOUNT)?, FieldType::Decimal, None) {
                     Ok(Value::Decimal(d)) => d.round_dp(2),
                     Ok(_) => unreachable!("a decimal field parses to a decimal"),
-                    Err(e) => return Err(format!("amount: {e}")),
+                    Err(e) => return Err(format!("{amount_field}: {e}")),
                 };
                 // The lake keeps money as numeric(12, 2).
                 if amount.abs() >= Decimal::from(10_000_000_000i64) {
-                    return Err(format!("amount: {amount} is out of range (at most 9999999999.99)"));
+                    return Err(format!("{amount_field}: {amount} is out of range (at most 9999999999.99)"));
                 }
                 amount.rescale(2);
                 let revenue_cents = amount.mantissa() as i64;
-                Ok(Some(Row { store_id, department_id, at, footfall: 0, ticket: Some(ticket_hash(ticket)), revenue_cents, units: int(5)? }))
+                Ok(Some(Row { store_id, department_id, at, footfall: 0, ticket: Some(ticket_hash(ticket)), revenue_cents, units: int(QUANTITY)? }))
             }
             Kind::Stores | Kind::Departments => {
                 // Field names are the table's column names.
+                let key = if source.kind == Kind::Stores { kinds::STORE_KEY } else { kinds::DEPARTMENT_KEY };
                 let mut values = Vec::new();
-                for (i, spec) in specs.iter().enumerate().skip(1) {
+                for (i, spec) in specs.iter().enumerate().filter(|(i, _)| *i != key) {
                     if let Some(raw) = map.value(i, fields) {
                         let format = source.mapping.get(spec.name).and_then(|m| m.format.as_deref());
                         let v = parse_value(raw, spec.ty, format).map_err(|e| format!("{}: {e}", spec.name))?;
@@ -612,7 +615,7 @@ impl<'a> FileSink<'a> {
                     }
                 }
                 let members = if source.kind == Kind::Stores { &mut refs.stores } else { &mut refs.departments };
-                members.upsert(value(0)?, &values)?;
+                members.upsert(value(key)?, &values)?;
                 Ok(None)
             }
         }
@@ -628,7 +631,7 @@ struct Refs {
 impl Refs {
     /// The key of a store code; with `create`, a new store (named by its code, opened on the
     /// row's date, other columns `Unknown`) for a code the lake does not know.
-    fn store(&mut self, code: &str, create: bool, at: NaiveDateTime) -> std::result::Result<i32, String> {
+    fn store(&mut self, code: &str, create: bool, at: NaiveDateTime, field: &str) -> std::result::Result<i32, String> {
         match self.stores.id(code) {
             Some(id) => Ok(id),
             None if create => {
@@ -645,7 +648,7 @@ impl Refs {
                 ];
                 self.stores.upsert(code, &values)
             }
-            None => Err(format!("store_code: unknown store `{}`", code.trim())),
+            None => Err(format!("{field}: unknown store `{}`", code.trim())),
         }
     }
 
