@@ -10,7 +10,7 @@ use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 
-use super::Batch;
+use super::batch::Batch;
 use crate::error::{Error, Result};
 use crate::storage::schema::{self, MONEY_SCALE};
 

@@ -1,7 +1,7 @@
 //! Fields mapped by an expression: `mapping: {amount: {expression: "…"}}`, DataFusion SQL over
 //! the source's columns.
 //!
-//! [`Computing`] sits between a reader and the [`FileSink`](super::FileSink): it keeps records
+//! [`Computing`] sits between a reader and the [`FileSink`](super::sink::FileSink): it keeps records
 //! in batches of [`BATCH`], evaluates each expression once per batch over Arrow text columns
 //! (DataFusion's vectorized kernels, not an interpreter per row), and hands every record on with
 //! the computed values after its own columns, where the header map points
