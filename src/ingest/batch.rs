@@ -18,11 +18,16 @@ pub struct HourTotals {
 }
 
 impl HourTotals {
+    /// Adds counts, saturating (see [`HourTotals::revenue_cents`]).
+    pub(super) fn add(&mut self, footfall: i64, revenue_cents: i64, units: i64) {
+        self.footfall = self.footfall.saturating_add(footfall);
+        self.revenue_cents = self.revenue_cents.saturating_add(revenue_cents);
+        self.units = self.units.saturating_add(units);
+    }
+
     /// Adds another file's totals of the same store-department-hour.
     pub(super) fn absorb(&mut self, other: HourTotals) {
-        self.footfall = self.footfall.saturating_add(other.footfall);
-        self.revenue_cents = self.revenue_cents.saturating_add(other.revenue_cents);
-        self.units = self.units.saturating_add(other.units);
+        self.add(other.footfall, other.revenue_cents, other.units);
         self.tickets.extend(other.tickets);
     }
 

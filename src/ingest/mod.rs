@@ -50,4 +50,4 @@ mod watch;
 pub use batch::{Batch, HourKey, HourTotals};
 pub use report::{FileReport, Reject, Summary};
 pub use run::{Options, app_id, run};
-pub use watch::{MAX_RETRY_DELAY, is_transient, retry_delay, watch};
+pub use watch::{MAX_RETRY_DELAY, check_watchable, is_transient, retry_delay, watch};

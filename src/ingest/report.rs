@@ -80,7 +80,7 @@ impl Rejects {
             self.writer = Some(csv::Writer::from_path(&self.path).map_err(|e| self.error(e))?);
         }
         let w = self.writer.as_mut().expect("opened above");
-        w.serialize(r).map_err(|e| Error::config(format!("cannot write {}: {e}", self.path.display())))
+        w.serialize(r).map_err(|e| self.error(e))
     }
 
     /// Flushes; the file's path if any reject was written.
@@ -88,7 +88,7 @@ impl Rejects {
         match self.writer.as_mut() {
             None => Ok(None),
             Some(w) => {
-                w.flush().map_err(|e| Error::config(format!("cannot write {}: {e}", self.path.display())))?;
+                w.flush().map_err(|e| self.error(e))?;
                 Ok(Some(self.path.display().to_string()))
             }
         }

@@ -311,9 +311,7 @@ impl Row {
 
     fn add_to(self, batch: &mut Batch) {
         let t = batch.entry((self.store_id, self.department_id, self.hour())).or_default();
-        t.footfall = t.footfall.saturating_add(self.footfall);
-        t.revenue_cents = t.revenue_cents.saturating_add(self.revenue_cents);
-        t.units = t.units.saturating_add(self.units);
+        t.add(self.footfall, self.revenue_cents, self.units);
         if let Some(ticket) = self.ticket {
             t.tickets.push(ticket);
         }

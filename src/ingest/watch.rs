@@ -38,6 +38,16 @@ struct Retry {
     at: tokio::time::Instant,
 }
 
+/// Checks that `source` can be watched: it names its files by `input.path` (the one rule of `ingest
+/// --watch` and `serve --ingest-watch`, which checks its sources before the server starts).
+pub fn check_watchable(source: &Source) -> Result<()> {
+    if source.input.path.is_none() {
+        return Err(Error::config(format!("source `{}`: --watch and --ingest-watch need `input: {{path: …}}` (a folder glob) in the definition", source.name))
+            .with_hint("e.g. input: {path: incoming/sensors/*.csv}"));
+    }
+    Ok(())
+}
+
 /// `--watch`: polls the source's `input.path` every `interval` and ingests, as one batch (one
 /// commit) per file, each file that is new or changed and has been *settled* for a whole interval (same
 /// size and modification time at two polls in a row, so a file still being written — by an
@@ -55,10 +65,7 @@ pub async fn watch(
     shutdown: impl std::future::Future<Output = ()>,
     mut on_batch: impl FnMut(&Result<Summary>),
 ) -> Result<()> {
-    if source.input.path.is_none() {
-        return Err(Error::config(format!("source `{}`: --watch needs `input: {{path: …}}` (a folder glob) in the definition", source.name))
-            .with_hint("e.g. input: {path: incoming/sensors/*.csv}"));
-    }
+    check_watchable(source)?;
     tokio::pin!(shutdown);
     let mut last: HashMap<PathBuf, Seen> = HashMap::new();
     let mut done: HashMap<PathBuf, Seen> = HashMap::new();
