@@ -112,7 +112,7 @@ pub fn map_headers(kind: Kind, headers: &[String], mapping: &std::collections::B
             let expected: Vec<&str> = std::iter::once(f.name).chain(extra.iter().map(String::as_str)).chain(f.aliases.iter().copied()).collect();
             let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
             let hint = match crate::error::closest(f.name, &header_refs).or_else(|| expected.iter().find_map(|e| crate::error::closest(e, &header_refs))) {
-                Some(c) => format!("did you mean the column `{c}`? If so, add it under `mapping: {{{}: {{aliases: [\"{c}\"]}}}}`", f.name),
+                Some(c) => format!("{} If so, add it under `mapping: {{{}: {{aliases: [\"{c}\"]}}}}`", crate::error::did_you_mean_hint(c), f.name),
                 None => format!(
                     "add the column's header under `mapping: {{{}: {{aliases: [...]}}}}`, or a fixed value with `mapping: {{{}: {{constant: ...}}}}`",
                     f.name, f.name

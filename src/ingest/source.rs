@@ -182,7 +182,7 @@ impl Source {
                 return Err(Error::config(format!(
                     "{origin}: `mapping` names `{name}`, which is no field of a {} source{}",
                     s.kind.name(),
-                    crate::model::did_you_mean(name, &names)
+                    crate::error::did_you_mean(name, &names)
                 ))
                 .with_hint(format!("the fields are: {}", names.join(", "))));
             }
