@@ -3,8 +3,8 @@
 //!
 //! A run reads each file of a source, or the spooled answer of its PostgreSQL query or HTTP
 //! API ([`fetch`]), streamed ([`read`]: encoding and delimiter detected), maps its
-//! headers to the kind's fields ([`fields`]: built-in English and French aliases plus the
-//! source's), validates and parses every row (bad rows become rejects with file, line, raw text
+//! headers to the kind's fields ([`fields`] over [`kinds`]: built-in English and French aliases
+//! plus the source's), validates and parses every row (bad rows become rejects with file, line, raw text
 //! and reason), resolves store and department codes against the lake's reference tables
 //! (unknown codes are rejects unless `create_missing`), and aggregates to the lake's grain:
 //! one row per store, department and hour (a `stores` or `departments` source upserts its
