@@ -640,9 +640,7 @@ fn spawn_ingest_watchers(
     let mut out = Vec::new();
     for name in &a.ingest_watch {
         let source = crate::ingest::source::Source::load(name, &s.cube_defs)?;
-        if source.input.path.is_none() {
-            return Err(Error::config(format!("source `{}`: --ingest-watch needs `input: {{path: …}}` in its definition", source.name)));
-        }
+        crate::ingest::check_watchable(&source)?;
         let (lake, stop) = (lake.clone(), stop.clone());
         let opts = crate::ingest::Options::new(vec![], a.ingest_reports.clone());
         out.push(tokio::spawn(async move {

@@ -209,7 +209,7 @@ fn classify_datafusion(e: DataFusionError) -> Error {
             SchemaError::FieldNotFound { field, valid_fields } => {
                 let names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
                 let mut hint = match closest(&field.name, &names) {
-                    Some(c) => format!("did you mean `{c}`? "),
+                    Some(c) => format!("{} ", did_you_mean_hint(c)),
                     None => String::new(),
                 };
                 if !names.is_empty() {
@@ -255,6 +255,18 @@ fn classify_datafusion(e: DataFusionError) -> Error {
         }
         _ => Error::new(ErrorKind::Internal, message),
     }
+}
+
+/// The wording of every hint that names what a typo likely meant: "did you mean `x`?" (`x`
+/// found by [`closest`]).
+pub fn did_you_mean_hint(candidate: &str) -> String {
+    format!("did you mean `{candidate}`?")
+}
+
+/// ", did you mean `x`?" when a candidate is close to `word` ([`closest`]), else "": the end of
+/// a message that names a mistyped `word`.
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    closest(word, candidates).map(|c| format!(", {}", did_you_mean_hint(c))).unwrap_or_default()
 }
 
 /// The candidate closest to `word`, when close enough to be a likely typo.

@@ -218,11 +218,11 @@ const EXPORTS: &[&[u8]] = &[
 /// Counts what a reader hands over, and reads every field of every record.
 struct Counting(usize);
 
-impl lakecube::ingest::read::Sink for Counting {
+impl lakecube::ingest::record::Sink for Counting {
     fn headers(&mut self, _headers: &[String]) -> lakecube::error::Result<()> {
         Ok(())
     }
-    fn record(&mut self, _line: u64, fields: &dyn lakecube::ingest::read::Fields) -> lakecube::error::Result<()> {
+    fn record(&mut self, _line: u64, fields: &dyn lakecube::ingest::record::Fields) -> lakecube::error::Result<()> {
         for i in 0..fields.len() {
             let _ = fields.get(i);
         }
@@ -240,7 +240,8 @@ proptest! {
     /// The CSV and JSON readers, and every field parser, on mutated exports.
     #[test]
     fn export_readers_and_value_parsers_never_panic(bytes in mutate(EXPORTS), delimiter in prop_oneof![Just(b','), Just(b';'), Just(b'\t')]) {
-        use lakecube::ingest::fields::{FieldType, parse_value};
+        use lakecube::ingest::fields::parse_value;
+        use lakecube::ingest::kinds::FieldType;
         use lakecube::ingest::read::{csv_records, json_records};
         let _ = csv_records(&bytes[..], delimiter, true, "fuzz.csv", &mut Counting(0));
         let _ = json_records(&bytes[..], "fuzz.json", &mut Counting(0));

@@ -19,16 +19,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Weekday};
-use datafusion::arrow::array::{
-    ArrayRef, Date32Builder, Decimal128Builder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
+use datafusion::arrow::array::{ArrayRef, Date32Builder, Int32Builder, StringBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::storage::Lake;
-use crate::storage::schema::{self, TableWriter};
+use crate::storage::schema::{self, TableWriter, TrafficRow, TrafficRows};
 use reference::{CITIES, City, DEPARTMENTS, Format};
 
 /// Share of open store-department-hours whose door sensor counted nobody while tickets were
@@ -311,55 +309,9 @@ fn day_factor(d: NaiveDate) -> f64 {
     f
 }
 
-/// Builds traffic rows for a set of stores over one month into Arrow columns.
-struct TrafficBuilder {
-    store: Int32Builder,
-    dept: Int32Builder,
-    ts: TimestampMicrosecondBuilder,
-    footfall: Int32Builder,
-    transactions: Int32Builder,
-    revenue: Decimal128Builder,
-    units: Int32Builder,
-    month: Date32Builder,
-    rows: usize,
-}
-
-impl TrafficBuilder {
-    fn new() -> Self {
-        TrafficBuilder {
-            store: Int32Builder::new(),
-            dept: Int32Builder::new(),
-            ts: TimestampMicrosecondBuilder::new(),
-            footfall: Int32Builder::new(),
-            transactions: Int32Builder::new(),
-            revenue: Decimal128Builder::new()
-                .with_precision_and_scale(schema::MONEY_PRECISION, schema::MONEY_SCALE)
-                .expect("valid decimal"),
-            units: Int32Builder::new(),
-            month: Date32Builder::new(),
-            rows: 0,
-        }
-    }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(self.store.finish()),
-            Arc::new(self.dept.finish()),
-            Arc::new(self.ts.finish()),
-            Arc::new(self.footfall.finish()),
-            Arc::new(self.transactions.finish()),
-            Arc::new(self.revenue.finish().with_precision_and_scale(schema::MONEY_PRECISION, schema::MONEY_SCALE)?),
-            Arc::new(self.units.finish()),
-            Arc::new(self.month.finish()),
-        ];
-        self.rows = 0;
-        Ok(RecordBatch::try_new(schema::traffic_schema(), cols)?)
-    }
-}
-
 /// Generates the traffic rows of one store for one day.
-fn store_day(p: &Params, s: &Store, d: NaiveDate, b: &mut TrafficBuilder) {
-    let Some((open, close)) = s.hours_on(d) else { return };
+fn store_day(p: &Params, s: &Store, d: NaiveDate, b: &mut TrafficRows) -> Result<()> {
+    let Some((open, close)) = s.hours_on(d) else { return Ok(()) };
     let day_idx = (d - p.from).num_days() as u64;
     let mut r = rng_for(p.seed, &[2, s.id as u64, day_idx]);
     let weekend = matches!(d.weekday(), Weekday::Sat | Weekday::Sun);
@@ -375,7 +327,6 @@ fn store_day(p: &Params, s: &Store, d: NaiveDate, b: &mut TrafficBuilder) {
         * day_factor(d)
         * growth
         * day_noise;
-    let month = date32(NaiveDate::from_ymd_opt(d.year(), d.month(), 1).expect("valid"));
     let midnight: NaiveDateTime = d.and_hms_opt(0, 0, 0).expect("valid");
     let midnight_us = midnight.and_utc().timestamp_micros();
     for h in open..close {
@@ -413,17 +364,10 @@ fn store_day(p: &Params, s: &Store, d: NaiveDate, b: &mut TrafficBuilder) {
             } else {
                 true_footfall
             };
-            b.store.append_value(s.id);
-            b.dept.append_value(k as i32 + 1);
-            b.ts.append_value(ts);
-            b.footfall.append_value(footfall);
-            b.transactions.append_value(transactions);
-            b.revenue.append_value(revenue_cents);
-            b.units.append_value(units);
-            b.month.append_value(month);
-            b.rows += 1;
+            b.push(TrafficRow { store_id: s.id, department_id: k as i32 + 1, ts_micros: ts, footfall, transactions, revenue_cents, units })?;
         }
     }
+    Ok(())
 }
 
 /// The months of the range, as (first day in range, last day in range).
@@ -454,18 +398,18 @@ fn month_batches(
     (start, end): (NaiveDate, NaiveDate),
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
-    let mut b = TrafficBuilder::new();
+    let mut b = TrafficRows::with_capacity(1024);
     for s in stores {
         let mut d = start;
         while d <= end {
-            store_day(p, s, d, &mut b);
+            store_day(p, s, d, &mut b)?;
             d += Duration::days(1);
         }
-        if b.rows >= BATCH_ROWS && !emit(b.finish()?) {
+        if b.len() >= BATCH_ROWS && !emit(b.finish()?) {
             return Ok(());
         }
     }
-    if b.rows > 0 {
+    if !b.is_empty() {
         emit(b.finish()?);
     }
     Ok(())

@@ -21,7 +21,8 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::storage::{Lake, schema};
+use crate::storage::schema::{self, traffic};
+use crate::storage::Lake;
 
 /// One bad row in this many good ones.
 const BAD_EVERY: u64 = 200;
@@ -131,15 +132,16 @@ pub async fn write_raw(lake: &Lake, dir: &Path, days: u32) -> Result<Manifest> {
     let (mut first, mut last) = (None, None);
     let mut halves: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for b in &batches {
-        let text = |i: usize| -> Result<StringArray> {
-            let t = datafusion::arrow::compute::cast(b.column(i), &datafusion::arrow::datatypes::DataType::Utf8).map_err(Error::from)?;
+        let column = |name: &str| b.column_by_name(name).ok_or_else(|| Error::lake(format!("the query has no column {name}")));
+        let text = |name: &str| -> Result<StringArray> {
+            let t = datafusion::arrow::compute::cast(column(name)?, &datafusion::arrow::datatypes::DataType::Utf8).map_err(Error::from)?;
             t.as_any().downcast_ref::<StringArray>().cloned().ok_or_else(|| Error::lake("codes are not text"))
         };
-        let int = |i: usize| b.column(i).as_any().downcast_ref::<Int32Array>().cloned().ok_or_else(|| Error::lake("counts are not int4"));
-        let (stores, departments) = (text(0)?, text(1)?);
-        let ts = b.column(2).as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().ok_or_else(|| Error::lake("ts is not a timestamp"))?;
-        let (footfall, transactions, units) = (int(3)?, int(4)?, int(6)?);
-        let revenue = b.column(5).as_any().downcast_ref::<Decimal128Array>().cloned().ok_or_else(|| Error::lake("revenue is not numeric"))?;
+        let int = |name: &str| column(name)?.as_any().downcast_ref::<Int32Array>().cloned().ok_or_else(|| Error::lake("counts are not int4"));
+        let (stores, departments) = (text("store_code")?, text("department_code")?);
+        let ts = column(traffic::TS)?.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().ok_or_else(|| Error::lake("ts is not a timestamp"))?;
+        let (footfall, transactions, units) = (int(traffic::FOOTFALL)?, int(traffic::TRANSACTIONS)?, int(traffic::UNITS)?);
+        let revenue = column(traffic::REVENUE)?.as_any().downcast_ref::<Decimal128Array>().cloned().ok_or_else(|| Error::lake("revenue is not numeric"))?;
         for r in 0..b.num_rows() {
             let (store, dept) = (stores.value(r), departments.value(r));
             let at = chrono::DateTime::from_timestamp_micros(ts.value(r)).ok_or_else(|| Error::lake("a timestamp out of range"))?.naive_utc();

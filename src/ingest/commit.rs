@@ -1,18 +1,14 @@
 //! The lake side of an ingest: whether a file was already ingested, and the one Delta commit
 //! that merges a batch into `traffic` (reference rows: [`super::reference`]).
 
-use std::sync::Arc;
-
-use chrono::Datelike;
-use datafusion::arrow::array::{Date32Array, Decimal128Array, Int32Array, RecordBatch, TimestampMicrosecondArray};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 
-use super::Batch;
+use super::batch::Batch;
 use crate::error::{Error, Result};
-use crate::storage::schema::{self, MONEY_SCALE};
+use crate::storage::schema::{self, MONEY_SCALE, TrafficRow, TrafficRows};
 
 /// The version of the latest application transaction with this id in the table's commits.
 pub async fn recorded_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
@@ -34,24 +30,12 @@ pub fn app_transactions(txns: &[(String, i64)]) -> Vec<Transaction> {
 /// application transactions (id, version): matching store-department-hours get the new counts added, the others
 /// are inserted. Returns the committed version.
 pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(String, i64)]) -> Result<i64> {
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-    let n = batch.len();
-    let mut store = Vec::with_capacity(n);
-    let mut department = Vec::with_capacity(n);
-    let mut ts = Vec::with_capacity(n);
-    let mut footfall = Vec::with_capacity(n);
-    let mut transactions = Vec::with_capacity(n);
-    let mut revenue = Vec::with_capacity(n);
-    let mut units = Vec::with_capacity(n);
-    let mut month = Vec::with_capacity(n);
+    let mut rows = TrafficRows::with_capacity(batch.len());
     let narrow = |v: i64, what: &str| i32::try_from(v).map_err(|_| Error::new(crate::error::ErrorKind::DataException, format!("{what} {v} does not fit the lake's int4")));
     debug_assert_eq!(MONEY_SCALE, 2, "revenue is summed in cents");
-    for ((s, d, hour), mut t) in batch {
-        store.push(s);
-        department.push(d);
-        ts.push(hour * 3_600_000_000);
-        footfall.push(narrow(t.footfall, "footfall")?);
-        transactions.push(narrow(t.transactions(), "transactions")?);
+    for ((store_id, department_id, hour), mut t) in batch {
+        let footfall = narrow(t.footfall, schema::traffic::FOOTFALL)?;
+        let transactions = narrow(t.transactions(), schema::traffic::TRANSACTIONS)?;
         if (t.revenue_cents as i128).unsigned_abs() >= 10u128.pow(schema::MONEY_PRECISION as u32) {
             return Err(Error::new(
                 crate::error::ErrorKind::DataException,
@@ -62,47 +46,21 @@ pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(Stri
                 ),
             ));
         }
-        revenue.push(t.revenue_cents as i128);
-        units.push(narrow(t.units, "units")?);
-        let at = chrono::DateTime::from_timestamp(hour * 3600, 0).ok_or_else(|| Error::new(crate::error::ErrorKind::DataException, "an hour out of range"))?;
-        let first = at.date_naive().with_day(1).expect("day 1");
-        month.push((first - epoch).num_days() as i32);
+        let units = narrow(t.units, schema::traffic::UNITS)?;
+        let ts_micros = hour * 3_600_000_000;
+        rows.push(TrafficRow { store_id, department_id, ts_micros, footfall, transactions, revenue_cents: t.revenue_cents as i128, units })?;
     }
-    let schema = schema::traffic_schema();
-    let columns: Vec<Arc<dyn datafusion::arrow::array::Array>> = vec![
-        Arc::new(Int32Array::from(store)),
-        Arc::new(Int32Array::from(department)),
-        Arc::new(TimestampMicrosecondArray::from(ts)),
-        Arc::new(Int32Array::from(footfall)),
-        Arc::new(Int32Array::from(transactions)),
-        Arc::new(
-            Decimal128Array::from(revenue)
-                .with_precision_and_scale(schema::MONEY_PRECISION, MONEY_SCALE)
-                .map_err(Error::from)?,
-        ),
-        Arc::new(Int32Array::from(units)),
-        Arc::new(Date32Array::from(month)),
-    ];
-    let batch = RecordBatch::try_new(schema, columns).map_err(Error::from)?;
+    let batch = rows.finish()?;
     let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
     let txns = app_transactions(txns);
     let (table, _metrics) = traffic
-        .merge(source, "t.store_id = s.store_id AND t.department_id = s.department_id AND t.ts = s.ts AND t.month = s.month")
+        .merge(source, schema::traffic::KEY.map(|c| format!("t.{c} = s.{c}")).join(" AND "))
         .with_source_alias("s")
         .with_target_alias("t")
         .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
-        .when_matched_update(|u| {
-            u.update("footfall", "t.footfall + s.footfall")
-                .update("transactions", "t.transactions + s.transactions")
-                .update("revenue", "t.revenue + s.revenue")
-                .update("units", "t.units + s.units")
-        })
+        .when_matched_update(|u| schema::traffic::COUNTS.into_iter().fold(u, |u, c| u.update(c, format!("t.{c} + s.{c}"))))
         .map_err(Error::from)?
-        .when_not_matched_insert(|i| {
-            ["store_id", "department_id", "ts", "footfall", "transactions", "revenue", "units", "month"]
-                .into_iter()
-                .fold(i, |i, c| i.set(c, format!("s.{c}")))
-        })
+        .when_not_matched_insert(|i| schema::traffic::COLUMNS.into_iter().fold(i, |i, c| i.set(c, format!("s.{c}"))))
         .map_err(Error::from)?
         .await
         .map_err(Error::from)?;

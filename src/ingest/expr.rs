@@ -1,7 +1,7 @@
 //! Fields mapped by an expression: `mapping: {amount: {expression: "…"}}`, DataFusion SQL over
 //! the source's columns.
 //!
-//! [`Computing`] sits between a reader and the [`FileSink`](super::FileSink): it keeps records
+//! [`Computing`] sits between a reader and the [`FileSink`](super::sink::FileSink): it keeps records
 //! in batches of [`BATCH`], evaluates each expression once per batch over Arrow text columns
 //! (DataFusion's vectorized kernels, not an interpreter per row), and hands every record on with
 //! the computed values after its own columns, where the header map points
@@ -24,22 +24,12 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
 use super::fields::{expressions, normalize};
-use super::read::{Fields, Sink};
+use super::record::{Fields, Sink};
 use super::source::Source;
 use crate::error::{Error, Result};
 
 /// Records evaluated together.
 pub const BATCH: usize = 4096;
-
-/// Checks an expression's syntax when a source definition is loaded.
-pub fn check_syntax(sql: &str) -> std::result::Result<(), String> {
-    use datafusion::sql::sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_expr())
-        .map(|_| ())
-        .map_err(|e| e.to_string().trim_start_matches("sql parser error: ").to_string())
-}
 
 /// One compiled expression.
 struct Compiled {

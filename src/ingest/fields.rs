@@ -1,108 +1,15 @@
-//! The fields each kind of source carries, the export headers accepted for them (English and
-//! French, as retail tools write them), and how values are read: integers, decimals with a
-//! point or a comma, date-times in the common forms and as Excel serial numbers.
+//! A file's headers matched to its kind's fields ([`super::kinds`]: the built-in aliases,
+//! then the source's), personal-data headers, and how values are read: integers, decimals with
+//! a point or a comma, date-times in the common forms and as Excel serial numbers.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
 use unicode_normalization::UnicodeNormalization;
 
-use super::source::{FieldMapping, Kind};
+use super::kinds::{FieldType, Kind, fields_of};
+use super::record::Fields;
+use super::source::FieldMapping;
 use crate::error::{Error, Result};
-
-/// How a field's values are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldType {
-    Text,
-    Integer,
-    Decimal,
-    Timestamp,
-    /// A date (a date-time's date part).
-    Date,
-}
-
-/// One target field of a kind of source.
-#[derive(Debug)]
-pub struct FieldSpec {
-    pub name: &'static str,
-    pub ty: FieldType,
-    pub required: bool,
-    /// Built-in headers accepted for it (normalized with [`normalize`] when matched).
-    pub aliases: &'static [&'static str],
-}
-
-const STORE: &[&str] = &["store", "store code", "store id", "shop", "shop code", "site", "site code", "magasin", "code magasin", "boutique", "code boutique"];
-const DEPARTMENT: &[&str] =
-    &["department", "department code", "dept", "dept code", "zone", "zone code", "area", "rayon", "code rayon", "departement", "code departement"];
-
-const SENSOR_FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "store_code", ty: FieldType::Text, required: true, aliases: STORE },
-    FieldSpec { name: "zone_code", ty: FieldType::Text, required: true, aliases: DEPARTMENT },
-    FieldSpec {
-        name: "interval_start",
-        ty: FieldType::Timestamp,
-        required: true,
-        aliases: &["interval start", "start", "start time", "timestamp", "time", "datetime", "date time", "period", "debut", "date heure", "horodatage", "date"],
-    },
-    FieldSpec {
-        name: "count_in",
-        ty: FieldType::Integer,
-        required: true,
-        aliases: &["in", "ins", "count in", "entries", "entry", "enters", "visitors in", "entrees", "entree", "nb entrees", "comptage entrees"],
-    },
-    FieldSpec { name: "count_out", ty: FieldType::Integer, required: false, aliases: &["out", "outs", "count out", "exits", "exit", "visitors out", "sorties", "sortie", "nb sorties"] },
-];
-
-const TICKET_FIELDS: &[FieldSpec] = &[
-    FieldSpec {
-        name: "ticket_id",
-        ty: FieldType::Text,
-        required: true,
-        aliases: &["ticket", "ticket id", "ticket no", "ticket number", "receipt", "receipt id", "receipt no", "transaction id", "numero ticket", "no ticket", "num ticket", "n ticket", "n de ticket"],
-    },
-    FieldSpec { name: "store_code", ty: FieldType::Text, required: true, aliases: STORE },
-    FieldSpec { name: "department_code", ty: FieldType::Text, required: true, aliases: DEPARTMENT },
-    FieldSpec {
-        name: "timestamp",
-        ty: FieldType::Timestamp,
-        required: true,
-        aliases: &["time", "datetime", "date time", "sale time", "sold at", "date heure", "horodatage", "date vente", "date"],
-    },
-    FieldSpec { name: "amount", ty: FieldType::Decimal, required: true, aliases: &["amount", "total", "value", "sales", "revenue", "line total", "montant", "montant ttc", "ca", "prix total"] },
-    FieldSpec { name: "quantity", ty: FieldType::Integer, required: true, aliases: &["quantity", "qty", "units", "items", "quantite", "qte", "nb articles"] },
-];
-
-const fn text(name: &'static str, required: bool, aliases: &'static [&'static str]) -> FieldSpec {
-    FieldSpec { name, ty: FieldType::Text, required, aliases }
-}
-
-/// A `stores` source's fields: the lake's `stores` columns but the key.
-const STORE_FIELDS: &[FieldSpec] = &[
-    text("store_code", true, STORE),
-    text("store_name", false, &["store name", "name", "shop name", "nom", "nom magasin", "libelle", "libelle magasin", "enseigne"]),
-    text("city", false, &["city", "town", "ville", "commune"]),
-    text("region", false, &["region", "state", "province"]),
-    text("country", false, &["country", "country code", "pays"]),
-    text("store_format", false, &["format", "store format", "store type", "type", "format magasin", "type magasin"]),
-    FieldSpec { name: "surface_m2", ty: FieldType::Integer, required: false, aliases: &["surface", "surface m2", "m2", "sqm", "size", "area m2", "superficie"] },
-    FieldSpec { name: "opened_on", ty: FieldType::Date, required: false, aliases: &["opened", "opened on", "opening date", "open date", "ouverture", "date ouverture"] },
-    FieldSpec { name: "closed_on", ty: FieldType::Date, required: false, aliases: &["closed", "closed on", "closing date", "fermeture", "date fermeture"] },
-];
-
-/// A `departments` source's fields.
-const DEPARTMENT_FIELDS: &[FieldSpec] = &[
-    text("department_code", true, DEPARTMENT),
-    text("department", false, &["department name", "name", "label", "libelle", "nom", "nom rayon", "libelle rayon"]),
-    text("department_family", false, &["family", "department family", "famille", "famille rayon", "univers"]),
-];
-
-pub fn fields_of(kind: Kind) -> &'static [FieldSpec] {
-    match kind {
-        Kind::SensorCounts => SENSOR_FIELDS,
-        Kind::PosTickets => TICKET_FIELDS,
-        Kind::Stores => STORE_FIELDS,
-        Kind::Departments => DEPARTMENT_FIELDS,
-    }
-}
 
 /// A header as matched: accents removed, lower case, every run of non-alphanumerics one space
 /// (`Entrées`, ` ENTREES `, `entrées_` all read `entrees`).
@@ -155,7 +62,7 @@ pub struct HeaderMap {
 
 impl HeaderMap {
     /// Field `i`'s value in a record, trimmed; `None` when absent or blank.
-    pub fn value<'r>(&'r self, i: usize, fields: &'r dyn super::read::Fields) -> Option<&'r str> {
+    pub fn value<'r>(&'r self, i: usize, fields: &'r dyn Fields) -> Option<&'r str> {
         let v = match &self.columns[i] {
             Column::At(c) | Column::Computed(c) => fields.get(*c)?,
             Column::Constant(v) => v.as_str(),
@@ -205,7 +112,7 @@ pub fn map_headers(kind: Kind, headers: &[String], mapping: &std::collections::B
             let expected: Vec<&str> = std::iter::once(f.name).chain(extra.iter().map(String::as_str)).chain(f.aliases.iter().copied()).collect();
             let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
             let hint = match crate::error::closest(f.name, &header_refs).or_else(|| expected.iter().find_map(|e| crate::error::closest(e, &header_refs))) {
-                Some(c) => format!("did you mean the column `{c}`? If so, add it under `mapping: {{{}: {{aliases: [\"{c}\"]}}}}`", f.name),
+                Some(c) => format!("{} If so, add it under `mapping: {{{}: {{aliases: [\"{c}\"]}}}}`", crate::error::did_you_mean_hint(c), f.name),
                 None => format!(
                     "add the column's header under `mapping: {{{}: {{aliases: [...]}}}}`, or a fixed value with `mapping: {{{}: {{constant: ...}}}}`",
                     f.name, f.name

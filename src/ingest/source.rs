@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::kinds::{Kind, fields_of};
 use crate::error::{Error, Result};
 
 /// One source of raw exports.
@@ -39,40 +40,6 @@ pub struct Source {
 
 fn default_reject_share() -> f64 {
     0.01
-}
-
-/// What the rows are, and so where they go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Door-sensor counts per store, zone and interval: summed into hourly `footfall`.
-    SensorCounts,
-    /// Point-of-sale ticket lines: hourly `transactions` (distinct tickets), `revenue`, `units`.
-    PosTickets,
-    /// Store reference rows, upserted into `stores` by store code.
-    Stores,
-    /// Department reference rows, upserted into `departments` by department code.
-    Departments,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::SensorCounts => "sensor_counts",
-            Kind::PosTickets => "pos_tickets",
-            Kind::Stores => "stores",
-            Kind::Departments => "departments",
-        }
-    }
-
-    /// The lake table a source of this kind writes.
-    pub fn target(self) -> &'static str {
-        match self {
-            Kind::SensorCounts | Kind::PosTickets => crate::storage::schema::TRAFFIC,
-            Kind::Stores => crate::storage::schema::STORES,
-            Kind::Departments => crate::storage::schema::DEPARTMENTS,
-        }
-    }
 }
 
 /// Where the rows come from: files, or one query or request per run.
@@ -208,14 +175,14 @@ impl Source {
             let at = e.location().map(|l| format!("{origin}:{}:{}", l.line(), l.column())).unwrap_or_else(|| origin.to_string());
             Error::config(format!("{at}: {e}")).with_hint("see docs/ingest.md for the keys of a source definition")
         })?;
-        let fields = super::fields::fields_of(s.kind);
+        let fields = fields_of(s.kind);
         for name in s.mapping.keys() {
             if !fields.iter().any(|f| f.name == name) {
                 let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
                 return Err(Error::config(format!(
                     "{origin}: `mapping` names `{name}`, which is no field of a {} source{}",
                     s.kind.name(),
-                    crate::model::did_you_mean(name, &names)
+                    crate::error::did_you_mean(name, &names)
                 ))
                 .with_hint(format!("the fields are: {}", names.join(", "))));
             }
@@ -226,7 +193,7 @@ impl Source {
                 return Err(Error::config(format!("{origin}: `mapping.{name}` has an `expression` and also `constant`, `aliases` or `pii`"))
                     .with_hint("an expression names the columns it reads itself; keep one way of finding the field"));
             }
-            super::expr::check_syntax(sql).map_err(|e| {
+            check_syntax(sql).map_err(|e| {
                 Error::config(format!("{origin}: `mapping.{name}.expression` is not valid SQL: {e}"))
                     .with_hint("an expression is DataFusion SQL over the file's columns, e.g. `CAST(prix AS DECIMAL(12,2)) * CAST(qte AS INT)`")
             })?;
@@ -265,4 +232,14 @@ impl Source {
         })?;
         Source::parse(&text, &path.display().to_string())
     }
+}
+
+/// Checks an expression's syntax when a source definition is loaded.
+fn check_syntax(sql: &str) -> std::result::Result<(), String> {
+    use datafusion::sql::sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map(|_| ())
+        .map_err(|e| e.to_string().trim_start_matches("sql parser error: ").to_string())
 }

@@ -12,6 +12,8 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+use crate::error::did_you_mean;
+
 pub use types::*;
 
 /// One problem found in a definitions file.
@@ -136,16 +138,6 @@ pub fn load_dir(dir: &Path) -> Result<Model, Vec<Problem>> {
     validate::validate(&model, &mut problems);
     if problems.is_empty() { Ok(model) } else { Err(problems) }
 }
-
-/// ", did you mean `x`?" when a candidate is close, else "".
-pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
-    match closest(word, candidates) {
-        Some(c) => format!(", did you mean `{c}`?"),
-        None => String::new(),
-    }
-}
-
-pub use crate::error::closest;
 
 /// The JSON Schema of a definitions file (for editors; `lakecube schema`).
 pub fn json_schema() -> serde_json::Value {

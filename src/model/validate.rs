@@ -8,7 +8,8 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::refs::{self, Ref};
-use super::{Cube, Includes, MeasureType, Model, Problem, did_you_mean};
+use super::{Cube, Includes, MeasureType, Model, Problem};
+use crate::error::did_you_mean;
 
 /// Where in a file a problem is: a cube or view, optionally a member, optionally a key.
 struct Place<'a> {

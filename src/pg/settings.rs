@@ -243,7 +243,7 @@ impl From<SetError> for Error {
             let mut err =
                 Error::new(ErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""));
             if let Some(c) = crate::error::closest(&name, &known) {
-                err = err.with_hint(format!("did you mean \"{c}\"?"));
+                err = err.with_hint(crate::error::did_you_mean_hint(c));
             }
             err
         }
