@@ -1,8 +1,9 @@
 //! Runs every `tests/slt/*.slt` file (sqllogictest format) against the retail cube over the
 //! `tiny` lake, in-process: one test per file, named after it. Each file runs twice: with the
 //! engine's defaults, and with every statement at background priority (engine::priority: on
-//! the background pool, through its channel), which must answer the same. `LAKECUBE_SLT_COMPLETE=1`
-//! rewrites the expected results from the current output (review the diff before committing):
+//! the background pool, through its channel), which must answer the same. A run reports every
+//! failing record of a file, not only the first. `LAKECUBE_SLT_COMPLETE=1` rewrites the
+//! expected results from the current output (review the diff before committing):
 //! `LAKECUBE_SLT_COMPLETE=1 cargo test --test integration sqllogictests`.
 
 use std::path::{Path, PathBuf};
@@ -120,7 +121,20 @@ async fn run_file_with(file: &Path, options: lakecube::engine::Options, complete
             .await
             .map_err(|e| e.to_string())
     } else {
-        runner.run_file_async(file).await.map_err(|e| e.display(false).to_string())
+        // Every record runs and every failure is reported, not only the first (as DataFusion's
+        // runner does).
+        match sqllogictest::parse_file::<DefaultColumnType>(file) {
+            Ok(records) => {
+                let mut failures = Vec::new();
+                for record in records {
+                    if let Err(e) = runner.run_async(record).await {
+                        failures.push(e.display(false).to_string());
+                    }
+                }
+                if failures.is_empty() { Ok(()) } else { Err(format!("{} failing records:\n{}", failures.len(), failures.join("\n"))) }
+            }
+            Err(e) => Err(e.to_string()),
+        }
     };
     if let Err(e) = res {
         panic!("{} (background_rows {:?}):\n{e}", file.display(), options_rows);
