@@ -79,6 +79,14 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// The statement with values for its `$n` placeholders (none: as it is).
+    pub fn bind(mut self, values: Option<datafusion::common::ParamValues>) -> Result<Planned> {
+        if let Some(values) = values {
+            self.plan = self.plan.with_param_values(values).map_err(Error::from)?;
+        }
+        Ok(self)
+    }
+
     /// The result schema clients see: the plan's, with PostgreSQL's column names.
     pub fn schema(&self) -> SchemaRef {
         let arrow = self.plan.schema().as_arrow().clone();

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::cancel::{Clock, bounded, data_rows, plan_in_task};
 use super::encode::{encode_batch, field_infos};
 use super::session::{Cursor, MAX_CURSORS, Session};
-use crate::engine::Engine;
+use crate::engine::{Engine, Planned};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::parse::{LineIndex, one_line, tokenize};
 use crate::pg::settings::REPORTED;
@@ -416,7 +416,8 @@ pub struct Context<'a> {
     pub status: &'a mut TransactionStatus,
     /// The result format the client asked for.
     pub format: &'a Format,
-    /// The parameter values bound to a `DECLARE`'s query.
+    /// A `DECLARE`'s query as planned at Parse, and the parameter values bound to it.
+    pub declared: Option<Planned>,
     pub params: Option<ParamValues>,
     pub token: &'a CancellationToken,
     pub clock: &'a Arc<Clock>,
@@ -426,7 +427,7 @@ pub struct Context<'a> {
 impl Command {
     /// Applies the command to its session.
     pub async fn apply(self, cx: Context<'_>) -> Result<Outcome> {
-        let Context { engine, session, status, format, params, token, clock, timeout } = cx;
+        let Context { engine, session, status, format, declared, params, token, clock, timeout } = cx;
         let command = self;
         let in_block = *status != TransactionStatus::Idle;
         let tag = |t: &str| Ok(Outcome::Done { tag: Tag::new(t), report: Vec::new() });
@@ -539,12 +540,15 @@ impl Command {
                 if parse_command(&query)?.is_some() {
                     return Err(Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"));
                 }
-                let mut planned = plan_in_task(engine, &query, session.info(), token, clock, timeout)
-                    .await?
-                    .ok_or_else(|| Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"))?;
-                if let Some(values) = params {
-                    planned.plan = planned.plan.with_param_values(values).map_err(Error::from)?;
-                }
+                // Over the extended protocol the query was planned at Parse (for its
+                // parameters); a simple query plans it now.
+                let planned = match declared {
+                    Some(p) => p,
+                    None => plan_in_task(engine, &query, session.info(), token, clock, timeout)
+                        .await?
+                        .ok_or_else(|| Error::new(ErrorKind::Syntax, "a cursor is declared FOR a query"))?,
+                };
+                let planned = planned.bind(params)?;
                 let (schema, stream) = bounded(engine.execute_planned(planned), token, clock, timeout).await?;
                 session.cursors.insert(name, Cursor::new(schema, stream, binary, hold));
                 tag("DECLARE CURSOR")

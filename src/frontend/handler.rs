@@ -268,8 +268,8 @@ pub enum PreparedKind {
     /// A query and its plan with `$n` placeholders.
     Query { planned: Planned, params: Params },
     /// A session statement, run at Execute; `columns` is what it returns, if rows; `params`
-    /// are those of a DECLARE's query.
-    Command { command: Command, columns: Option<SchemaRef>, params: Params },
+    /// and `declared` are a DECLARE's query's parameters and plan.
+    Command { command: Command, columns: Option<SchemaRef>, params: Params, declared: Option<Planned> },
 }
 
 /// The types of a statement's parameters: the client's where given, else inferred.
@@ -325,16 +325,18 @@ impl QueryParser for Parser {
         if let Some(command) = parse_command(sql).map_err(to_pg_error)? {
             // A DECLARE's query is planned now for its parameters (psycopg's server-side
             // cursors send `DECLARE … FOR SELECT … $1` with values).
-            let params = match &command {
-                Command::Declare { query, .. } => match plan_in_task(&self.engine, query, info.clone(), &token, &cell.clock, timeout).await.map_err(fail)? {
-                    Some(p) => Params::of(&p.plan, types).map_err(fail)?,
-                    None => Params::default(),
-                },
-                _ => Params::default(),
+            let (params, declared) = match &command {
+                Command::Declare { query, .. } => {
+                    match plan_in_task(&self.engine, query, info.clone(), &token, &cell.clock, timeout).await.map_err(fail)? {
+                        Some(p) => (Params::of(&p.plan, types).map_err(fail)?, Some(p)),
+                        None => (Params::default(), None),
+                    }
+                }
+                _ => (Params::default(), None),
             };
             let session = cell.session.lock().await;
             let columns = command_columns(&command, &session);
-            return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns, params } }));
+            return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns, params, declared } }));
         }
         let Some(planned) = plan_in_task(&self.engine, sql, info, &token, &cell.clock, timeout).await.map_err(fail)? else {
             return Ok(None);
@@ -424,13 +426,7 @@ impl Backend {
             let mut session = cell.session.lock().await;
             let timeout = session.settings.statement_timeout_ms();
             let planned = match prepared {
-                Some(Prepared { kind: PreparedKind::Query { planned, .. }, .. }) => {
-                    let mut p = planned.clone();
-                    if let Some(values) = params {
-                        p.plan = p.plan.with_param_values(values).map_err(Error::from)?;
-                    }
-                    p
-                }
+                Some(Prepared { kind: PreparedKind::Query { planned, .. }, .. }) => planned.clone().bind(params)?,
                 _ => match self.plan(sql, session.info(), &token, cell, timeout).await? {
                     Some(p) => p,
                     None => return Ok(Outcome::Empty),
@@ -445,11 +441,16 @@ impl Backend {
         };
         let mut session = cell.session.lock().await;
         let timeout = session.settings.statement_timeout_ms();
+        let declared = match prepared {
+            Some(Prepared { kind: PreparedKind::Command { declared, .. }, .. }) => declared.clone(),
+            _ => None,
+        };
         let cx = super::command::Context {
             engine: &self.engine,
             session: &mut session,
             status,
             format,
+            declared,
             params,
             token: &token,
             clock: &cell.clock,
