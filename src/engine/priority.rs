@@ -99,8 +99,9 @@ pub fn estimated_rows(plan: &dyn ExecutionPlan) -> u64 {
 /// The statement classes and the background pool.
 #[derive(Clone)]
 pub struct Priorities {
-    config: PriorityConfig,
-    pool: Option<Arc<Pool>>,
+    /// The estimated rows beyond which a statement is background, and the pool it runs on;
+    /// `None`: every statement is interactive.
+    background: Option<(u64, Arc<Pool>)>,
 }
 
 /// The background runtime; shut down without waiting when the engine goes (a runtime may
@@ -115,40 +116,41 @@ impl Drop for Pool {
     }
 }
 
+impl Pool {
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(|r| r.handle())
+    }
+}
+
 impl Priorities {
     /// Starts the background pool, unless every statement is interactive.
     pub fn new(config: PriorityConfig) -> Result<Priorities> {
-        let pool = match config.background_rows {
-            None => None,
-            Some(_) => {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(config.threads.max(1))
-                    .thread_name("lakecube-background")
-                    .on_thread_start(lower_priority)
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Error::internal(format!("cannot start the background query pool: {e}")))?;
-                Some(Arc::new(Pool(Some(runtime))))
-            }
-        };
-        Ok(Priorities { config, pool })
+        let Some(limit) = config.background_rows else { return Ok(Priorities { background: None }) };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("lakecube-background")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start the background query pool: {e}")))?;
+        Ok(Priorities { background: Some((limit, Arc::new(Pool(Some(runtime))))) })
     }
 
     /// The class of a statement with this physical plan.
     pub fn class(&self, plan: &dyn ExecutionPlan) -> Priority {
-        match self.config.background_rows {
-            Some(limit) if self.pool.is_some() && estimated_rows(plan) > limit => Priority::Background,
+        match &self.background {
+            Some((limit, _)) if estimated_rows(plan) > *limit => Priority::Background,
             _ => Priority::Interactive,
         }
     }
 
     /// Runs `plan` in its class: interactive ones here, background ones on the pool.
     pub fn execute(&self, plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let class = self.class(plan.as_ref());
-        match (class, self.pool.as_ref().and_then(|p| p.0.as_ref())) {
-            (Priority::Background, Some(runtime)) => {
+        let pool = self.background.as_ref().and_then(|(_, pool)| pool.handle());
+        match pool {
+            Some(runtime) if self.class(plan.as_ref()) == Priority::Background => {
                 tracing::debug!("statement runs at background priority");
-                Ok(on_runtime(runtime.handle(), plan, task))
+                Ok(on_runtime(runtime, plan, task))
             }
             _ => datafusion::physical_plan::execute_stream(plan, task).map_err(Error::from),
         }

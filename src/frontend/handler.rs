@@ -35,10 +35,9 @@ use rust_decimal::Decimal;
 use super::encode::{canonical, error_info, field_infos};
 use super::cancel::{Cancels, Clock, QueryLog, bounded, data_rows, plan_in_task};
 use super::command::{Command, Outcome, command_columns, parse_command};
-pub use super::encode::to_pg_error;
+use super::encode::to_pg_error;
 use super::session::Session;
 use crate::pg::parse::{one_line, split_statements};
-use crate::pg::settings::SessionInfo;
 use crate::engine::{Engine, Planned};
 use crate::telemetry::RecentFailures;
 use crate::error::{Error, ErrorKind};
@@ -381,19 +380,6 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Plans a statement in a task of its own, so that its statement_timeout and a cancel
-    /// request stop waiting for it even while planning keeps a worker busy.
-    async fn plan(
-        &self,
-        sql: &str,
-        info: SessionInfo,
-        token: &CancellationToken,
-        cell: &SessionCell,
-        timeout_ms: u64,
-    ) -> Result<Option<Planned>, Error> {
-        plan_in_task(&self.engine, sql, info, token, &cell.clock, timeout_ms).await
-    }
-
     /// Runs one statement of a session. `status` is the transaction status before it and
     /// becomes the status after it.
     async fn statement(
@@ -427,7 +413,7 @@ impl Backend {
             let timeout = session.settings.statement_timeout_ms();
             let planned = match prepared {
                 Some(Prepared { kind: PreparedKind::Query { planned, .. }, .. }) => planned.clone().bind(params)?,
-                _ => match self.plan(sql, session.info(), &token, cell, timeout).await? {
+                _ => match plan_in_task(&self.engine, sql, session.info(), &token, &cell.clock, timeout).await? {
                     Some(p) => p,
                     None => return Ok(Outcome::Empty),
                 },
