@@ -530,13 +530,8 @@ async fn open_or_generate(s: &Settings, demo_if_empty: bool) -> Result<Lake> {
         let sum = datagen::generate(&lake, &Preset::Demo.params(), datagen::Options { overwrite: false, progress: true }).await?;
         print_summary(&lake, &sum);
     } else if present.len() < schema::ALL_TABLES.len() {
-        return Err(Error::lake(format!(
-            "the lake at {} is incomplete: it has {} but not all of {}",
-            lake.display(),
-            present.join(", "),
-            schema::ALL_TABLES.join(", ")
-        ))
-        .with_hint(format!("rebuild it with `lakecube generate --lake {} --overwrite`", lake.display())));
+        let missing: Vec<&str> = schema::ALL_TABLES.iter().copied().filter(|t| !present.iter().any(|p| p == t)).collect();
+        return Err(lake.missing_tables(&missing));
     }
     Ok(lake)
 }

@@ -125,7 +125,18 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, memory.runtime());
+        // The cube rewrite is the first analyzer rule, so that no plan runs with a cube read
+        // left in it; it gets the cubes once they are compiled over this session.
+        let cube_rewrite = Arc::new(rewrite::CubeRewrite::default());
+        let mut analyzer_rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![cube_rewrite.clone()];
+        analyzer_rules.extend(datafusion::optimizer::Analyzer::new().rules);
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(memory.runtime())
+            .with_default_features()
+            .with_analyzer_rules(analyzer_rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let catalog = ctx
             .catalog(CATALOG)
             .ok_or_else(|| Error::internal("default catalog missing"))?;
@@ -152,12 +163,7 @@ impl Engine {
             }
         }
         if !missing.is_empty() {
-            return Err(Error::lake(format!(
-                "the lake at {} has no table {}",
-                lake.display(),
-                missing.join(", ")
-            ))
-            .with_hint(format!("create it with `lakecube generate --lake {}`", lake.display())));
+            return Err(lake.missing_tables(&missing));
         }
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::from(MeasureFn::new()));
         ctx.add_optimizer_rule(Arc::new(fast_time::FastDatePart));
@@ -197,7 +203,9 @@ impl Engine {
         bounded::bound_functions(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
         let plan_cache = Arc::new(plan_cache::PlanCache::new(plan_cache::DEFAULT_ENTRIES));
-        Ok(Engine { ctx, lake, semantic: Arc::new(semantic), parser, roles, plan_cache, memory, priorities })
+        let semantic = Arc::new(semantic);
+        cube_rewrite.set(semantic.clone())?;
+        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities })
     }
 
     /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure

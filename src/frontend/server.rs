@@ -133,7 +133,7 @@ pub async fn run(listener: TcpListener, engine: Engine, limits: Limits, security
         Ok(_) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!(
             open = max - slots.available_permits(),
-            "grace period over; closing remaining connections"
+            "grace period over; returning with connections still open (they end when the process does)"
         ),
     }
     Ok(())

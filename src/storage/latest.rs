@@ -11,7 +11,12 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::common::Statistics;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use deltalake::DeltaTable;
 
 #[derive(Debug)]
@@ -81,6 +86,70 @@ impl TableProvider for LatestTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.latest().await?.scan(state, projection, filters, limit).await
+        let plan = self.latest().await?.scan(state, projection, filters, limit).await?;
+        Ok(KeepLimit::over(plan))
+    }
+}
+
+/// Stands over deltalake 1.1's metadata-only scan (`DeltaScanMetaExec`, for a read of no
+/// column: `SELECT 1 FROM lake.traffic LIMIT 1`), which tells DataFusion's `LimitPushdown` that
+/// limits pass through it but has nowhere to pass them: the limit would vanish and every row
+/// come back. This node does not let limits through, so the limit stays above it. Anything
+/// else is returned as it is.
+#[derive(Debug)]
+struct KeepLimit {
+    input: Arc<dyn ExecutionPlan>,
+}
+
+impl KeepLimit {
+    fn over(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        if plan.children().is_empty() && plan.supports_limit_pushdown() && plan.with_fetch(Some(1)).is_none() {
+            Arc::new(KeepLimit { input: plan })
+        } else {
+            plan
+        }
+    }
+}
+
+impl DisplayAs for KeepLimit {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "KeepLimit")
+    }
+}
+
+impl ExecutionPlan for KeepLimit {
+    fn name(&self) -> &str {
+        "KeepLimit"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(input), true) => Ok(Arc::new(KeepLimit { input })),
+            _ => Err(DataFusionError::Internal("KeepLimit takes one input".into())),
+        }
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    fn statistics_from_inputs(&self, input_stats: &[Arc<Statistics>], _args: &StatisticsArgs) -> Result<Arc<Statistics>> {
+        Ok(input_stats[0].clone())
     }
 }

@@ -150,6 +150,18 @@ impl Lake {
         Ok(())
     }
 
+    /// The error for a lake without some of its tables (`missing`, of
+    /// [`schema::ALL_TABLES`]): one wording wherever a lake is opened (`serve`, `query`,
+    /// `Engine::open`), with the command that makes it whole.
+    pub fn missing_tables(&self, missing: &[&str]) -> Error {
+        let hint = if missing.len() == schema::ALL_TABLES.len() {
+            format!("create it with `lakecube generate --lake {}`", self.display())
+        } else {
+            format!("rebuild it with `lakecube generate --lake {} --overwrite`", self.display())
+        };
+        Error::lake(format!("the lake at {} has no table {}", self.display(), missing.join(", "))).with_hint(hint)
+    }
+
     /// Which of `tables` exist in the lake.
     pub async fn existing_tables(&self, tables: &[&str]) -> Result<Vec<String>> {
         let mut out = Vec::new();
