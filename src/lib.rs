@@ -20,8 +20,9 @@
 //!   PostgreSQL query, an HTTP API) into the lake by YAML source definitions, streamed,
 //!   exactly once, in one Delta commit per batch.
 //! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
-//! - Leaves: [`config`] (layered settings), [`error`] (one error type, one SQLSTATE map),
-//!   [`telemetry`] (logging, the record of recent failed statements).
+//! - Leaves: [`config`] (layered settings; it imports only `error` and `pg::settings`'s
+//!   duration grammar), [`error`] (one error type, one SQLSTATE map), [`telemetry`] (logging,
+//!   the record of recent failed statements).
 
 pub mod cli;
 pub mod config;
