@@ -4,9 +4,11 @@
 //! A map of the code, front to back (dependencies point down this list, never up):
 //!
 //! - [`cli`]: the `lakecube` command line; wires the pieces together.
-//! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, connection loop, query
-//!   handlers, session commands (`command`), cancel and timeouts (`cancel`), Arrow → wire
-//!   encoding. Knows the engine (`Engine`, `Planned`) and `pg`, nothing of cubes or the lake.
+//! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, connection loop, startup
+//!   and authentication (`startup`, `auth`), the query path and simple query (`handler`),
+//!   Parse/Bind/Describe/Execute (`extended`), session commands (`command`), cancel and
+//!   timeouts (`cancel`), Arrow → wire encoding. Knows the engine (`Engine`, `Planned`) and
+//!   `pg`, nothing of cubes or the lake.
 //! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables) and the
 //!   cube tables (`public.*`): memory pool, CPU priority, plan cache.
 //! - [`pg`]: how DataFusion looks like PostgreSQL 15 (statement text, client-compatibility
