@@ -580,7 +580,7 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         Error::config(format!("cannot listen on {addr}: {e}")).with_hint(hint)
     })?;
     let lake = open_or_generate(&s, a.demo_if_empty).await?;
-    let engine = Engine::open_with(lake, model.as_ref(), crate::engine::Options { memory: s.limits.memory.clone(), priority: s.limits.priority.clone() }).await?;
+    let engine = Engine::open_with(lake, model.as_ref(), crate::engine::Options::from_limits(&s.limits)).await?;
     let local = listener.local_addr()?;
     tracing::info!(lake = %engine.lake().display(), listen = %local, "lakecube is serving");
     eprintln!(

@@ -17,6 +17,12 @@ pub const DEFAULT_LAKE: &str = "data/demo";
 pub const DEFAULT_CUBE_DEFS: &str = "cube-defs";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5432";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// The largest message accepted before authentication (a startup packet or a SASL message;
+/// PostgreSQL allows 10,000 bytes for the startup packet); also the least `max_message_size`
+/// may be.
+pub const STARTUP_MESSAGE_LIMIT: usize = 10_000;
+/// Default for the largest message after authentication (`max_message_size`).
+pub const DEFAULT_MESSAGE_LIMIT: usize = 64 << 20;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
 /// TLS and authentication must be done within this (PostgreSQL's authentication_timeout is 60 s).
 pub const DEFAULT_STARTUP_TIMEOUT_MS: u64 = 10_000;
@@ -129,21 +135,30 @@ impl LimitValues {
     }
 }
 
-/// The limits, checked and in their units.
+/// The limits, checked and in their units. The engine builds its memory and priority settings
+/// from them (`engine::Options::from_limits`), filling what is not given with its defaults.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    pub memory: crate::engine::memory::MemoryConfig,
+    /// Bytes all queries together may reserve (`memory_limit`); `None`: the engine's default.
+    pub memory_limit: Option<u64>,
+    /// Bytes one query may reserve (`query_memory_limit`); `None`: the engine's default.
+    pub query_memory_limit: Option<u64>,
+    /// Where spill files go; `None`: the OS temp dir.
+    pub spill_dir: Option<PathBuf>,
+    /// Bytes of spill files all queries together may write; `None`: the engine's default.
+    pub spill_limit: Option<u64>,
     /// Server defaults of session settings, by name (statement_timeout, idle timeouts).
     pub session_defaults: std::collections::BTreeMap<String, String>,
     pub startup_timeout: Duration,
     pub max_message_size: usize,
     pub max_startups: usize,
-    pub priority: crate::engine::priority::PriorityConfig,
+    /// `background_rows`: `None` when not given (the engine's default applies), `Some(None)`
+    /// when `off`, `Some(Some(rows))` for a number of estimated rows.
+    pub background_rows: Option<Option<u64>>,
 }
 
 impl Limits {
     fn resolve(v: LimitValues) -> Result<Limits> {
-        use crate::engine::memory::MemoryConfig;
         let size = |key: &str, v: &Option<Value>| -> Result<Option<u64>> {
             v.as_ref()
                 .map(|v| {
@@ -166,17 +181,9 @@ impl Limits {
                 })
                 .transpose()
         };
-        let mut memory = match size("memory_limit", &v.memory_limit)? {
-            Some(b) => MemoryConfig::with_limit(usize::try_from(b).unwrap_or(usize::MAX)),
-            None => MemoryConfig::for_machine(),
-        };
-        if let Some(b) = size("query_memory_limit", &v.query_memory_limit)? {
-            memory.query_limit = usize::try_from(b).unwrap_or(usize::MAX);
-        }
-        if let Some(b) = size("spill_limit", &v.spill_limit)? {
-            memory.spill_limit = b;
-        }
-        memory.spill_dir = v.spill_dir;
+        let memory_limit = size("memory_limit", &v.memory_limit)?;
+        let query_memory_limit = size("query_memory_limit", &v.query_memory_limit)?;
+        let spill_limit = size("spill_limit", &v.spill_limit)?;
         let mut session_defaults = std::collections::BTreeMap::new();
         for (key, value) in [
             ("statement_timeout", &v.statement_timeout),
@@ -192,8 +199,8 @@ impl Limits {
             return Err(Error::config("startup_timeout must be more than 0").with_hint("e.g. startup_timeout: 10s"));
         }
         let max_message_size = size("max_message_size", &v.max_message_size)?
-            .map_or(crate::frontend::framing::DEFAULT_MESSAGE_LIMIT, |b| b as usize);
-        if !(crate::frontend::framing::STARTUP_MESSAGE_LIMIT..=1 << 30).contains(&max_message_size) {
+            .map_or(DEFAULT_MESSAGE_LIMIT, |b| b as usize);
+        if !(STARTUP_MESSAGE_LIMIT..=1 << 30).contains(&max_message_size) {
             return Err(Error::config(format!("max_message_size {max_message_size} must be between 10kB and 1GB"))
                 .with_hint("e.g. max_message_size: 64MB"));
         }
@@ -204,17 +211,27 @@ impl Limits {
             })?,
             None => DEFAULT_MAX_STARTUPS,
         };
-        let mut priority = crate::engine::priority::PriorityConfig::default();
-        if let Some(v) = &v.background_rows {
-            priority.background_rows = match v.text().trim() {
+        let background_rows = match &v.background_rows {
+            None => None,
+            Some(v) => Some(match v.text().trim() {
                 "off" => None,
                 n => Some(n.replace('_', "").parse::<u64>().map_err(|_| {
                     Error::config(format!("background_rows `{}` is neither a number of rows nor off", v.text()))
                         .with_hint("e.g. background_rows: 100000000 (statements estimated beyond it run at background priority), or off")
                 })?),
-            };
-        }
-        Ok(Limits { memory, session_defaults, startup_timeout, max_message_size, max_startups, priority })
+            }),
+        };
+        Ok(Limits {
+            memory_limit,
+            query_memory_limit,
+            spill_dir: v.spill_dir,
+            spill_limit,
+            session_defaults,
+            startup_timeout,
+            max_message_size,
+            max_startups,
+            background_rows,
+        })
     }
 }
 

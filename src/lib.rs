@@ -4,9 +4,11 @@
 //! A map of the code, front to back (dependencies point down this list, never up):
 //!
 //! - [`cli`]: the `lakecube` command line; wires the pieces together.
-//! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, connection loop, query
-//!   handlers, session commands (`command`), cancel and timeouts (`cancel`), Arrow → wire
-//!   encoding. Knows the engine (`Engine`, `Planned`) and `pg`, nothing of cubes or the lake.
+//! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, connection loop, startup
+//!   and authentication (`startup`, `auth`), the query path and simple query (`handler`),
+//!   Parse/Bind/Describe/Execute (`extended`), session commands (`command`), cancel and
+//!   timeouts (`cancel`), Arrow → wire encoding. Knows the engine (`Engine`, `Planned`) and
+//!   `pg`, nothing of cubes or the lake.
 //! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables) and the
 //!   cube tables (`public.*`): memory pool, CPU priority, plan cache.
 //! - [`pg`]: how DataFusion looks like PostgreSQL 15 (statement text, client-compatibility
@@ -20,8 +22,9 @@
 //!   PostgreSQL query, an HTTP API) into the lake by YAML source definitions, streamed,
 //!   exactly once, in one Delta commit per batch.
 //! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
-//! - Leaves: [`config`] (layered settings), [`error`] (one error type, one SQLSTATE map),
-//!   [`telemetry`] (logging, the record of recent failed statements).
+//! - Leaves: [`config`] (layered settings; it imports only `error` and `pg::settings`'s
+//!   duration grammar), [`error`] (one error type, one SQLSTATE map), [`telemetry`] (logging,
+//!   the record of recent failed statements).
 
 pub mod cli;
 pub mod config;

@@ -64,6 +64,30 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The options the configured limits give: each limit where the config sets it, this
+    /// machine's default where it does not.
+    pub fn from_limits(limits: &crate::config::Limits) -> Options {
+        let bytes = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
+        let mut memory = match limits.memory_limit {
+            Some(b) => memory::MemoryConfig::with_limit(bytes(b)),
+            None => memory::MemoryConfig::for_machine(),
+        };
+        if let Some(b) = limits.query_memory_limit {
+            memory.query_limit = bytes(b);
+        }
+        if let Some(b) = limits.spill_limit {
+            memory.spill_limit = b;
+        }
+        memory.spill_dir = limits.spill_dir.clone();
+        let mut priority = priority::PriorityConfig::default();
+        if let Some(rows) = limits.background_rows {
+            priority.background_rows = rows;
+        }
+        Options { memory, priority }
+    }
+}
+
 /// A statement planned for execution, with the cube queries found in it.
 #[derive(Debug, Clone)]
 pub struct Planned {

@@ -46,7 +46,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             startup_timeout: Duration::from_secs(10),
-            max_message_size: super::framing::DEFAULT_MESSAGE_LIMIT,
+            max_message_size: crate::config::DEFAULT_MESSAGE_LIMIT,
             require_tls: false,
             keepalive: Duration::from_secs(60),
         }

@@ -19,11 +19,8 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The largest message accepted before authentication (a startup packet or a SASL message;
-/// PostgreSQL allows 10,000 bytes for the startup packet).
-pub const STARTUP_MESSAGE_LIMIT: usize = 10_000;
-/// Default for the largest message after authentication (`max_message_size`).
-pub const DEFAULT_MESSAGE_LIMIT: usize = 64 << 20;
+use crate::config::STARTUP_MESSAGE_LIMIT;
+
 
 /// Why a frame was refused: the error message sent to the client (SQLSTATE 08P01).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +343,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_MESSAGE_LIMIT;
     use tokio::io::AsyncReadExt;
 
     fn frame(kind: u8, body: &[u8]) -> Vec<u8> {

@@ -1,49 +1,45 @@
-//! pgwire handlers: startup, simple query and extended query, cancel requests, over an
-//! [`Engine`]. Session statements (SET, BEGIN, DECLARE, FETCH, …) are parsed and applied by
-//! [`super::command`]; everything else is planned by the engine and streamed under the
-//! bounds of [`super::cancel`].
+//! The query path and the simple-query protocol, over an [`Engine`]: [`Handlers`] (all
+//! pgwire handlers of one server), a connection's [`SessionCell`] and its idle timeouts, the
+//! statements Parse prepares ([`Prepared`]), and [`Backend`], whose [`Backend::statement`]
+//! runs one statement of either protocol: a session statement (SET, BEGIN, DECLARE, FETCH, …)
+//! is parsed and applied by [`super::command`], anything else planned by the engine and
+//! streamed under the bounds of [`super::cancel`].
+//!
+//! The extended protocol (Parse, Bind, Describe, Execute) is [`super::extended`]: it
+//! implements pgwire's traits for [`Parser`] and [`Backend`] and imports this file, which
+//! never imports it. Authentication is [`super::startup`]'s [`Authenticator`].
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ParamValues;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::{Sink, SinkExt, StreamExt};
-use pgwire::api::auth::{
-    ServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
-    save_startup_parameters_to_metadata,
-};
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::results::{QueryResponse, Response, Tag};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::startup::SecretKey;
 use tokio_util::sync::CancellationToken;
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use rust_decimal::Decimal;
+use pgwire::messages::PgWireBackendMessage;
 
-use super::encode::{canonical, error_info, field_infos};
+use super::encode::{error_info, field_infos};
 use super::cancel::{Cancels, Clock, QueryLog, bounded, data_rows, plan_in_task};
-use super::command::{Command, Outcome, command_columns, parse_command};
-use super::encode::to_pg_error;
+use super::command::{Command, Outcome, parse_command};
 use super::session::Session;
+use super::startup::Authenticator;
 use crate::pg::parse::{one_line, split_statements};
 use crate::engine::{Engine, Planned};
 use crate::telemetry::RecentFailures;
 use crate::error::{Error, ErrorKind};
-
-use crate::pg::settings::REPORTED;
-
 
 /// All handlers of one server, shared by its connections.
 pub struct Handlers {
@@ -68,24 +64,10 @@ impl Handlers {
     ) -> Result<Self, Error> {
         let cancels = Arc::new(Cancels::default());
         let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), failures: failures.clone(), defaults: defaults.clone() });
-        let kind = if users.is_empty() {
-            AuthKind::Trust(Startup)
-        } else {
-            let mut scram = pgwire::api::auth::sasl::scram::ScramAuth::new(Arc::new(users));
-            scram.set_iterations(super::auth::ITERATIONS);
-            if let Some(pem) = tls_cert_pem {
-                scram.configure_certificate(pem).map_err(|e| {
-                    Error::config(format!("TLS certificate for SCRAM channel binding: {e}"))
-                        .with_hint("tls_cert must be a PEM certificate chain")
-                })?;
-            }
-            AuthKind::Scram(
-                pgwire::api::auth::sasl::SASLAuthStartupHandler::new(Arc::new(Parameters)).with_scram(scram),
-            )
-        };
+        let startup = Arc::new(Authenticator::new(users, slots, tls_cert_pem)?);
         Ok(Handlers {
             backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), failures, defaults }),
-            startup: Arc::new(Authenticator { kind, slots }),
+            startup,
             cancels,
         })
     }
@@ -103,7 +85,7 @@ impl Handlers {
 
     /// Whether clients authenticate with SASL (SCRAM), so that 'p' messages are SASL's.
     pub fn uses_sasl(&self) -> bool {
-        matches!(self.startup.kind, AuthKind::Scram(_))
+        self.startup.uses_sasl()
     }
 }
 
@@ -122,93 +104,17 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// How clients prove who they are: loopback trust without users, SCRAM-SHA-256 with them.
-pub enum AuthKind {
-    Trust(Startup),
-    Scram(pgwire::api::auth::sasl::SASLAuthStartupHandler<Parameters>),
-}
-
-/// Authentication, and the connection slot an authenticated client takes: a client that is
-/// still connecting, or that never proves who it is, holds no slot.
-pub struct Authenticator {
-    kind: AuthKind,
-    slots: Arc<tokio::sync::Semaphore>,
-}
-
-#[async_trait]
-impl StartupHandler for Authenticator {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let mut admitting = super::admit::Admitting::new(client, &self.slots);
-        match &self.kind {
-            AuthKind::Trust(t) => t.on_startup(&mut admitting, message).await?,
-            AuthKind::Scram(s) => s.on_startup(&mut admitting, message).await?,
-        }
-        match admitting.refusal() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Startup without a password: only reachable from loopback (the server refuses to listen
-/// elsewhere unless trust is explicitly extended).
-pub struct Startup;
-
-/// The ParameterStatus values sent after authentication.
-pub struct Parameters;
-
-impl ServerParameterProvider for Parameters {
-    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
-        let md = client.metadata();
-        let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
-        let app = md.get(pgwire::api::METADATA_APPLICATION_NAME).cloned().unwrap_or_default();
-        let mut p: HashMap<String, String> = REPORTED
-            .iter()
-            .map(|n| (n.to_string(), crate::pg::settings::default_of(n).unwrap_or_default().to_string()))
-            .collect();
-        p.insert("session_authorization".into(), user);
-        p.insert("application_name".into(), app);
-        Some(p)
-    }
-}
-
-#[async_trait]
-impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) as i32;
-            client.set_pid_and_secret_key(pid, SecretKey::I32(rand::random()));
-            finish_authentication(client, &Parameters).await?;
-        }
-        Ok(())
-    }
-}
-
-static NEXT_PID: AtomicU64 = AtomicU64::new(10_000);
-
 /// A connection's session, kept in pgwire's per-connection extensions; forgets the
 /// connection's cancel key when the connection ends.
 pub struct SessionCell {
-    session: tokio::sync::Mutex<Session>,
-    pid: i32,
-    secret: SecretKey,
+    pub(super) session: tokio::sync::Mutex<Session>,
+    pub(super) pid: i32,
+    pub(super) secret: SecretKey,
     cancels: Arc<Cancels>,
     /// The transaction status the last Execute left, applied after pgwire's own bookkeeping.
-    status_after: std::sync::Mutex<Option<TransactionStatus>>,
+    pub(super) status_after: std::sync::Mutex<Option<TransactionStatus>>,
     /// When the running statement, or the running Execute of a paged portal, began.
-    clock: Arc<Clock>,
+    pub(super) clock: Arc<Clock>,
 }
 
 impl Drop for SessionCell {
@@ -219,7 +125,7 @@ impl Drop for SessionCell {
 
 /// The connection's session, made at its first statement (after authentication, whichever
 /// startup handler ran).
-fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>, defaults: &SessionDefaults) -> PgWireResult<Arc<SessionCell>> {
+pub(super) fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>, defaults: &SessionDefaults) -> PgWireResult<Arc<SessionCell>> {
     let md = client.metadata();
     let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
     let (pid, secret) = client.pid_and_secret_key();
@@ -262,6 +168,7 @@ pub struct Prepared {
     pub kind: PreparedKind,
 }
 
+/// What Parse made of a statement: a plan, or a session statement.
 #[derive(Clone, Debug)]
 pub enum PreparedKind {
     /// A query and its plan with `$n` placeholders.
@@ -271,7 +178,8 @@ pub enum PreparedKind {
     Command { command: Command, columns: Option<SchemaRef>, params: Params, declared: Option<Planned> },
 }
 
-/// The types of a statement's parameters: the client's where given, else inferred.
+/// The types of a statement's parameters: the client's where given, else inferred
+/// (`Params::of`, in [`super::extended`]).
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     pub types: Vec<Type>,
@@ -279,110 +187,30 @@ pub struct Params {
     pub data_types: Vec<Option<DataType>>,
 }
 
-impl Params {
-    fn of(plan: &datafusion::logical_expr::LogicalPlan, declared: &[Option<Type>]) -> Result<Params, Error> {
-        let inferred = plan.get_parameter_types().map_err(Error::from)?;
-        let count = inferred.len().max(declared.len());
-        let data_types: Vec<Option<DataType>> =
-            (0..count).map(|i| inferred.get(&format!("${}", i + 1)).cloned().flatten()).collect();
-        let types = (0..count)
-            .map(|i| {
-                declared.get(i).cloned().flatten().unwrap_or_else(|| {
-                    data_types[i].as_ref().map(|dt| canonical(dt).1).unwrap_or(Type::TEXT)
-                })
-            })
-            .collect();
-        Ok(Params { types, data_types })
-    }
-}
-
+/// Parse's planner, pgwire's `QueryParser` (implemented in [`super::extended`]): it plans a
+/// statement at Parse, as [`Backend`] runs it at Execute, over the same engine and sessions.
 pub struct Parser {
-    engine: Engine,
-    cancels: Arc<Cancels>,
-    failures: Arc<RecentFailures>,
-    defaults: SessionDefaults,
+    pub(super) engine: Engine,
+    pub(super) cancels: Arc<Cancels>,
+    pub(super) failures: Arc<RecentFailures>,
+    pub(super) defaults: SessionDefaults,
 }
 
-#[async_trait]
-impl QueryParser for Parser {
-    type Statement = Prepared;
-
-    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        let cell = session_of(client, &self.cancels, &self.defaults)?;
-        let fail = |e: Error| {
-            log_failure(&self.failures, &who(client), sql, &e);
-            to_pg_error(e)
-        };
-        let info = cell.session.lock().await.info();
-        // Parse plans the statement: statement_timeout and cancel cover it.
-        let token = self.cancels.start(cell.pid, &cell.secret);
-        cell.clock.restart();
-        let timeout = info.settings.statement_timeout_ms();
-        if let Some(command) = parse_command(sql).map_err(to_pg_error)? {
-            // A DECLARE's query is planned now for its parameters (psycopg's server-side
-            // cursors send `DECLARE … FOR SELECT … $1` with values).
-            let (params, declared) = match &command {
-                Command::Declare { query, .. } => {
-                    match plan_in_task(&self.engine, query, info.clone(), &token, &cell.clock, timeout).await.map_err(fail)? {
-                        Some(p) => (Params::of(&p.plan, types).map_err(fail)?, Some(p)),
-                        None => (Params::default(), None),
-                    }
-                }
-                _ => (Params::default(), None),
-            };
-            let session = cell.session.lock().await;
-            let columns = command_columns(&command, &session);
-            return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns, params, declared } }));
-        }
-        let Some(planned) = plan_in_task(&self.engine, sql, info, &token, &cell.clock, timeout).await.map_err(fail)? else {
-            return Ok(None);
-        };
-        let params = Params::of(&planned.plan, types).map_err(fail)?;
-        Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Query { planned, params } }))
-    }
-
-    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        Ok(match &stmt.kind {
-            PreparedKind::Query { params, .. } | PreparedKind::Command { params, .. } => params.types.clone(),
-        })
-    }
-
-    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        let format = format.unwrap_or(&Format::UnifiedText);
-        if let Some(columns) = result_columns(stmt) {
-            super::encode::check_result_formats(format, columns).map_err(to_pg_error)?;
-        }
-        Ok(match &stmt.kind {
-            PreparedKind::Query { planned, .. } => field_infos(&planned.schema(), format),
-            PreparedKind::Command { columns: Some(schema), .. } => field_infos(schema, format),
-            PreparedKind::Command { columns: None, .. } => Vec::new(),
-        })
-    }
-}
-
-/// How many columns a prepared statement returns, where known before it runs.
-fn result_columns(stmt: &Prepared) -> Option<usize> {
-    match &stmt.kind {
-        PreparedKind::Query { planned, .. } => Some(planned.schema().fields().len()),
-        PreparedKind::Command { columns, .. } => columns.as_ref().map(|c| c.fields().len()),
-    }
-}
-
+/// The query handler of both protocols: simple query here, extended query (Parse, Bind,
+/// Describe, Execute) in [`super::extended`]; [`Backend::statement`] is the path of each
+/// statement in either.
 pub struct Backend {
     engine: Engine,
-    parser: Arc<Parser>,
-    cancels: Arc<Cancels>,
-    failures: Arc<RecentFailures>,
-    defaults: SessionDefaults,
+    pub(super) parser: Arc<Parser>,
+    pub(super) cancels: Arc<Cancels>,
+    pub(super) failures: Arc<RecentFailures>,
+    pub(super) defaults: SessionDefaults,
 }
 
 impl Backend {
     /// Runs one statement of a session. `status` is the transaction status before it and
     /// becomes the status after it.
-    async fn statement(
+    pub(super) async fn statement(
         &self,
         cell: &SessionCell,
         sql: &str,
@@ -467,12 +295,13 @@ impl Backend {
 }
 
 /// Who sent a statement, for the query log: `user@address:port`.
-fn who<C: ClientInfo>(client: &C) -> String {
+pub(super) fn who<C: ClientInfo>(client: &C) -> String {
     let user = client.metadata().get(pgwire::api::METADATA_USER).map(String::as_str).unwrap_or("lakecube");
     format!("{user}@{}", client.socket_addr())
 }
 
-fn log_failure(failures: &RecentFailures, who: &str, sql: &str, e: &Error) {
+/// Logs a failed statement and keeps it in the record of recent failures.
+pub(super) fn log_failure(failures: &RecentFailures, who: &str, sql: &str, e: &Error) {
     tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
     failures.record_failure(crate::telemetry::Failure { sqlstate: e.sqlstate().into(), message: e.message.clone(), sql: one_line(sql) });
 }
@@ -582,11 +411,12 @@ where
 
 /// The CommandComplete tag of a statement that returned `rows` rows: `SELECT 3`, `FETCH 3`,
 /// but plain `SHOW`, as PostgreSQL sends them.
-fn command_tag(tag: &str, rows: usize) -> Tag {
+pub(super) fn command_tag(tag: &str, rows: usize) -> Tag {
     if tag == "SHOW" { Tag::new(tag) } else { Tag::new(tag).with_rows(rows) }
 }
 
-async fn send_report<C>(client: &mut C, report: Vec<(String, String)>) -> PgWireResult<()>
+/// Sends the ParameterStatus messages of settings a statement changed that clients track.
+pub(super) async fn send_report<C>(client: &mut C, report: Vec<(String, String)>) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin,
     C::Error: Debug,
@@ -598,230 +428,4 @@ where
             .await?;
     }
     Ok(())
-}
-
-#[async_trait]
-impl ExtendedQueryHandler for Backend {
-    type Statement = Prepared;
-    type QueryParser = Parser;
-
-    fn query_parser(&self) -> Arc<Parser> {
-        self.parser.clone()
-    }
-
-    /// Describe, where a portal may also be a cursor declared in SQL: PostgreSQL keeps both in
-    /// one namespace, and psycopg describes its server-side cursors as portals.
-    async fn on_describe<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Describe) -> PgWireResult<()>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        use pgwire::api::store::PortalStore;
-        if message.target_type == b'P'
-            && let Some(name) = message.name.as_deref()
-            && client.portal_store().get_portal(name).is_none()
-        {
-            let cell = session_of(client, &self.cancels, &self.defaults)?;
-            let fields = {
-                let session = cell.session.lock().await;
-                session.cursors.get(name).map(|c| {
-                    let format = if c.binary { Format::UnifiedBinary } else { Format::UnifiedText };
-                    field_infos(&c.schema, &format)
-                })
-            };
-            if let Some(fields) = fields {
-                let response = pgwire::api::results::DescribePortalResponse::new(fields);
-                return pgwire::api::query::send_describe_response(client, &response).await;
-            }
-        }
-        self._on_describe(client, message).await
-    }
-
-    /// Execute, streaming rows straight to the client. (pgwire 0.42's own Execute collects
-    /// every row of the portal — or of the page, with a row limit — in memory before sending
-    /// the first, which a full-table read through pgjdbc or psycopg cannot afford.) With a
-    /// row limit the rest of the stream stays in the portal and the next Execute resumes it.
-    async fn on_execute<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Execute) -> PgWireResult<()>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        use pgwire::api::portal::PortalExecutionState;
-        use pgwire::api::store::{Entry, PortalStore};
-        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
-            return Err(PgWireError::NotReadyForQuery);
-        }
-        let cell = session_of(client, &self.cancels, &self.defaults)?;
-        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME).to_string();
-        let portal = match client.portal_store().get_portal(&name) {
-            Some(Entry::Value(p)) => p,
-            Some(Entry::Empty) => {
-                client.feed(PgWireBackendMessage::EmptyQueryResponse(pgwire::messages::response::EmptyQueryResponse::new())).await?;
-                return Ok(());
-            }
-            None => return Err(PgWireError::PortalNotFound(name)),
-        };
-        client.set_state(PgWireConnectionState::QueryInProgress);
-        let max_rows = message.max_rows.max(0) as usize;
-        let state = portal.state();
-        let mut st = state.lock().await;
-        if matches!(*st, PortalExecutionState::Initial) {
-            let result = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await;
-            client.set_state(PgWireConnectionState::ReadyForQuery);
-            let response = result?;
-            if let Some(status) = cell.status_after.lock().ok().and_then(|mut s| s.take()) {
-                client.set_transaction_status(status);
-            }
-            match response {
-                Response::Query(r) => *st = PortalExecutionState::Suspended(r),
-                Response::Execution(tag) => {
-                    *st = PortalExecutionState::Finished;
-                    return pgwire::api::query::send_execution_response(client, tag).await;
-                }
-                _ => {
-                    *st = PortalExecutionState::Finished;
-                    return client
-                        .feed(PgWireBackendMessage::EmptyQueryResponse(pgwire::messages::response::EmptyQueryResponse::new()))
-                        .await
-                        .map_err(Into::into);
-                }
-            }
-        }
-        client.set_state(PgWireConnectionState::ReadyForQuery);
-        let PortalExecutionState::Suspended(response) = &mut *st else {
-            // Executing a finished portal again returns no more rows, as in PostgreSQL.
-            return pgwire::api::query::send_execution_response(client, Tag::new("SELECT").with_rows(0)).await;
-        };
-        // statement_timeout counts each Execute afresh, as PostgreSQL does.
-        cell.clock.restart();
-        let command = response.command_tag().to_string();
-        let mut sent = 0usize;
-        loop {
-            if max_rows > 0 && sent == max_rows {
-                return client.feed(PgWireBackendMessage::PortalSuspended(pgwire::messages::extendedquery::PortalSuspended::new())).await.map_err(Into::into);
-            }
-            match response.data_rows().next().await {
-                Some(Ok(row)) => {
-                    client.feed(PgWireBackendMessage::DataRow(row)).await?;
-                    sent += 1;
-                }
-                Some(Err(e)) => {
-                    *st = PortalExecutionState::Finished;
-                    return Err(e);
-                }
-                None => {
-                    *st = PortalExecutionState::Finished;
-                    return pgwire::api::query::send_execution_response(client, command_tag(&command, sent)).await;
-                }
-            }
-        }
-    }
-
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let cell = session_of(client, &self.cancels, &self.defaults)?;
-        let prepared = &portal.statement.statement;
-        if let Some(columns) = result_columns(prepared) {
-            super::encode::check_result_formats(&portal.result_column_format, columns).map_err(to_pg_error)?;
-        }
-        let values = bind_parameters(portal, prepared).map_err(to_pg_error)?;
-        let params = (!values.is_empty()).then(|| ParamValues::List(values.into_iter().map(Into::into).collect()));
-        let who = who(client);
-        let mut status = client.transaction_status();
-        let outcome = self
-            .statement(&cell, &prepared.sql, Some(prepared), params, &mut status, &portal.result_column_format, &who)
-            .await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                log_failure(&self.failures, &who, &prepared.sql, &e);
-                return Err(to_pg_error(e));
-            }
-        };
-        if let Ok(mut s) = cell.status_after.lock() {
-            *s = Some(status);
-        }
-        if let PreparedKind::Command { command: Command::Deallocate(Some(name)), .. } = &prepared.kind {
-            pgwire::api::store::PortalStore::rm_statement(client.portal_store(), name);
-        }
-        Ok(match outcome {
-            Outcome::Empty => Response::EmptyQuery,
-            Outcome::Done { tag, report } => {
-                send_report(client, report).await?;
-                Response::Execution(tag)
-            }
-            Outcome::Rows(resp) => Response::Query(resp),
-        })
-    }
-}
-
-/// Decodes Bind parameters (text or binary) into DataFusion values of the planned types.
-fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec<ScalarValue>, Error> {
-    let (PreparedKind::Query { params, .. } | PreparedKind::Command { params, .. }) = &prepared.kind;
-    let (types, param_data_types) = (&params.types, &params.data_types);
-    let bad = |i: usize, e: PgWireError| {
-        Error::new(ErrorKind::DataException, format!("parameter ${}: {e}", i + 1))
-    };
-    let mut out = Vec::with_capacity(portal.parameter_len());
-    for i in 0..portal.parameter_len() {
-        let t = types.get(i).cloned().unwrap_or(Type::TEXT);
-        // A text parameter is read as text and cast to the type the statement needs below, so
-        // that every PostgreSQL text form Arrow's casts accept works ('2024-02-01' for a
-        // timestamp, 't' for a boolean), whatever type the client declared.
-        let t = if portal.parameter_format.is_binary(i) { t } else { Type::TEXT };
-        let v = match t {
-            Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, &t).map_err(|e| bad(i, e))?),
-            Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, &t).map_err(|e| bad(i, e))?),
-            Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(i, &t).map_err(|e| bad(i, e))?),
-            Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(i, &t).map_err(|e| bad(i, e))?),
-            Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, &t).map_err(|e| bad(i, e))?),
-            Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, &t).map_err(|e| bad(i, e))?),
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-                ScalarValue::Utf8(portal.parameter::<String>(i, &t).map_err(|e| bad(i, e))?)
-            }
-            Type::NUMERIC => match portal.parameter::<Decimal>(i, &t).map_err(|e| bad(i, e))? {
-                Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
-                None => ScalarValue::Decimal128(None, 38, 0),
-            },
-            Type::DATE => ScalarValue::Date32(
-                portal
-                    .parameter::<NaiveDate>(i, &t)
-                    .map_err(|e| bad(i, e))?
-                    .map(|d| (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32),
-            ),
-            Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
-                portal.parameter::<NaiveDateTime>(i, &t).map_err(|e| bad(i, e))?.map(|d| d.and_utc().timestamp_micros()),
-                None,
-            ),
-            Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
-                portal.parameter::<DateTime<chrono::FixedOffset>>(i, &t).map_err(|e| bad(i, e))?.map(|d| d.timestamp_micros()),
-                Some("UTC".into()),
-            ),
-            other => {
-                return Err(Error::new(
-                    ErrorKind::FeatureNotSupported,
-                    format!("parameter ${} has type {}, which lakecube does not accept yet", i + 1, other.name()),
-                )
-                .with_hint("send the parameter as text, or cast it in SQL"));
-            }
-        };
-        // Give DataFusion the type it inferred for the placeholder, where it inferred one.
-        let v = match param_data_types.get(i).cloned().flatten() {
-            Some(dt) if dt != v.data_type() && dt != DataType::Null => v.cast_to(&dt).map_err(|e| {
-                Error::new(ErrorKind::DataException, format!("parameter ${}: {}", i + 1, e.find_root()))
-            })?,
-            _ => v,
-        };
-        out.push(v);
-    }
-    Ok(out)
 }
