@@ -2,7 +2,9 @@
 //! `tiny` lake, in-process: one test per file, named after it. Each file runs twice: with the
 //! engine's defaults, and with every statement at background priority (engine::priority: on
 //! the background pool, through its channel), which must answer the same. A run reports every
-//! failing record of a file, not only the first. `LAKECUBE_SLT_COMPLETE=1` rewrites the
+//! failing record of a file, not only the first. An error reads `[SQLSTATE] message`, followed
+//! by ` HINT: hint` when it has one, so `statement error` / `query error` regexes can assert all
+//! three. `LAKECUBE_SLT_COMPLETE=1` rewrites the
 //! expected results from the current output (review the diff before committing):
 //! `LAKECUBE_SLT_COMPLETE=1 cargo test --test integration sqllogictests`.
 
@@ -38,7 +40,10 @@ impl sqllogictest::AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
-        let fail = |e: lakecube::error::Error| DbError(format!("[{}] {}", e.sqlstate(), e.message));
+        let fail = |e: lakecube::error::Error| {
+            let hint = e.hint.as_deref().map(|h| format!(" HINT: {h}")).unwrap_or_default();
+            DbError(format!("[{}] {}{hint}", e.sqlstate(), e.message))
+        };
         let (schema, mut stream) = self.engine.sql(sql).await.map_err(fail)?;
         let types = schema
             .fields()
@@ -76,7 +81,7 @@ macro_rules! slt_files {
     };
 }
 
-slt_files!(filters, measures, time);
+slt_files!(catalog, errors, filters, functions, measures, time);
 
 #[test]
 fn every_slt_file_has_a_test() {
