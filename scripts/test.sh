@@ -4,7 +4,8 @@
 #   - moto (PyPI, moto[server]), the local S3-compatible server the S3 tests start;
 #   - the client drivers tests/clients.rs runs against a real server: pgjdbc (Debian's
 #     libpostgresql-jdbc-java, compiled against with the machine's javac), psycopg 3, asyncpg,
-#     SQLAlchemy 2 and pandas (PyPI), node-postgres and pg-cursor (npm, tests/clients/node);
+#     SQLAlchemy 2 and pandas (PyPI), the ADBC PostgreSQL driver, pyarrow, polars and
+#     connectorx (PyPI, the COPY readers), node-postgres and pg-cursor (npm, tests/clients/node);
 #   - openssl, which makes the TLS tests' self-signed certificates.
 #   - PostgreSQL 15 (Debian package postgresql-15): the ingest tests start a throwaway cluster
 #     to read a PostgreSQL source from.
@@ -40,6 +41,11 @@ fi
 if ! python3 -c 'import psycopg, asyncpg, sqlalchemy, pandas' >/dev/null 2>&1; then
   echo "installing psycopg 3, asyncpg, SQLAlchemy 2 and pandas (client tests)…"
   python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1' 'asyncpg>=0.29' 'sqlalchemy>=2' pandas
+fi
+
+if ! python3 -c 'import adbc_driver_postgresql.dbapi, pyarrow, polars, connectorx' >/dev/null 2>&1; then
+  echo "installing the ADBC PostgreSQL driver, pyarrow, polars and connectorx (COPY client tests)…"
+  python3 -m pip install --quiet --disable-pip-version-check adbc-driver-postgresql pyarrow polars connectorx
 fi
 
 if [ ! -d tests/clients/node/node_modules/pg-cursor ]; then

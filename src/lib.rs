@@ -7,15 +7,16 @@
 //! - [`frontend`]: the PostgreSQL wire protocol (pgwire): listener, connection loop, startup
 //!   and authentication (`startup`, `auth`), the query path and simple query (`handler`),
 //!   Parse/Bind/Describe/Execute (`extended`), session commands (`command`), cancel and
-//!   timeouts (`cancel`), Arrow → wire encoding. Knows the engine (`Engine`, `Planned`) and
+//!   timeouts (`cancel`), COPY out (`copy`), Arrow → wire encoding. Knows the engine (`Engine`, `Planned`) and
 //!   `pg`, nothing of cubes or the lake.
 //! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables) and the
 //!   cube tables (`public.*`): memory pool, CPU priority, plan cache.
 //! - [`pg`]: how DataFusion looks like PostgreSQL 15 (statement text, client-compatibility
-//!   rewrite rules, result names, settings, catalogs, functions); knows no cube and no lake,
+//!   rewrite rules, result names, settings, COPY's syntax and formats, catalogs, functions); knows no cube and no lake,
 //!   serves `frontend` and `engine`, depends only on `error`.
 //! - [`semantic`]: cube definitions compiled into tables, and the rewrite of SQL over them
-//!   into plans over the lake (measures computed at the query's grain).
+//!   into plans over the lake (measures computed at the query's grain), one DataFusion
+//!   analyzer rule that no plan bypasses.
 //! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation.
 //! - [`datagen`]: `lakecube generate`, the deterministic retail data generator.
 //! - [`ingest`]: `lakecube ingest`, raw exports (CSV, JSON, Parquet, spreadsheets, a

@@ -78,6 +78,17 @@ async fn python_drivers_psycopg_asyncpg_sqlalchemy() {
     server.stop_expecting_failures(&["42703"]).await;
 }
 
+/// The clients that read through COPY … TO STDOUT: psycopg's cursor.copy() (text, CSV,
+/// binary), asyncpg's copy_from_query, ADBC's binary COPY into Arrow, polars with connectorx
+/// and with ADBC; answers equal to hand-written SQL over the lake, no failed statement.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_clients_psycopg_asyncpg_adbc_polars() {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    let o = run("python3", vec!["copy_clients.py".into(), server.port.to_string()], clients_dir()).await;
+    assert_passed(&o, "copy_clients.py");
+    server.stop_expecting_failures(&[]).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn node_postgres_queries_and_cursor() {
     let server = TestServer::start(&lake(Preset::Demo), 20).await;

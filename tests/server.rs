@@ -160,3 +160,97 @@ async fn shutdown_stops_accepting() {
     server.stop().await;
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }
+
+/// COPY … TO STDOUT in its three formats, through psql's `\copy` (simple protocol) and
+/// tokio-postgres's `copy_out` (extended protocol): the rows of the cube query equal the
+/// hand-written query over the lake, written as PostgreSQL writes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_out_in_text_csv_and_binary() {
+    use futures::{StreamExt, TryStreamExt};
+    let dir = lake(Preset::Tiny);
+    let server = TestServer::start(&dir, 10).await;
+    let cube = "SELECT region, SUM(revenue) AS revenue, SUM(footfall) AS footfall FROM retail GROUP BY 1 ORDER BY 1";
+
+    // psql's \copy to a file, CSV with a header: the same text as psql's CSV of the lake query.
+    let file = fresh_dir("copy-out").join("by_region.csv");
+    let out = psql_csv(server.port, &format!("\\copy ({cube}) to '{}' csv header", file.display())).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("COPY 3"), "{}", stdout(&out));
+    let lake_csv = stdout(&psql_csv(server.port, BY_REGION).await);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), lake_csv);
+
+    let client = server.client().await;
+    let copy_text = |sql: String| {
+        let client = &client;
+        async move {
+            let chunks: Vec<bytes::Bytes> = client.copy_out(sql.as_str()).await.unwrap_or_else(|e| panic!("{sql}: {e}")).try_collect().await.unwrap();
+            String::from_utf8(chunks.concat()).unwrap()
+        }
+    };
+    // Text: tabs, \N for NULL (stores that never closed).
+    let stores = "SELECT store_code, store_name, opened_on, closed_on FROM lake.stores ORDER BY store_id";
+    let text = copy_text(format!("COPY ({stores}) TO STDOUT")).await;
+    let mut want = String::new();
+    for m in client.simple_query(stores).await.unwrap() {
+        if let SimpleQueryMessage::Row(r) = m {
+            let fields: Vec<&str> = (0..r.len()).map(|i| r.get(i).unwrap_or("\\N")).collect();
+            want.push_str(&fields.join("\t"));
+            want.push('\n');
+        }
+    }
+    assert!(want.contains("\\N"), "{want}");
+    assert_eq!(text, want);
+    // A table copied whole, by name and column list.
+    let by_name = copy_text("COPY lake.stores (store_code, store_name, opened_on, closed_on) TO STDOUT".into()).await;
+    let mut a: Vec<&str> = by_name.lines().collect();
+    let mut b: Vec<&str> = text.lines().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    // CSV options: delimiter, NULL string, forced quotes, header; the empty string is quoted,
+    // NULL is not.
+    let csv = copy_text("COPY (SELECT 'a;b' AS x, '' AS e, CAST(NULL AS TEXT) AS n, 'plain' AS p) TO STDOUT WITH (FORMAT csv, HEADER, DELIMITER ';', NULL 'NA', FORCE_QUOTE (p))".into()).await;
+    assert_eq!(csv, "x;e;n;p\n\"a;b\";;NA;\"plain\"\n");
+    let csv = copy_text("COPY (SELECT '' AS e, CAST(NULL AS TEXT) AS n, 'say \"hi\"' AS q) TO STDOUT (FORMAT csv)".into()).await;
+    assert_eq!(csv, "\"\",,\"say \"\"hi\"\"\"\n");
+
+    // Binary: PGCOPY read back with the column types.
+    let sql = "COPY (SELECT region, SUM(footfall) AS f FROM retail GROUP BY 1 ORDER BY 1) TO STDOUT (FORMAT binary)";
+    let stream = client.copy_out(sql).await.unwrap();
+    let rows: Vec<(String, i64)> = tokio_postgres::binary_copy::BinaryCopyOutStream::new(stream, &[tokio_postgres::types::Type::TEXT, tokio_postgres::types::Type::INT8])
+        .map(|r| r.map(|r| (r.get::<String>(0), r.get::<i64>(1))))
+        .try_collect()
+        .await
+        .unwrap();
+    let lake_rows: Vec<(String, i64)> = client
+        .query("SELECT s.region, SUM(t.footfall) FROM lake.traffic t JOIN lake.stores s USING (store_id) GROUP BY 1 ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows, lake_rows);
+
+    // What COPY may not do, with PostgreSQL's SQLSTATEs; the session goes on.
+    for (sql, code) in [
+        ("COPY lake.stores FROM STDIN", "25006"),
+        ("COPY lake.stores TO '/tmp/stores.txt'", "42501"),
+        ("COPY lake.stores TO STDOUT (FORMAT parquet)", "22023"),
+        ("COPY (SELECT 1 AS a) TO STDOUT (FORMAT csv, FORCE_QUOTE (b))", "42703"),
+    ] {
+        let e = client.copy_out(sql).await.err().unwrap_or_else(|| panic!("{sql} should fail"));
+        assert_eq!(e.code().map(|c| c.code()), Some(code), "{sql}: {e}");
+    }
+    // Under statement_timeout: a COPY of an endless cross join stops with 57014.
+    client.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
+    let result: Result<Vec<bytes::Bytes>, _> = match client.copy_out("COPY (SELECT a.ts FROM lake.traffic a, lake.traffic b, lake.traffic c) TO STDOUT").await {
+        Ok(s) => s.try_collect().await,
+        Err(e) => Err(e),
+    };
+    let e = result.expect_err("the timeout stops the COPY");
+    assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+    client.batch_execute("SET statement_timeout = 0").await.unwrap();
+    assert_eq!(copy_text("COPY (SELECT 1 AS one) TO STDOUT".into()).await, "1\n");
+    server.stop_expecting_failures(&["25006", "42501", "22023", "42703", "57014"]).await;
+}

@@ -2,7 +2,9 @@
 same run with the same clients (psycopg 3 and pgjdbc):
   - `SELECT 1` round trip, p50 and p95 over many runs (one client, one connection);
   - rows/s streaming the whole `lake.traffic` of a lake (a named cursor for psycopg, text and
-    binary; setFetchSize for pgjdbc), median of several runs.
+    binary; setFetchSize for pgjdbc), median of several runs;
+  - MB/s (and rows/s) of `COPY (SELECT …) TO STDOUT` of the same table through psycopg's
+    cursor.copy(), text and binary, median of several runs.
 Prints a Markdown table with lakecube/PostgreSQL ratios and writes a JSON file of the figures
 under benches/results/. Figures, not pass/fail: see docs/performance.md.
 Usage: python3 benches/wire/run.py [--lake data/demo] [--pings 2000] [--runs 3]"""
@@ -80,6 +82,24 @@ def stream(connect, table: str, binary: bool, runs: int) -> tuple:
     return statistics.median(rates), rows
 
 
+def copy_out(connect, table: str, binary: bool, runs: int) -> tuple:
+    """MB/s and rows/s of `COPY (SELECT …) TO STDOUT` read whole through psycopg's cursor.copy()."""
+    mbs, rates, rows = [], [], 0
+    fmt = " WITH (FORMAT binary)" if binary else ""
+    for _ in range(runs):
+        with connect() as c, c.cursor() as cur:
+            t = time.perf_counter()
+            size = rows = 0
+            with cur.copy(f"COPY (SELECT {COLUMNS} FROM {table}) TO STDOUT{fmt}") as copy:
+                for chunk in copy:
+                    size += len(chunk)
+                    rows += 1
+            took = time.perf_counter() - t
+            mbs.append(size / took / 1e6)
+            rates.append(rows / took)
+    return statistics.median(mbs), statistics.median(rates), rows
+
+
 def jdbc(port: int, user: str, table: str, pings_n: int, runs: int) -> dict:
     build = tempfile.mkdtemp()
     src = pathlib.Path(__file__).with_name("WireBench.java")
@@ -123,6 +143,9 @@ def main():
                 rate, rows = stream(conn, table, binary, args.runs)
                 results.append({"engine": engine, "client": "psycopg", "measure": "stream_rows_per_s_" + ("binary" if binary else "text"),
                                 "value": rate, "rows": rows, "runs": args.runs})
+                mb, rate, rows = copy_out(conn, table, binary, args.runs)
+                results.append({"engine": engine, "client": "psycopg", "measure": "copy_mb_per_s_" + ("binary" if binary else "text"),
+                                "value": mb, "rows_per_s": rate, "rows": rows, "runs": args.runs})
             j = jdbc(port, user, table, args.pings, args.runs)
             results.append({"engine": engine, "client": "pgjdbc", "measure": "select1_ms", "p50": j["p50"], "p95": j["p95"], "runs": args.pings})
             results.append({"engine": engine, "client": "pgjdbc", "measure": "stream_rows_per_s", "value": j["rows_per_s"], "rows": j["rows"], "runs": args.runs})
@@ -140,10 +163,13 @@ def main():
                                        ("pgjdbc", "select1_ms", "p50", "ms p50"), ("pgjdbc", "select1_ms", "p95", "ms p95"),
                                        ("psycopg", "stream_rows_per_s_text", "value", "rows/s"),
                                        ("psycopg", "stream_rows_per_s_binary", "value", "rows/s"),
-                                       ("pgjdbc", "stream_rows_per_s", "value", "rows/s")]:
+                                       ("pgjdbc", "stream_rows_per_s", "value", "rows/s"),
+                                       ("psycopg", "copy_mb_per_s_text", "value", "MB/s"),
+                                       ("psycopg", "copy_mb_per_s_binary", "value", "MB/s")]:
         a, b = get("lakecube", client, measure, key), get("postgresql", client, measure, key)
-        name = measure.replace("select1_ms", "SELECT 1").replace("stream_rows_per_s", "stream lake.traffic").replace("_", " ")
-        fmt = (lambda v: f"{v:.3f}") if unit.startswith("ms") else (lambda v: f"{v:,.0f}")
+        name = (measure.replace("select1_ms", "SELECT 1").replace("stream_rows_per_s", "stream lake.traffic")
+                .replace("copy_mb_per_s", "COPY lake.traffic TO STDOUT").replace("_", " "))
+        fmt = (lambda v: f"{v:.3f}") if unit.startswith("ms") else (lambda v: f"{v:,.1f}") if unit == "MB/s" else (lambda v: f"{v:,.0f}")
         lines.append(f"| {client} | {name} ({unit}) | {fmt(a)} | {fmt(b)} | {a / b:.2f} |")
     lines.append(f"\nlakecube peak RSS: {results[-1]['value']:.0f} MiB")
     print("\n".join(lines))

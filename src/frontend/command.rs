@@ -363,6 +363,8 @@ pub enum Outcome {
     Done { tag: Tag, report: Vec<(String, String)> },
     /// Rows.
     Rows(QueryResponse),
+    /// Rows copied out (`COPY … TO STDOUT`).
+    Copy(super::copy::CopyOut),
 }
 
 

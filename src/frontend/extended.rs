@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use super::cancel::plan_in_task;
 use super::command::{Command, Outcome, command_columns, parse_command};
 use super::encode::{canonical, field_infos, to_pg_error};
-use super::handler::{Backend, Params, Parser, Prepared, PreparedKind, command_tag, log_failure, send_report, session_of, who};
+use super::handler::{Backend, Params, Parser, Prepared, PreparedKind, command_tag, log_failure, log_sent_failure, send_report, session_of, who};
 use crate::error::{Error, ErrorKind};
 
 impl Params {
@@ -82,11 +82,14 @@ impl QueryParser for Parser {
             let columns = command_columns(&command, &session);
             return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns, params, declared } }));
         }
-        let Some(planned) = plan_in_task(&self.engine, sql, info, &token, &cell.clock, timeout).await.map_err(fail)? else {
+        // COPY … TO STDOUT: its query is planned now, its rows copied out at Execute.
+        let copy = crate::pg::copy::parse_copy(sql).transpose().map_err(fail)?;
+        let text = copy.as_ref().map_or(sql, |c| c.query.as_str());
+        let Some(planned) = plan_in_task(&self.engine, text, info, &token, &cell.clock, timeout).await.map_err(fail)? else {
             return Ok(None);
         };
         let params = Params::of(&planned.plan, types).map_err(fail)?;
-        Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Query { planned, params } }))
+        Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Query { planned, params, copy } }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -101,6 +104,8 @@ impl QueryParser for Parser {
             super::encode::check_result_formats(format, columns).map_err(to_pg_error)?;
         }
         Ok(match &stmt.kind {
+            // A COPY returns no rows: its data comes as CopyData (Describe gives NoData).
+            PreparedKind::Query { copy: Some(_), .. } => Vec::new(),
             PreparedKind::Query { planned, .. } => field_infos(&planned.schema(), format),
             PreparedKind::Command { columns: Some(schema), .. } => field_infos(schema, format),
             PreparedKind::Command { columns: None, .. } => Vec::new(),
@@ -111,6 +116,7 @@ impl QueryParser for Parser {
 /// How many columns a prepared statement returns, where known before it runs.
 fn result_columns(stmt: &Prepared) -> Option<usize> {
     match &stmt.kind {
+        PreparedKind::Query { copy: Some(_), .. } => Some(0),
         PreparedKind::Query { planned, .. } => Some(planned.schema().fields().len()),
         PreparedKind::Command { columns, .. } => columns.as_ref().map(|c| c.fields().len()),
     }
@@ -227,6 +233,7 @@ impl ExtendedQueryHandler for Backend {
                 }
                 Some(Err(e)) => {
                     *st = PortalExecutionState::Finished;
+                    log_sent_failure(&self.failures, &who(client), &portal.statement.statement.sql, &e);
                     return Err(e);
                 }
                 None => {
@@ -276,6 +283,13 @@ impl ExtendedQueryHandler for Backend {
                 Response::Execution(tag)
             }
             Outcome::Rows(resp) => Response::Query(resp),
+            Outcome::Copy(copy) => match copy.send(client).await {
+                Ok(tag) => Response::Execution(tag),
+                Err(e) => {
+                    log_sent_failure(&self.failures, &who, &prepared.sql, &e);
+                    return Err(e);
+                }
+            },
         })
     }
 }

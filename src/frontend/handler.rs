@@ -34,6 +34,8 @@ use pgwire::messages::PgWireBackendMessage;
 use super::encode::{error_info, field_infos};
 use super::cancel::{Cancels, Clock, QueryLog, bounded, data_rows, plan_in_task};
 use super::command::{Command, Outcome, parse_command};
+use super::copy::CopyOut;
+use crate::pg::copy::CopyTo;
 use super::session::Session;
 use super::startup::Authenticator;
 use crate::pg::parse::{one_line, split_statements};
@@ -172,7 +174,7 @@ pub struct Prepared {
 #[derive(Clone, Debug)]
 pub enum PreparedKind {
     /// A query and its plan with `$n` placeholders.
-    Query { planned: Planned, params: Params },
+    Query { planned: Planned, params: Params, copy: Option<CopyTo> },
     /// A session statement, run at Execute; `columns` is what it returns, if rows; `params`
     /// and `declared` are a DECLARE's query's parameters and plan.
     Command { command: Command, columns: Option<SchemaRef>, params: Params, declared: Option<Planned> },
@@ -239,19 +241,28 @@ impl Backend {
         let Some(command) = command else {
             let mut session = cell.session.lock().await;
             let timeout = session.settings.statement_timeout_ms();
-            let planned = match prepared {
-                Some(Prepared { kind: PreparedKind::Query { planned, .. }, .. }) => planned.clone().bind(params)?,
-                _ => match plan_in_task(&self.engine, sql, session.info(), &token, &cell.clock, timeout).await? {
-                    Some(p) => p,
-                    None => return Ok(Outcome::Empty),
-                },
+            let (planned, copy) = match prepared {
+                Some(Prepared { kind: PreparedKind::Query { planned, copy, .. }, .. }) => (planned.clone().bind(params)?, copy.clone()),
+                _ => {
+                    // COPY … TO STDOUT runs its query like a SELECT (pg::copy).
+                    let copy = crate::pg::copy::parse_copy(sql).transpose()?;
+                    let text = copy.as_ref().map_or(sql, |c| c.query.as_str());
+                    match plan_in_task(&self.engine, text, session.info(), &token, &cell.clock, timeout).await? {
+                        Some(p) => (p, copy),
+                        None => return Ok(Outcome::Empty),
+                    }
+                }
             };
             for (name, value) in &planned.setting_changes {
                 session.settings.set(name, value).map_err(Error::from)?;
             }
             // set_config('statement_timeout', …) applies from the next statement on.
             drop(session);
-            return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), token, cell.clock.clone(), timeout).await?));
+            let Some(copy) = copy else {
+                return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), token, cell.clock.clone(), timeout).await?));
+            };
+            let rows = self.run(planned, &CopyOut::wire_format(&copy), sql, who.to_string(), token, cell.clock.clone(), timeout).await?;
+            return Ok(Outcome::Copy(CopyOut::new(rows, copy)?));
         };
         let mut session = cell.session.lock().await;
         let timeout = session.settings.statement_timeout_ms();
@@ -302,8 +313,20 @@ pub(super) fn who<C: ClientInfo>(client: &C) -> String {
 
 /// Logs a failed statement and keeps it in the record of recent failures.
 pub(super) fn log_failure(failures: &RecentFailures, who: &str, sql: &str, e: &Error) {
-    tracing::info!(client = %who, sqlstate = e.sqlstate(), error = %e.message, sql = %one_line(sql), "query failed");
-    failures.record_failure(crate::telemetry::Failure { sqlstate: e.sqlstate().into(), message: e.message.clone(), sql: one_line(sql) });
+    record_failure(failures, who, sql, e.sqlstate(), &e.message);
+}
+
+/// Logs an error that ended a statement after its first rows went out (a cancel, the
+/// statement timeout, a value that cannot be encoded), as [`log_failure`] logs the others.
+pub(super) fn log_sent_failure(failures: &RecentFailures, who: &str, sql: &str, e: &PgWireError) {
+    if let PgWireError::UserError(info) = e {
+        record_failure(failures, who, sql, &info.code, &info.message);
+    }
+}
+
+fn record_failure(failures: &RecentFailures, who: &str, sql: &str, sqlstate: &str, message: &str) {
+    tracing::info!(client = %who, sqlstate, error = %message, sql = %one_line(sql), "query failed");
+    failures.record_failure(crate::telemetry::Failure { sqlstate: sqlstate.into(), message: message.to_string(), sql: one_line(sql) });
 }
 
 #[async_trait]
@@ -336,6 +359,7 @@ impl SimpleQueryHandler for Backend {
                     match self.statement(&cell, &sql, None, None, &mut status, &Format::UnifiedText, &who).await {
                         Ok(outcome) => {
                             if let Err(e) = send_outcome(client, outcome, true).await {
+                                log_sent_failure(&self.failures, &who, &sql, &e);
                                 match e {
                                     PgWireError::UserError(info) => {
                                         client.feed(PgWireBackendMessage::ErrorResponse((*info).into())).await?;
@@ -404,6 +428,10 @@ where
                 rows += 1;
             }
             pgwire::api::query::send_execution_response(client, command_tag(&tag, rows)).await?;
+        }
+        Outcome::Copy(copy) => {
+            let tag = copy.send(client).await?;
+            pgwire::api::query::send_execution_response(client, tag).await?;
         }
     }
     Ok(())

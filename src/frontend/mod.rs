@@ -12,6 +12,7 @@ pub mod admit;
 pub mod auth;
 pub mod cancel;
 pub mod command;
+pub mod copy;
 pub mod connection;
 pub mod encode;
 pub mod extended;

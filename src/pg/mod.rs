@@ -17,6 +17,7 @@
 
 pub mod bounded;
 pub mod catalog;
+pub mod copy;
 pub mod functions;
 pub mod names;
 pub mod parse;
