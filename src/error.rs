@@ -235,7 +235,7 @@ fn classify_datafusion(e: DataFusionError) -> Error {
             .with_hint("narrow the query with filters, or group by fewer columns; the server's memory_limit and query_memory_limit bound what one query may hold"),
         DataFusionError::Plan(m) if m.contains("table") && m.contains("not found") => {
             Error::new(ErrorKind::UndefinedTable, message)
-                .with_hint("the lake's tables are lake.stores, lake.departments and lake.traffic")
+                .with_hint("cube tables are in schema public (psql: \\dt), the lake's own tables in schema lake (\\dt lake.*)")
         }
         DataFusionError::Plan(_) => Error::new(ErrorKind::Syntax, message),
         DataFusionError::ArrowError(ae, _)
