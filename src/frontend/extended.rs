@@ -194,7 +194,8 @@ impl ExtendedQueryHandler for Backend {
         if matches!(*st, PortalExecutionState::Initial) {
             let result = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await;
             client.set_state(PgWireConnectionState::ReadyForQuery);
-            let response = result?;
+            // A failed portal (a COPY stopped mid-stream too) does not run again.
+            let response = result.inspect_err(|_| *st = PortalExecutionState::Finished)?;
             if let Some(status) = cell.status_after.lock().ok().and_then(|mut s| s.take()) {
                 client.set_transaction_status(status);
             }

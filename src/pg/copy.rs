@@ -105,7 +105,9 @@ fn force_quote_star(sql: &str) -> Result<(String, bool)> {
         .map_err(|e| Error::new(ErrorKind::Syntax, format!("syntax error: {e}")))?;
     let words: Vec<_> = tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).collect();
     let is = |i: usize, w: &str| matches!(&words.get(i).map(|t| &t.token), Some(Token::Word(x)) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
-    for i in 0..words.len() {
+    // Options follow the target: the query being copied may name a column force_quote.
+    let after = (0..words.len()).rev().find(|&i| is(i, "STDOUT")).map_or(words.len(), |i| i + 1);
+    for i in after..words.len() {
         let star = if is(i, "FORCE_QUOTE") {
             i + 1
         } else if is(i, "FORCE") && is(i + 1, "QUOTE") {
@@ -386,6 +388,8 @@ mod tests {
         assert!(matches!(copy("COPY t TO STDOUT (FORMAT csv, FORCE_QUOTE *)").format, CopyFormat::Csv { force_quote: ForceQuote::All, .. }));
         assert!(matches!(copy("COPY t TO STDOUT CSV FORCE QUOTE *").format, CopyFormat::Csv { force_quote: ForceQuote::All, .. }));
         assert!(copy("COPY t TO STDOUT (FORMAT text, HEADER)").header);
+        // A column named force_quote in the query is not the option.
+        assert_eq!(copy("COPY (SELECT force_quote * 2 AS x FROM (SELECT 3 AS force_quote) s) TO STDOUT").query, "SELECT force_quote * 2 AS x FROM (SELECT 3 AS force_quote) s");
     }
 
     #[test]
