@@ -45,6 +45,15 @@ pub enum ErrorKind {
     FeatureNotSupported,
     /// A value of the wrong type or out of range in a query.
     DataException,
+    /// A number that does not fit its type (integer overflow, a numeric too wide).
+    NumericValueOutOfRange,
+    /// Text that does not read as the type it must be (`'abc'::int`, `bool_col = 'x'`).
+    InvalidTextRepresentation,
+    /// A function or operator that does not exist for these argument types.
+    UndefinedFunction,
+    /// An expression of the wrong type where the statement needs another (a WHERE that is
+    /// not boolean, CASE branches of types that do not match).
+    DatatypeMismatch,
     /// A date or timestamp beyond the range that can be represented.
     DatetimeOutOfRange,
     /// An aggregate that does not fit a measure, a measure grouped by or filtered in WHERE.
@@ -93,6 +102,10 @@ impl ErrorKind {
             ErrorKind::ReadOnly => "25006",
             ErrorKind::FeatureNotSupported => "0A000",
             ErrorKind::DataException => "22000",
+            ErrorKind::NumericValueOutOfRange => "22003",
+            ErrorKind::InvalidTextRepresentation => "22P02",
+            ErrorKind::UndefinedFunction => "42883",
+            ErrorKind::DatatypeMismatch => "42804",
             ErrorKind::DatetimeOutOfRange => "22008",
             ErrorKind::InvalidAggregate => "42803",
             ErrorKind::DivisionByZero => "22012",
@@ -237,23 +250,78 @@ fn classify_datafusion(e: DataFusionError) -> Error {
             Error::new(ErrorKind::UndefinedTable, message)
                 .with_hint("cube tables are in schema public (psql: \\dt), the lake's own tables in schema lake (\\dt lake.*)")
         }
-        DataFusionError::Plan(_) => Error::new(ErrorKind::Syntax, message),
-        DataFusionError::ArrowError(ae, _)
-            if matches!(ae.as_ref(), datafusion::arrow::error::ArrowError::DivideByZero) =>
-        {
-            Error::new(ErrorKind::DivisionByZero, "division by zero")
-        }
-        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => {
-            if message.contains("Divide by zero") {
-                Error::new(ErrorKind::DivisionByZero, "division by zero")
-            } else {
-                Error::new(ErrorKind::DataException, message)
-            }
-        }
+        DataFusionError::Plan(_) => classify_plan(message),
+        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => classify_data(message),
         DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) | DataFusionError::ParquetError(_) => {
             Error::new(ErrorKind::Lake, message)
         }
         _ => Error::new(ErrorKind::Internal, message),
+    }
+}
+
+/// A planning error by PostgreSQL's class: a function or operator that does not exist for the
+/// argument types (42883), an expression of the wrong type (42804), else a syntax error.
+fn classify_plan(message: String) -> Error {
+    if let Some(rest) = message.strip_prefix("Invalid function '") {
+        let (name, after) = rest.split_once('\'').unwrap_or((rest, ""));
+        let e = Error::new(ErrorKind::UndefinedFunction, format!("function {name} does not exist"));
+        return match after.split_once("Did you mean '").and_then(|(_, c)| c.split_once('\'')) {
+            Some((candidate, _)) => e.with_hint(did_you_mean_hint(candidate)),
+            None => e.with_hint("psql's \\df lists the functions lakecube has"),
+        };
+    }
+    const UNDEFINED_FUNCTION: &[&str] = &[
+        "Cannot infer common argument type for comparison operation",
+        "Cannot coerce arithmetic expression",
+        "No function matches the given name and argument types",
+        "Can not find compatible types to compare",
+    ];
+    const DATATYPE_MISMATCH: &[&str] = &["Failed to coerce then", "Cannot automatically convert", "to common types in CASE"];
+    if UNDEFINED_FUNCTION.iter().any(|p| message.contains(p)) {
+        Error::new(ErrorKind::UndefinedFunction, message)
+            .with_hint("no operator or function matches these argument types; cast an argument (`x::integer`, `x::text`)")
+    } else if DATATYPE_MISMATCH.iter().any(|p| message.contains(p)) {
+        Error::new(ErrorKind::DatatypeMismatch, message)
+    } else {
+        Error::new(ErrorKind::Syntax, message)
+    }
+}
+
+/// An execution error by PostgreSQL's class: division by zero (22012), a number out of its
+/// type's range (22003), text that does not read as the type it is cast to (22P02).
+fn classify_data(message: String) -> Error {
+    if message.contains("Divide by zero") || message.contains("divide by zero") {
+        return Error::new(ErrorKind::DivisionByZero, "division by zero");
+    }
+    if message.contains("Overflow happened") || message.contains("overflow on") || message.contains("Overflowing on") {
+        return Error::new(ErrorKind::NumericValueOutOfRange, format!("value out of range: {message}"));
+    }
+    // Arrow: "Cannot cast string 'abc' to value of Int32 type".
+    if let Some(rest) = message.split_once("Cannot cast string '").map(|(_, r)| r)
+        && let Some((text, ty)) = rest.rsplit_once("' to value of ")
+    {
+        let ty = ty.trim_end_matches(" type");
+        return Error::new(
+            ErrorKind::InvalidTextRepresentation,
+            format!("invalid input syntax for type {}: \"{text}\"", pg_type_word(ty)),
+        );
+    }
+    Error::new(ErrorKind::DataException, message)
+}
+
+/// PostgreSQL's word for an Arrow type named in an error (`Int32` → `integer`).
+fn pg_type_word(arrow: &str) -> &str {
+    match arrow {
+        "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        "Date32" | "Date64" => "date",
+        t if t.starts_with("Decimal") => "numeric",
+        t if t.starts_with("Timestamp") => "timestamp",
+        t => t,
     }
 }
 
@@ -304,6 +372,9 @@ fn strip_df_prefix(s: &str) -> String {
         "Arrow error: ",
         "Invalid argument error: ",
         "Resources exhausted: ",
+        "Arithmetic overflow: ",
+        "Cast error: ",
+        "Compute error: ",
     ];
     let mut out = s.trim();
     loop {

@@ -81,7 +81,7 @@ macro_rules! slt_files {
     };
 }
 
-slt_files!(catalog, errors, filters, functions, measures, time);
+slt_files!(catalog, errors, filters, functions, measures, time, typing);
 
 #[test]
 fn every_slt_file_has_a_test() {

@@ -152,14 +152,16 @@ impl Engine {
         // The cube rewrite is the first analyzer rule, so that no plan runs with a cube read
         // left in it; it gets the cubes once they are compiled over this session.
         let cube_rewrite = Arc::new(rewrite::CubeRewrite::default());
-        let mut analyzer_rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> = vec![cube_rewrite.clone()];
-        analyzer_rules.extend(datafusion::optimizer::Analyzer::new().rules);
-        let state = datafusion::execution::SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(memory.runtime())
-            .with_default_features()
-            .with_analyzer_rules(analyzer_rules)
-            .build();
+        // PostgreSQL's literal typing and arithmetic rules go around DataFusion's coercion.
+        let analyzer_rules = pg::analyze::around_coercion(vec![cube_rewrite.clone()], datafusion::optimizer::Analyzer::new().rules);
+        let state = pg::analyze::with_planners(
+            datafusion::execution::SessionStateBuilder::new()
+                .with_config(config)
+                .with_runtime_env(memory.runtime())
+                .with_default_features()
+                .with_analyzer_rules(analyzer_rules),
+        )
+        .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = ctx
             .catalog(CATALOG)
@@ -223,6 +225,7 @@ impl Engine {
         let roles = catalog::Roles::default();
         catalog::install(&ctx, CATALOG, &descriptions, roles.clone()).await?;
         pg_functions::register(&ctx);
+        pg::array::register(&ctx);
         // Last, so that every function it caps is registered (ours and DataFusion's).
         bounded::bound_functions(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());

@@ -295,6 +295,78 @@ impl ExtendedQueryHandler for Backend {
     }
 }
 
+/// The element type of an array parameter: what DataFusion inferred for it, else what the
+/// client declared.
+fn array_element(inferred: Option<&DataType>, declared: &Type) -> Option<DataType> {
+    match inferred {
+        Some(DataType::List(f) | DataType::LargeList(f)) => return Some(f.data_type().clone()),
+        Some(dt) if *dt != DataType::Null => return None,
+        _ => {}
+    }
+    let postgres_types::Kind::Array(element) = declared.kind() else { return None };
+    Some(match *element {
+        Type::BOOL => DataType::Boolean,
+        Type::INT2 => DataType::Int16,
+        Type::INT4 | Type::OID => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 => DataType::Float64,
+        Type::NUMERIC => DataType::Decimal128(38, 10),
+        Type::DATE => DataType::Date32,
+        Type::TIMESTAMP => DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+        _ => DataType::Utf8,
+    })
+}
+
+/// An array parameter as a list of `element` values: text in PostgreSQL's `{…}` form
+/// ([`crate::pg::array`]), binary as PostgreSQL's array format (through postgres-types).
+fn bind_array(portal: &Portal<Prepared>, i: usize, declared: &Type, element: &DataType) -> Result<ScalarValue, Error> {
+    use datafusion::arrow::array::{ArrayRef, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, StringArray};
+    let bad = |e: PgWireError| Error::new(ErrorKind::InvalidTextRepresentation, format!("parameter ${}: {e}", i + 1));
+    let null_list = || {
+        ScalarValue::try_from(&DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new_list_field(element.clone(), true))))
+            .map_err(Error::from)
+    };
+    if !portal.parameter_format.is_binary(i) {
+        return match portal.parameter::<String>(i, &Type::TEXT).map_err(bad)? {
+            Some(text) => crate::pg::array::list_value(&text, element).map_err(|e| Error { message: format!("parameter ${}: {}", i + 1, e.message), ..e }),
+            None => null_list(),
+        };
+    }
+    let postgres_types::Kind::Array(item) = declared.kind() else {
+        return Err(Error::new(ErrorKind::ProtocolViolation, format!("parameter ${} is binary but not declared as an array type", i + 1))
+            .with_hint("declare the parameter's array type at Parse, or send it as text"));
+    };
+    macro_rules! decode {
+        ($t:ty, $array:ty) => {
+            portal.parameter::<Vec<Option<$t>>>(i, declared).map_err(bad)?.map(|v| Arc::new(<$array>::from(v)) as ArrayRef)
+        };
+    }
+    let values = match *item {
+        Type::BOOL => decode!(bool, BooleanArray),
+        Type::INT2 => decode!(i16, Int16Array),
+        Type::INT4 => decode!(i32, Int32Array),
+        Type::INT8 => decode!(i64, Int64Array),
+        Type::FLOAT4 => decode!(f32, Float32Array),
+        Type::FLOAT8 => decode!(f64, Float64Array),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => decode!(String, StringArray),
+        ref other => {
+            return Err(Error::new(
+                ErrorKind::FeatureNotSupported,
+                format!("parameter ${} is a binary {}[], which lakecube does not accept yet", i + 1, other.name()),
+            )
+            .with_hint("send the parameter as text, in PostgreSQL's {a,b} form"));
+        }
+    };
+    match values {
+        Some(values) => {
+            let values = datafusion::arrow::compute::cast(&values, element).map_err(|e| Error::new(ErrorKind::DataException, format!("parameter ${}: {e}", i + 1)))?;
+            Ok(crate::pg::array::list_of(values))
+        }
+        None => null_list(),
+    }
+}
+
 /// Decodes Bind parameters (text or binary) into DataFusion values of the planned types.
 fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec<ScalarValue>, Error> {
     let (PreparedKind::Query { params, .. } | PreparedKind::Command { params, .. }) = &prepared.kind;
@@ -305,6 +377,10 @@ fn bind_parameters(portal: &Portal<Prepared>, prepared: &Prepared) -> Result<Vec
     let mut out = Vec::with_capacity(portal.parameter_len());
     for i in 0..portal.parameter_len() {
         let t = types.get(i).cloned().unwrap_or(Type::TEXT);
+        if let Some(element) = array_element(param_data_types.get(i).cloned().flatten().as_ref(), &t) {
+            out.push(bind_array(portal, i, &t, &element)?);
+            continue;
+        }
         // A text parameter is read as text and cast to the type the statement needs below, so
         // that every PostgreSQL text form Arrow's casts accept works ('2024-02-01' for a
         // timestamp, 't' for a boolean), whatever type the client declared.

@@ -94,6 +94,7 @@ impl PgCatalogContextProvider for Roles {
 pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description], roles: Roles) -> Result<()> {
     datafusion_pg_catalog::setup_pg_catalog(ctx, catalog_name, roles)
         .map_err(|e| Error::internal(format!("pg_catalog setup: {e}")))?;
+    super::type_names::install(ctx);
     let catalog = ctx
         .catalog(catalog_name)
         .ok_or_else(|| Error::internal("catalog missing after pg_catalog setup"))?;

@@ -4,10 +4,14 @@
 //!
 //! - [`parse`]: statement text — splitting a simple query, tokens, the leading words, one
 //!   statement parsed with PostgreSQL's syntax and error positions.
+//! - [`array`]: PostgreSQL's text form of arrays (`{r,v}`), for parameters and casts.
+//! - [`type_names`]: PostgreSQL type names as cast targets (`'x'::name`, `"char"`).
 //! - [`names`]: result column names as PostgreSQL gives them; identifier folding.
 //! - [`settings`]: the session's settings (GUCs) with PostgreSQL's defaults, and what a
 //!   statement may read of its session ([`settings::SessionInfo`]).
 //! - [`rewrite`]: the client-compatibility rules, one named rule per file.
+//! - [`analyze`]: PostgreSQL's literal typing and arithmetic as DataFusion analyzer rules on
+//!   the logical plan (unknown-type literals, integer overflow, numeric division).
 //! - [`catalog`]: `pg_catalog` and `information_schema` as PostgreSQL clients read them.
 //! - [`functions`]: PostgreSQL functions DataFusion lacks; [`bounded`]: PostgreSQL's 1 GB
 //!   limit on what a function may allocate.
@@ -15,6 +19,8 @@
 //! [`parse_statement`] is the way in: text rules, parsing, then the statement and expression
 //! rules.
 
+pub mod analyze;
+pub mod array;
 pub mod bounded;
 pub mod catalog;
 pub mod copy;
@@ -23,6 +29,7 @@ pub mod names;
 pub mod parse;
 pub mod rewrite;
 pub mod settings;
+pub mod type_names;
 
 use datafusion::sql::sqlparser::ast::Statement;
 

@@ -46,6 +46,34 @@ with psycopg.connect(f"host=127.0.0.1 port={port} user=lakecube dbname=lakecube"
         assert conn.execute("SELECT 2").fetchone() == (2,)
     print("ok: nested transactions and a rolled-back savepoint")
 
+    # Array parameters: a list of strings goes as text typed unknown (pgcli's completion
+    # refresh), a list of ints as a binary int2[]; both must read as PostgreSQL arrays.
+    kinds = conn.execute("SELECT relname FROM pg_class WHERE relkind = ANY(%s) ORDER BY 1", [["r", "v"]]).fetchall()
+    listed = conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'v') ORDER BY 1").fetchall()
+    assert kinds == listed and ("retail",) in kinds, (kinds, listed)
+    stores = conn.execute("SELECT store_id FROM lake.stores WHERE store_id = ANY(%s) ORDER BY 1", [[2, 1]]).fetchall()
+    assert stores == [(1,), (2,)], stores
+    assert conn.execute("SELECT %s::text[]", [["a,b", 'say "hi"', None, "NULL"]]).fetchone() == (["a,b", 'say "hi"', None, "NULL"],)
+    assert conn.execute("SELECT cardinality(%s::int[])", ["{1,2,3}"]).fetchone()[0] == 3
+    print("ok: array parameters, text and binary")
+
+    # PostgreSQL's literal typing and arithmetic errors.
+    assert conn.execute("SELECT count(*) FROM pg_index WHERE indisprimary = 't'").fetchone()[0] >= 0
+    assert conn.execute("SELECT 1 + '2', 'cube'::name").fetchone() == (3, "cube")
+    assert conn.execute("SELECT 2::numeric(12,2) / 3").fetchone() == (Decimal("0.66666666666666666667"),)
+    for sql, error in [
+        ("SELECT 9223372036854775807::int8 + %s::int8", psycopg.errors.NumericValueOutOfRange),
+        ("SELECT 1.0::float8 / (%s - 1)", psycopg.errors.DivisionByZero),
+        ("SELECT 'abc'::int + %s", psycopg.errors.InvalidTextRepresentation),
+        ("SELECT no_such_function(%s)", psycopg.errors.UndefinedFunction),
+    ]:
+        try:
+            conn.execute(sql, [1])
+            raise AssertionError(f"{sql} should fail")
+        except error:
+            conn.rollback()
+    print("ok: literal typing, overflow and division errors by SQLSTATE")
+
     info = psycopg.types.TypeInfo.fetch(conn, "numeric")
     assert info is not None and info.oid == 1700 and info.array_oid == 1231, info
     print("ok: TypeInfo.fetch(numeric)")

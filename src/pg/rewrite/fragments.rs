@@ -7,7 +7,10 @@
 //! - `'name'::regclass`, `'name'::pg_catalog.regclass` and `CAST('name' AS regclass)`:
 //!   looked up by `regclass_oid()`, which searches pg_catalog for unqualified names as
 //!   PostgreSQL's search path does (the crate's rewrite searches the current schema only, so
-//!   `'pg_class'::regclass` came back NULL).
+//!   `'pg_class'::regclass` came back NULL);
+//! - array literals, `'{a,"b,c"}'::text[]`, `CAST('{…}' AS int[])` and `= ANY('{r,v}')`: read by
+//!   `pg_array_in` ([`crate::pg::array`]); datafusion-pg-catalog splits their text at every
+//!   comma, quotes included (`'{"a,b",c}'::text[]` came back as three elements).
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
@@ -114,28 +117,58 @@ pub fn substitute(sql: &str) -> std::borrow::Cow<'_, str> {
             _ => None,
         }
     };
+    // An array literal's text is read by `pg_array_in` (see the module doc).
+    let array_type_at = |k: usize| -> bool {
+        let mut k = k;
+        while matches!(tokens.get(k), Some((Token::Word(_) | Token::Period, ..))) {
+            k += 1;
+        }
+        matches!((tokens.get(k), tokens.get(k + 1)), (Some((Token::LBracket, ..)), Some((Token::RBracket, ..))))
+    };
     let mut i = 0;
     while i < tokens.len() {
         let found = match &tokens[i..] {
             [(Token::SingleQuotedString(name), start, _), (Token::DoubleColon, ..), ..] => {
-                regclass_at(i + 2).map(|end| (name, *start, end))
+                regclass_at(i + 2).map(|end| (format!("regclass_oid('{}')", name.replace('\'', "''")), *start, end))
             }
             [(Token::Word(cast), start, _), (Token::LParen, ..), (Token::SingleQuotedString(name), ..), (Token::Word(as_), ..), ..]
                 if cast.value.eq_ignore_ascii_case("cast") && as_.value.eq_ignore_ascii_case("as") =>
             {
                 let after = if matches!(tokens.get(i + 5), Some((Token::Period, ..))) { i + 7 } else { i + 5 };
                 match (regclass_at(i + 4), tokens.get(after)) {
-                    (Some(_), Some((Token::RParen, _, end))) => Some((name, *start, *end)),
+                    (Some(_), Some((Token::RParen, _, end))) => Some((format!("regclass_oid('{}')", name.replace('\'', "''")), *start, *end)),
                     _ => None,
                 }
             }
             _ => None,
         };
-        if let Some((name, start, end)) = found
+        let found = found.or_else(|| match &tokens[i..] {
+            // '{a,b}'::text[] and CAST('{a,b}' AS text[])
+            [(Token::SingleQuotedString(text), start, end), (Token::DoubleColon | Token::Word(_), ..), ..]
+                if (matches!(tokens[i + 1].0, Token::DoubleColon)
+                    || matches!(&tokens[i + 1].0, Token::Word(w) if w.value.eq_ignore_ascii_case("as"))
+                        && i >= 2
+                        && matches!(&tokens[i - 1].0, Token::LParen)
+                        && matches!(&tokens[i - 2].0, Token::Word(w) if w.value.eq_ignore_ascii_case("cast")))
+                    && array_type_at(i + 2) =>
+            {
+                Some((format!("pg_array_in('{}')", text.replace('\'', "''")), *start, *end))
+            }
+            // = ANY('{a,b}')
+            [(Token::SingleQuotedString(text), start, end), (Token::RParen, ..), ..]
+                if i >= 2
+                    && matches!(&tokens[i - 1].0, Token::LParen)
+                    && matches!(&tokens[i - 2].0, Token::Word(w) if ["any", "some", "all"].iter().any(|k| w.value.eq_ignore_ascii_case(k))) =>
+            {
+                Some((format!("pg_array_in('{}')", text.replace('\'', "''")), *start, *end))
+            }
+            _ => None,
+        });
+        if let Some((replacement, start, end)) = found
             && start >= copied
         {
             out.push_str(&sql[copied..start]);
-            out.push_str(&format!("regclass_oid('{}')", name.replace('\'', "''")));
+            out.push_str(&replacement);
             copied = end;
         }
         i += 1;
@@ -163,6 +196,14 @@ mod tests {
         assert_eq!(
             substitute("SELECT typinput='pg_catalog.array_in'::regproc FROM pg_type"),
             "SELECT typinput='array_in'::regproc FROM pg_type"
+        );
+    }
+
+    #[test]
+    fn array_literals_are_read_by_pg_array_in() {
+        assert_eq!(
+            substitute(r#"SELECT '{"a,b",c}'::text[], CAST('{1}' AS pg_catalog.int4[]), k = ANY ('{r,v}'), '{x}'::text, 'y'"#),
+            r#"SELECT pg_array_in('{"a,b",c}')::text[], CAST(pg_array_in('{1}') AS pg_catalog.int4[]), k = ANY (pg_array_in('{r,v}')), '{x}'::text, 'y'"#
         );
     }
 

@@ -24,6 +24,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use super::settings::SessionInfo;
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod array_cast;
 pub mod array_subquery;
 pub mod catalog_lookup;
 pub mod col_description;
@@ -87,6 +88,7 @@ pub const RULES: &[Rule] = &[
     current_setting::RULE,
     set_config::RULE,
     array_subquery::RULE,
+    array_cast::RULE,
     col_description::RULE,
     expandarray::RULE,
     pg_get_viewdef::RULE,

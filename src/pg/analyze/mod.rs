@@ -1,0 +1,115 @@
+//! PostgreSQL's typing and arithmetic rules as DataFusion analyzer rules: they work on the
+//! logical plan, where every expression's type is known, so they hold for every statement
+//! whatever its text (a BI tool's, a driver's, a cube query's plan). One rule per file:
+//!
+//! - [`unknown_literal`] (before DataFusion's type coercion): a quoted literal has type
+//!   *unknown* and takes the type its context needs (`bool_col = 't'`, `1 + '2'`).
+//! - [`checked_arith`] (after type coercion): integer `+ - *` raise 22003 on overflow instead
+//!   of wrapping around; floating-point division by zero raises 22012 instead of giving
+//!   `Infinity`.
+//! - [`numeric_division`] (before type coercion): `numeric / numeric` and `avg(numeric)` keep
+//!   at least 16 significant digits, as PostgreSQL's do, instead of Arrow's 4 extra decimals.
+//!
+//! - [`sort_subquery`] (before type coercion): a subquery in ORDER BY is computed in a
+//!   projection under the sort (DataFusion decorrelates subqueries only there).
+//!
+//! [`around_coercion`] places them around DataFusion's own analyzer rules.
+
+pub mod checked_arith;
+pub mod numeric_division;
+pub mod sort_subquery;
+pub mod unknown_literal;
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::DFSchema;
+use datafusion::error::Result;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::optimizer::AnalyzerRule;
+
+/// One analyzer rule, as DataFusion keeps them.
+pub type Rule = Arc<dyn AnalyzerRule + Send + Sync>;
+
+/// DataFusion's analyzer rules (`datafusion`) with PostgreSQL's: `first` (e.g. the cube
+/// rewrite) runs before them all; the rules that change types run before type coercion, so
+/// that what stands over their expressions is coerced to the new types; [`checked_arith`],
+/// which keeps types, after it (it needs both operands of one type).
+pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
+    let mut rules = first;
+    rules.push(Arc::new(unknown_literal::UnknownLiteral));
+    rules.push(Arc::new(sort_subquery::SortSubquery));
+    rules.push(Arc::new(numeric_division::NumericDivision));
+    rules.extend(datafusion);
+    rules.push(Arc::new(checked_arith::CheckedArith));
+    rules
+}
+
+/// Rewrites every expression of `plan` and of its subqueries bottom-up with `f`, which sees
+/// the schema the expression reads (the node's inputs, a scan's table). Top-level
+/// expressions keep their names, so the plan's columns stay as they were.
+pub(crate) fn rewrite_expressions(
+    plan: LogicalPlan,
+    f: &dyn Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        let mut schema = merge_schema(&node.inputs());
+        if let LogicalPlan::TableScan(scan) = &node {
+            schema.merge(&DFSchema::try_from_qualified_schema(scan.table_name.clone(), &scan.source.schema())?);
+        }
+        let names = NamePreserver::new(&node);
+        let rewritten = node.map_expressions(|e| {
+            let name = names.save(&e);
+            Ok(e.transform_up(|e| f(e, &schema))?.update_data(|e| name.restore(e)))
+        })?;
+        if rewritten.transformed { rewritten.map_data(|p| p.recompute_schema()) } else { Ok(rewritten) }
+    })
+    .map(|t| t.data)
+}
+
+/// A session builder (with DataFusion's default features) with PostgreSQL's typing while
+/// DataFusion plans SQL ([`unknown_literal::UnknownLiteralPlanner`]), after its planners.
+pub fn with_planners(
+    mut builder: datafusion::execution::SessionStateBuilder,
+) -> datafusion::execution::SessionStateBuilder {
+    builder.expr_planners().get_or_insert_with(Vec::new).push(Arc::new(unknown_literal::UnknownLiteralPlanner));
+    builder
+}
+
+/// A lakecube error raised from inside DataFusion, keeping its SQLSTATE.
+pub(crate) fn external(e: crate::error::Error) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(e))
+}
+
+#[cfg(test)]
+pub(crate) mod test {
+    use datafusion::prelude::SessionContext;
+
+    /// A session with PostgreSQL's analyzer rules around DataFusion's.
+    pub fn session() -> SessionContext {
+        let rules = super::around_coercion(Vec::new(), datafusion::optimizer::Analyzer::new().rules);
+        let builder = datafusion::execution::SessionStateBuilder::new().with_default_features().with_analyzer_rules(rules);
+        SessionContext::new_with_state(super::with_planners(builder).build())
+    }
+
+    /// The one value `sql` answers, as text, or its error as `[SQLSTATE] message`.
+    pub async fn answer(sql: &str) -> String {
+        let ctx = session();
+        let run = async {
+            let batches = ctx.sql(sql).await?.collect().await?;
+            let column = batches[0].column(0);
+            Ok::<_, datafusion::error::DataFusionError>(
+                datafusion::arrow::util::display::array_value_to_string(column, 0).expect("display"),
+            )
+        };
+        match run.await {
+            Ok(v) => v,
+            Err(e) => {
+                let e = crate::error::Error::from(e);
+                format!("[{}] {}", e.sqlstate(), e.message)
+            }
+        }
+    }
+}
