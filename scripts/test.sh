@@ -5,7 +5,9 @@
 #   - the client drivers tests/clients.rs runs against a real server: pgjdbc (Debian's
 #     libpostgresql-jdbc-java, compiled against with the machine's javac), psycopg 3, asyncpg,
 #     SQLAlchemy 2 and pandas (PyPI), the ADBC PostgreSQL driver, pyarrow, polars and
-#     connectorx (PyPI, the COPY readers), node-postgres and pg-cursor (npm, tests/clients/node);
+#     connectorx (PyPI, the COPY readers), psqlODBC under unixODBC (Debian's odbc-postgresql
+#     and unixodbc) driven through pyodbc (PyPI), pgcli (PyPI), node-postgres and pg-cursor
+#     (npm, tests/clients/node);
 #   - openssl, which makes the TLS tests' self-signed certificates.
 #   - PostgreSQL 15 (Debian package postgresql-15): the ingest tests start a throwaway cluster
 #     to read a PostgreSQL source from.
@@ -32,6 +34,7 @@ apt_packages=()
 command -v javac >/dev/null 2>&1 || apt_packages+=(default-jdk-headless)
 command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs npm)
+grep -qs '^\[PostgreSQL Unicode\]' /etc/odbcinst.ini || apt_packages+=(odbc-postgresql unixodbc)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "installing ${apt_packages[*]}…"
   as_root apt-get update -qq
@@ -46,6 +49,11 @@ fi
 if ! python3 -c 'import adbc_driver_postgresql.dbapi, pyarrow, polars, connectorx' >/dev/null 2>&1; then
   echo "installing the ADBC PostgreSQL driver, pyarrow, polars and connectorx (COPY client tests)…"
   python3 -m pip install --quiet --disable-pip-version-check adbc-driver-postgresql pyarrow polars connectorx
+fi
+
+if ! python3 -c 'import pyodbc, pgcli.pgexecute' >/dev/null 2>&1; then
+  echo "installing pyodbc and pgcli (ODBC and pgcli client tests)…"
+  python3 -m pip install --quiet --disable-pip-version-check pyodbc pgcli
 fi
 
 if [ ! -d tests/clients/node/node_modules/pg-cursor ]; then

@@ -1,6 +1,6 @@
 //! Real PostgreSQL clients against a lakecube server on a free port over the `demo` lake:
-//! psql's describe commands, pgjdbc, psycopg 3, asyncpg, SQLAlchemy with pandas and
-//! node-postgres. Each client program (tests/clients/) checks cube answers against
+//! psql's describe commands, pgjdbc, psycopg 3, asyncpg, SQLAlchemy with pandas, psqlODBC
+//! through pyodbc, pgcli and node-postgres. Each client program (tests/clients/) checks cube answers against
 //! hand-written SQL over the lake tables and exits non-zero on the first mismatch.
 //! `scripts/test.sh` installs the clients; a missing one fails its test.
 
@@ -79,15 +79,38 @@ async fn python_drivers_psycopg_asyncpg_sqlalchemy() {
     server.stop_expecting_failures(&["42703", "22003", "22012", "22P02", "42883"]).await;
 }
 
+/// Runs one Python client program of tests/clients against a server over the demo lake; no
+/// statement may fail on the server.
+async fn python_client(script: &str) {
+    let server = TestServer::start(&lake(Preset::Demo), 20).await;
+    let o = run("python3", vec![script.into(), server.port.to_string()], clients_dir()).await;
+    assert_passed(&o, script);
+    server.stop_expecting_failures(&[]).await;
+}
+
 /// The clients that read through COPY … TO STDOUT: psycopg's cursor.copy() (text, CSV,
 /// binary), asyncpg's copy_from_query, ADBC's binary COPY into Arrow, polars with connectorx
 /// and with ADBC; answers equal to hand-written SQL over the lake, no failed statement.
 #[tokio::test(flavor = "multi_thread")]
 async fn copy_clients_psycopg_asyncpg_adbc_polars() {
-    let server = TestServer::start(&lake(Preset::Demo), 20).await;
-    let o = run("python3", vec!["copy_clients.py".into(), server.port.to_string()], clients_dir()).await;
-    assert_passed(&o, "copy_clients.py");
-    server.stop_expecting_failures(&[]).await;
+    python_client("copy_clients.py").await;
+}
+
+/// psqlODBC (Debian's `odbc-postgresql`, driver "PostgreSQL Unicode") through pyodbc, with the
+/// driver's defaults and with Tableau's `UseDeclareFetch=1;Fetch=2048`: the catalog calls, a
+/// parameterized cube query and a full read of `lake.traffic` (tests/clients/odbc_client.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn psqlodbc_through_pyodbc() {
+    let drivers = std::fs::read_to_string("/etc/odbcinst.ini").unwrap_or_default();
+    assert!(drivers.contains("[PostgreSQL Unicode]"), "psqlODBC missing: scripts/test.sh installs odbc-postgresql and unixodbc");
+    python_client("odbc_client.py").await;
+}
+
+/// pgcli's completion refresh, run by its own executor, and a cube query
+/// (tests/clients/pgcli_client.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn pgcli_completion_refresh() {
+    python_client("pgcli_client.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,8 +123,23 @@ async fn node_postgres_queries_and_cursor() {
     server.stop_expecting_failures(&[]).await;
 }
 
+/// psql commands that wait on PostgreSQL's typing of quoted literals, being built in the
+/// engine: `\dp` compares `polroles <> '{0}'` (an oid[] column with a literal). Remove one
+/// once its query plans.
+const WAITING_ON_LITERAL_TYPING: &[&str] = &["\\dp"];
+
+/// The bytes of a lake table's data files (what `pg_table_size` reports for it).
+fn data_file_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "_delta_log"))
+        .map(|p| if p.is_dir() { data_file_bytes(&p) } else { p.metadata().unwrap().len() })
+        .sum()
+}
+
 /// psql's backslash commands run its catalog queries; each must succeed and show lakecube's
-/// tables, cubes and their descriptions.
+/// tables, cubes and their descriptions; the `+` forms their sizes and privileges.
 #[tokio::test(flavor = "multi_thread")]
 async fn psql_describe_commands() {
     let server = TestServer::start(&lake(Preset::Demo), 20).await;
@@ -121,7 +159,16 @@ async fn psql_describe_commands() {
         ("\\d+ lake.traffic", vec!["Table \"lake.traffic\"", "footfall", "integer", "numeric"]),
         ("\\df", vec!["List of functions"]),
         ("\\d+ retail", vec!["Sales revenue, tax included", "View definition"]),
+        ("\\dt+", vec!["traffic", "permanent", "Size"]),
+        ("\\dv+", vec!["retail", "0 bytes", "Footfall and sales"]),
+        ("\\l+", vec!["lakecube", "=c/", "Size", "pg_default"]),
+        ("\\dn+", vec!["lake", "public", "=U/"]),
+        ("\\dp", vec!["traffic", "retail", "=r/"]),
     ] {
+        if WAITING_ON_LITERAL_TYPING.contains(&cmd) {
+            println!("waiting: psql {cmd} on literal typing");
+            continue;
+        }
         let o = psql(vec!["-c", cmd]).await;
         assert!(o.status.success() && stderr(&o).is_empty(), "psql {cmd}: {}", stderr(&o));
         for e in expect {
@@ -146,5 +193,17 @@ async fn psql_describe_commands() {
     let (fetched, direct) = (stdout(&o), stdout(&direct));
     let fetched: Vec<&str> = fetched.lines().filter(|l| l.contains(',')).collect();
     assert_eq!(fetched, direct.lines().collect::<Vec<_>>());
+    // The sizes psql shows are the lake's data files.
+    let lake_dir = lake(Preset::Demo);
+    let o = psql_csv(
+        server.port,
+        "SELECT pg_table_size('lake.traffic'), pg_total_relation_size(c.oid), pg_relation_size(c.oid, 'main'), pg_indexes_size(c.oid), \
+                pg_database_size(current_database()) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'lake' AND c.relname = 'traffic'",
+    )
+    .await;
+    let traffic = data_file_bytes(&lake_dir.join("traffic"));
+    let all: u64 = ["traffic", "stores", "departments"].iter().map(|t| data_file_bytes(&lake_dir.join(t))).sum();
+    assert_eq!(stdout(&o).lines().nth(1), Some(format!("{traffic},{traffic},{traffic},0,{all}").as_str()), "{}", stderr(&o));
     server.stop_expecting_failures(&[]).await;
 }

@@ -176,6 +176,7 @@ impl Engine {
         store_root.set_path("/");
         ctx.runtime_env().register_object_store(&store_root, store);
         let mut missing = Vec::new();
+        let mut lake_tables = std::collections::HashMap::new();
         for name in schema::ALL_TABLES {
             match lake.open_table(name).await? {
                 Some(table) => {
@@ -183,6 +184,7 @@ impl Engine {
                     // Served at its latest version: commits by `lakecube ingest` show on the
                     // next query.
                     let provider = Arc::new(crate::storage::latest::LatestTable::new(table).await?);
+                    lake_tables.insert(name.to_string(), provider.clone());
                     lake_schema.register_table(name.to_string(), provider).map_err(Error::from)?;
                 }
                 None => missing.push(name),
@@ -223,7 +225,11 @@ impl Engine {
             }
         }
         let roles = catalog::Roles::default();
-        catalog::install(&ctx, CATALOG, &descriptions, roles.clone()).await?;
+        // Relation sizes (psql's `\dt+`) are the lake tables' files; cubes are computed.
+        let sizes: catalog::RelationSizes = Arc::new(move |schema: &str, table: &str| {
+            (schema == LAKE_SCHEMA).then(|| lake_tables.get(table).map(|t| t.bytes())).flatten()
+        });
+        catalog::install(&ctx, CATALOG, &descriptions, roles.clone(), sizes).await?;
         pg_functions::register(&ctx);
         pg::array::register(&ctx);
         // Last, so that every function it caps is registered (ours and DataFusion's).

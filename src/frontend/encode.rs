@@ -377,6 +377,19 @@ mod tests {
     use super::float_text;
 
     #[test]
+    fn pg_typeof_names_the_type_a_value_is_sent_as() {
+        use datafusion::arrow::datatypes::{DataType::*, Field, TimeUnit};
+        let list = |t| List(std::sync::Arc::new(Field::new("item", t, true)));
+        for t in [
+            Boolean, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64, Float32, Float64, Decimal128(12, 2), Utf8, Utf8View,
+            LargeUtf8, Binary, Date32, Timestamp(TimeUnit::Nanosecond, None), Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Time64(TimeUnit::Microsecond), list(Int32), list(Utf8), list(Float64), list(Date32),
+        ] {
+            assert_eq!(crate::pg::functions::type_oid(&t), super::canonical(&t).1.oid() as i64, "{t}");
+        }
+    }
+
+    #[test]
     fn intervals_print_as_postgresql_prints_them() {
         use super::interval_text as t;
         assert_eq!(t(0, 1, 7_200_000_000), "1 day 02:00:00");

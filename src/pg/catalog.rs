@@ -13,7 +13,18 @@
 //! - `pg_views`: the cubes and views served in `public` (they are views: computed, not stored);
 //! - `pg_settings`: every setting of [`super::settings::DEFAULTS`] (pgjdbc reads
 //!   `max_index_keys`, DBeaver `search_path`);
-//! - `pg_user`: the users of `pg_roles`.
+//! - `pg_user`: the users of `pg_roles`;
+//! - the ACL columns (`relacl`, `nspacl`, `datacl`, `attacl`, `proacl`) as arrays of aclitem
+//!   text, granting what lakecube grants (`=r/owner`: SELECT to PUBLIC on every relation,
+//!   `=U/owner` on schemas, `=c/owner` on databases), so that psql's `\dp`, `\dn+` and `\l+`
+//!   (`array_to_string(nspacl, E'\n')`) and psqlODBC's privilege lists read them;
+//! - `pg_proc`'s argument lists (`proargnames`, `proargmodes`, `proallargtypes`) as arrays, as
+//!   pgcli and psqlODBC's SQLProcedureColumns read them (the crate holds them as text);
+//! - `pg_database.datlocprovider` as PostgreSQL's one-letter code (psql's `\l`).
+//!
+//! Relation and database sizes (`pg_table_size()`, `pg_relation_size()`,
+//! `pg_total_relation_size()`, `pg_database_size()`: psql's `\dt+` and `\l+`) are the bytes
+//! of the lake's files, which the engine reports through [`RelationSizes`].
 //!
 //! `information_schema` is PostgreSQL's own shape (real PostgreSQL type names in `data_type`,
 //! which Power BI maps column types from), written as views over `pg_catalog` as PostgreSQL
@@ -49,6 +60,10 @@ const PG_CATALOG: &str = "pg_catalog";
 const INFORMATION_SCHEMA: &str = "information_schema";
 /// A table registered only while the catalog views are planned.
 const SCRATCH: &str = "__lakecube_descriptions";
+
+/// The bytes a relation's data takes (the files of its version last read), by schema and
+/// name; `None` for a relation without files of its own (catalogs, cubes: views).
+pub type RelationSizes = Arc<dyn Fn(&str, &str) -> Option<u64> + Send + Sync>;
 
 /// Installs `pg_catalog` and `information_schema` into the session's catalog.
 /// The roles `pg_roles` (and `pg_user`, `pg_get_userbyid`) list: the users who may connect.
@@ -91,7 +106,7 @@ impl PgCatalogContextProvider for Roles {
     }
 }
 
-pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description], roles: Roles) -> Result<()> {
+pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description], roles: Roles, sizes: RelationSizes) -> Result<()> {
     datafusion_pg_catalog::setup_pg_catalog(ctx, catalog_name, roles)
         .map_err(|e| Error::internal(format!("pg_catalog setup: {e}")))?;
     super::type_names::install(ctx);
@@ -112,7 +127,7 @@ pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[D
         .register_schema(PG_CATALOG, Arc::new(PgCatalog { inner, overrides }))
         .map_err(Error::from)?;
 
-    register_function_info(ctx).await?;
+    register_function_info(ctx, sizes).await?;
 
     let info = Arc::new(MemorySchemaProvider::new());
     catalog.register_schema(INFORMATION_SCHEMA, info.clone()).map_err(Error::from)?;
@@ -135,8 +150,10 @@ async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>>
 }
 
 /// `pg_get_function_result(oid)` and `pg_get_function_arguments(oid)` (psql's `\df`),
-/// `regproc_oid(name)` and `to_regtype(name)`, from the static `pg_proc` and `pg_type`.
-async fn register_function_info(ctx: &SessionContext) -> Result<()> {
+/// `regproc_oid(name)`, `to_regtype(name)` and `regtype_names(oids)`, from the static
+/// `pg_proc` and `pg_type`; `regclass_oid(name)`, `to_regclass(name)` and the size functions
+/// over the relations and databases served.
+async fn register_function_info(ctx: &SessionContext, sizes: RelationSizes) -> Result<()> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::compute::cast;
     use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
@@ -201,34 +218,33 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
             }),
         ));
     }
+    // pg_typeof(value), and regtype_names(oids): the names `oids::regtype[]` shows
+    // (rewrite::regtype_names).
+    let type_names = Arc::new(type_names);
+    ctx.register_udf(TypeNames::udf("pg_typeof", &type_names));
+    ctx.register_udf(TypeNames::udf("regtype_names", &type_names));
     // regclass_oid(name): the oid of the relation a (possibly qualified, possibly quoted) name
     // designates, unqualified names searched in pg_catalog then public (PostgreSQL's
-    // search path); an unknown relation
-    // is an error, as in PostgreSQL. The relations are those of the engine at start.
-    let mut relations: HashMap<(String, String), i32> = HashMap::new();
+    // search path); an unknown relation is an error, as in PostgreSQL. to_regclass(name): the
+    // same, NULL for an unknown relation. The relations are those of the engine at start.
+    let mut relations = Relations::default();
     for b in collect("SELECT CAST(c.oid AS BIGINT), n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace").await? {
         let oids = as_text(b.column(0).as_ref())?;
         let schemas = as_text(b.column(1).as_ref())?;
         let names = as_text(b.column(2).as_ref())?;
         for i in 0..oids.len() {
             if let (Some(o), Some(s), Some(n)) = (oids[i].as_deref().and_then(|o| o.parse().ok()), &schemas[i], &names[i]) {
-                relations.insert((s.clone(), n.clone()), o);
+                relations.by_name.insert((s.clone(), n.clone()), o);
+                relations.by_oid.insert(o, (s.clone(), n.clone()));
             }
         }
     }
-    ctx.register_udf(oid_lookup_udf("regclass_oid", move |name| {
-        // A number names the relation of that oid, as in PostgreSQL.
-        if let Ok(oid) = name.trim().parse::<i32>() {
-            return Ok(Some(oid));
-        }
-        let parts = crate::pg::names::split_qualified_name(name);
-        let found = match parts.as_slice() {
-            [schema, name] => relations.get(&(schema.clone(), name.clone())),
-            [name] => ["pg_catalog", "public"].iter().find_map(|s| relations.get(&(s.to_string(), name.clone()))),
-            _ => None,
-        };
-        found.copied().map(Some).ok_or_else(|| format!("relation \"{name}\" does not exist"))
-    }));
+    let relations = Arc::new(relations);
+    let r = relations.clone();
+    ctx.register_udf(oid_lookup_udf("regclass_oid", move |name| r.resolve(name).map(Some)));
+    let r = relations.clone();
+    ctx.register_udf(oid_lookup_udf("to_regclass", move |name| Ok(r.resolve(name).ok())));
+    register_sizes(ctx, relations, sizes, collect("SELECT CAST(oid AS BIGINT), datname FROM pg_catalog.pg_database").await?)?;
     // pg_get_indexdef(index [, column, pretty]): an index's CREATE INDEX statement, or with a
     // column number > 0 that key column's name (pgjdbc's getIndexInfo, SQLAlchemy's index
     // reflection); NULL for an oid that is no index of a relation served here.
@@ -278,6 +294,152 @@ async fn register_function_info(ctx: &SessionContext) -> Result<()> {
         Ok(if n == "-" { Some(0) } else { proc_oids.get(n).copied() })
     }));
     Ok(())
+}
+
+/// The relations served (pg_class), by schema and name and by oid.
+#[derive(Debug, Default)]
+struct Relations {
+    by_name: HashMap<(String, String), i32>,
+    by_oid: HashMap<i32, (String, String)>,
+}
+
+impl Relations {
+    /// The oid of the relation a name designates (a number is an oid), as `'name'::regclass`.
+    fn resolve(&self, name: &str) -> std::result::Result<i32, String> {
+        if let Ok(oid) = name.trim().parse::<i32>() {
+            return Ok(oid);
+        }
+        let parts = crate::pg::names::split_qualified_name(name);
+        let found = match parts.as_slice() {
+            [schema, name] => self.by_name.get(&(schema.clone(), name.clone())),
+            [name] => ["pg_catalog", "public"].iter().find_map(|s| self.by_name.get(&(s.to_string(), name.clone()))),
+            _ => None,
+        };
+        found.copied().ok_or_else(|| format!("relation \"{name}\" does not exist"))
+    }
+}
+
+/// `pg_relation_size(rel [, fork])`, `pg_table_size(rel)`, `pg_total_relation_size(rel)`,
+/// `pg_indexes_size(rel)` (a relation by oid or name) and `pg_database_size(db)` (by name or
+/// oid): the bytes of the lake's files. A relation without files (a catalog, a cube) takes 0
+/// bytes, as a view does in PostgreSQL; there are no indexes; a database holds every relation
+/// served. An unknown oid is NULL, an unknown name an error, as in PostgreSQL.
+fn register_sizes(ctx: &SessionContext, relations: Arc<Relations>, sizes: RelationSizes, databases: Vec<RecordBatch>) -> Result<()> {
+    use super::functions::ObjectMeasure;
+    let bytes = {
+        let sizes = sizes.clone();
+        move |oid: i32, relations: &Relations| relations.by_oid.get(&oid).map(|(s, n)| sizes(s, n).unwrap_or(0) as i64)
+    };
+    let relation = move |relations: &Relations, rel: &str| -> std::result::Result<Option<i32>, String> {
+        match rel.trim().parse::<i32>() {
+            Ok(oid) => Ok(relations.by_oid.contains_key(&oid).then_some(oid)),
+            Err(_) => relations.resolve(rel).map(Some),
+        }
+    };
+    for name in ["pg_relation_size", "pg_table_size", "pg_total_relation_size", "pg_indexes_size"] {
+        let (relations, bytes) = (relations.clone(), bytes.clone());
+        ctx.register_udf(ObjectMeasure::udf(name, move |rel, fork| {
+            let Some(oid) = relation(&relations, rel)? else { return Ok(None) };
+            Ok(match (name, fork.map(str::trim)) {
+                ("pg_indexes_size", _) | ("pg_relation_size", Some("fsm" | "vm" | "init")) => Some(0),
+                ("pg_relation_size", Some(f)) if f != "main" => return Err(format!("invalid fork name \"{f}\"")),
+                _ => bytes(oid, &relations),
+            })
+        }));
+    }
+    let mut names: HashMap<String, i64> = HashMap::new();
+    for b in databases {
+        use datafusion::arrow::array::AsArray;
+        let oids = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
+        let datnames = datafusion::arrow::compute::cast(b.column(1), &DataType::Utf8)?;
+        for (o, n) in oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().zip(datnames.as_string::<i32>().iter()) {
+            if let (Some(o), Some(n)) = (o, n) {
+                names.insert(n.to_string(), o);
+            }
+        }
+    }
+    ctx.register_udf(ObjectMeasure::udf("pg_database_size", move |db, _| {
+        let known = names.contains_key(db) || db.trim().parse::<i64>().is_ok_and(|o| names.values().any(|v| *v == o));
+        if !known {
+            return Err(format!("database \"{db}\" does not exist"));
+        }
+        Ok(Some(relations.by_oid.keys().filter_map(|oid| bytes(*oid, &relations)).sum()))
+    }));
+    Ok(())
+}
+
+/// The functions answered from the types' names (`format_type`'s, by oid):
+/// `pg_typeof(value)`, the name of the type a value is sent as (`integer`, `numeric`,
+/// `timestamp without time zone`, `text[]`), and `regtype_names(oids)`, a list of type oids or
+/// an oidvector's text ("23 25") as the list of the types' names (an oid of no type shows as
+/// its number, as in PostgreSQL).
+#[derive(Debug)]
+struct TypeNames {
+    function: &'static str,
+    names: Arc<HashMap<i64, String>>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl TypeNames {
+    fn udf(function: &'static str, names: &Arc<HashMap<i64, String>>) -> datafusion::logical_expr::ScalarUDF {
+        let signature = datafusion::logical_expr::Signature::any(1, datafusion::logical_expr::Volatility::Stable);
+        datafusion::logical_expr::ScalarUDF::from(TypeNames { function, names: names.clone(), signature })
+    }
+
+    fn name_of(&self, oid: i64) -> String {
+        self.names.get(&oid).cloned().unwrap_or_else(|| oid.to_string())
+    }
+}
+
+impl PartialEq for TypeNames {
+    fn eq(&self, other: &Self) -> bool {
+        self.function == other.function && Arc::ptr_eq(&self.names, &other.names)
+    }
+}
+impl Eq for TypeNames {}
+impl std::hash::Hash for TypeNames {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.function.hash(state)
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for TypeNames {
+    fn name(&self) -> &str {
+        self.function
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.function {
+            "pg_typeof" => DataType::Utf8,
+            _ => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        })
+    }
+    fn invoke_with_args(&self, args: datafusion::logical_expr::ScalarFunctionArgs) -> DfResult<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, ListBuilder, StringBuilder};
+        use datafusion::logical_expr::ColumnarValue;
+        if self.function == "pg_typeof" {
+            let name = self.name_of(super::functions::type_oid(args.arg_fields[0].data_type()));
+            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::Utf8(Some(name))));
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // Lists and vector texts alike, as text ("23 25"), split into numbers.
+        let texts = super::functions::array_texts(&arrays[0])?;
+        let texts = texts.as_string::<i32>();
+        let mut out = ListBuilder::new(StringBuilder::new());
+        for r in 0..texts.len() {
+            if texts.is_null(r) {
+                out.append(false);
+                continue;
+            }
+            for oid in super::functions::vector_items(texts.value(r)) {
+                out.values().append_value(self.name_of(oid.unwrap_or_default()));
+            }
+            out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
 }
 
 /// A UDF from names (text) to oids (int4) by `lookup`: NULL stays NULL, `Ok(None)` is NULL,
@@ -508,7 +670,9 @@ const PG_CATALOG_VIEWS: &[(&str, &str)] = &[
                 relpages, reltuples, relallvisible, reltoastrelid, relhasindex, relisshared, relpersistence, relkind, relnatts,
                 relchecks, relhasrules, relhastriggers, relhassubclass, relrowsecurity, relforcerowsecurity, relispopulated,
                 relreplident, relispartition, relrewrite, relfrozenxid, relminmxid, relpartbound,
-                false AS relhasoids, CAST(NULL AS VARCHAR[]) AS relacl, CAST(NULL AS VARCHAR[]) AS reloptions
+                false AS relhasoids,
+                CASE WHEN c.relkind IN ('r', 'v', 'm', 'p', 'f') THEN make_array(concat('=r/', pg_get_userbyid(c.relowner))) END AS relacl,
+                CAST(NULL AS VARCHAR[]) AS reloptions
          FROM pg_catalog.pg_class c",
     ),
     (
@@ -516,9 +680,40 @@ const PG_CATALOG_VIEWS: &[(&str, &str)] = &[
         "SELECT CASE WHEN c.relnamespace = 11 THEN {system_oid} ELSE a.attrelid END AS attrelid, a.attname, a.atttypid,
                 a.attstattarget, a.attlen, a.attnum, a.attndims, a.attcacheoff, a.atttypmod, a.attbyval, a.attalign,
                 a.attstorage, a.attcompression, a.attnotnull, a.atthasdef, a.atthasmissing, a.attidentity, a.attgenerated,
-                a.attisdropped, a.attislocal, a.attinhcount, a.attcollation, a.attacl, a.attoptions, a.attfdwoptions,
+                a.attisdropped, a.attislocal, a.attinhcount, a.attcollation, CAST(NULL AS VARCHAR[]) AS attacl, a.attoptions, a.attfdwoptions,
                 a.attmissingval
          FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_class c ON c.oid = a.attrelid",
+    ),
+    (
+        "pg_namespace",
+        "SELECT oid, nspname, nspowner, make_array(concat('=U/', pg_get_userbyid(nspowner))) AS nspacl, options
+         FROM pg_catalog.pg_namespace",
+    ),
+    (
+        "pg_database",
+        "SELECT oid, datname, datdba, encoding,
+                CASE datlocprovider WHEN 'libc' THEN 'c' WHEN 'icu' THEN 'i' ELSE datlocprovider END AS datlocprovider,
+                datcollate, datctype, datistemplate, datallowconn, datconnlimit, datlastsysoid, datfrozenxid, datminmxid,
+                dattablespace, daticulocale, daticurules, make_array(concat('=c/', pg_get_userbyid(datdba))) AS datacl
+         FROM pg_catalog.pg_database",
+    ),
+    (
+        // The argument lists as arrays (the crate holds "['acl', 'grantor']" and "[1034, 26]").
+        "pg_proc",
+        "SELECT oid, proname, pronamespace, proowner, prolang, procost, prorows, provariadic, prosupport, prokind,
+                prosecdef, proleakproof, proisstrict, proretset, provolatile, proparallel, pronargs, pronargdefaults,
+                prorettype, proargtypes,
+                CAST(string_to_array(NULLIF(btrim(proallargtypes, '[]'), ''), ',') AS INT[]) AS proallargtypes,
+                string_to_array(regexp_replace(NULLIF(btrim(proargmodes, '[]'), ''), '['' ]', '', 'g'), ',') AS proargmodes,
+                string_to_array(regexp_replace(NULLIF(btrim(proargnames, '[]'), ''), '['' ]', '', 'g'), ',') AS proargnames,
+                proargdefaults, protrftypes, prosrc, probin, prosqlbody, proconfig, CAST(NULL AS VARCHAR[]) AS proacl
+         FROM pg_catalog.pg_proc",
+    ),
+    (
+        // polroles as oid[] (the crate holds text), which psql's \\dp reads with `= ANY`.
+        "pg_policy",
+        "SELECT oid, polname, polrelid, polcmd, polpermissive, CAST(NULL AS INT[]) AS polroles, polqual, polwithcheck
+         FROM pg_catalog.pg_policy",
     ),
     (
         "pg_views",

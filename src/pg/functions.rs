@@ -311,10 +311,12 @@ impl HasPrivilege {
     }
 }
 
-/// Whether a read-only server grants one privilege name.
+/// Whether a read-only server grants one privilege name (EXECUTE on functions, which
+/// PostgreSQL grants to PUBLIC: psqlODBC's SQLProcedureColumns lists the functions
+/// `has_function_privilege(oid, 'EXECUTE')`).
 pub fn read_only_grants(privilege: &str) -> bool {
     let p = privilege.trim().to_ascii_uppercase();
-    !p.contains("GRANT OPTION") && matches!(p.as_str(), "SELECT" | "USAGE" | "CONNECT")
+    !p.contains("GRANT OPTION") && matches!(p.as_str(), "SELECT" | "USAGE" | "CONNECT" | "EXECUTE")
 }
 
 impl ScalarUDFImpl for HasPrivilege {
@@ -345,12 +347,144 @@ impl ScalarUDFImpl for HasPrivilege {
 
 /// The elements of an int2vector/oidvector or integer array in text form ("1 2", "{1,2}",
 /// "[1, 2]"), in order; an element that is not an integer is None.
-fn vector_items(text: &str) -> Vec<Option<i64>> {
+pub fn vector_items(text: &str) -> Vec<Option<i64>> {
     text.trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'))
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|t| !t.is_empty())
         .map(|t| t.parse().ok())
         .collect()
+}
+
+/// A list column, or an int2vector/oidvector column held as text, as text ("1 2"), for the
+/// functions that take either.
+pub fn array_texts(a: &datafusion::arrow::array::ArrayRef) -> Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::compute::cast;
+    let list = match a.data_type() {
+        DataType::List(_) => a.as_list::<i32>().clone(),
+        DataType::LargeList(_) => cast(a, &DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new("item", DataType::Int64, true))))?.as_list::<i32>().clone(),
+        _ => return Ok(cast(a, &DataType::Utf8)?),
+    };
+    let mut out = datafusion::arrow::array::StringBuilder::new();
+    for r in 0..list.len() {
+        if list.is_null(r) {
+            out.append_null();
+            continue;
+        }
+        let items = cast(&list.value(r), &DataType::Utf8)?;
+        let items: Vec<&str> = items.as_string::<i32>().iter().map(|v| v.unwrap_or("")).collect();
+        out.append_value(items.join(" "));
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// The oid of the PostgreSQL type a value of an Arrow type is sent as (`frontend::encode`'s
+/// choice, which its tests hold this to), for `pg_typeof()`; 0 (`unknown`) for NULL.
+pub fn type_oid(dt: &DataType) -> i64 {
+    use DataType::*;
+    match dt {
+        Null => 705,
+        Boolean => 16,
+        Int8 | Int16 | UInt8 => 21,
+        Int32 | UInt16 => 23,
+        Int64 | UInt32 => 20,
+        Float16 | Float32 => 700,
+        Float64 => 701,
+        UInt64 | Decimal32(..) | Decimal64(..) | Decimal128(..) => 1700,
+        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => 17,
+        Date32 | Date64 => 1082,
+        Timestamp(_, None) => 1114,
+        Timestamp(_, Some(_)) => 1184,
+        Time32(_) | Time64(_) => 1083,
+        Interval(_) | Duration(_) => 1186,
+        Dictionary(_, v) => type_oid(v),
+        List(f) | LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f) => match type_oid(f.data_type()) {
+            16 => 1000,
+            21 => 1005,
+            23 => 1007,
+            20 => 1016,
+            700 => 1021,
+            701 => 1022,
+            25 => 1009,
+            _ => 25,
+        },
+        _ => 25,
+    }
+}
+
+/// How a measure of a database object answers: from the object (an oid or a name, as text)
+/// and an optional second argument, a bigint, NULL, or an error message.
+pub type Measure = Arc<dyn Fn(&str, Option<&str>) -> std::result::Result<Option<i64>, String> + Send + Sync>;
+
+/// A function of a database object given by oid or by name, with an optional second text
+/// argument, whose answer is a bigint: the size functions (`pg_table_size(oid)`, …), which
+/// [`super::catalog`] registers over the relations served.
+pub struct ObjectMeasure {
+    name: &'static str,
+    signature: Signature,
+    answer: Measure,
+}
+
+impl ObjectMeasure {
+    pub fn udf(name: &'static str, answer: impl Fn(&str, Option<&str>) -> std::result::Result<Option<i64>, String> + Send + Sync + 'static) -> ScalarUDF {
+        let signature = Signature::variadic_any(datafusion::logical_expr::Volatility::Stable);
+        ScalarUDF::from(ObjectMeasure { name, signature, answer: Arc::new(answer) })
+    }
+}
+
+impl std::fmt::Debug for ObjectMeasure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectMeasure").field("name", &self.name).finish()
+    }
+}
+
+impl PartialEq for ObjectMeasure {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.answer, &other.answer)
+    }
+}
+impl Eq for ObjectMeasure {}
+impl std::hash::Hash for ObjectMeasure {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl ScalarUDFImpl for ObjectMeasure {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Int64Builder};
+        use datafusion::arrow::compute::cast;
+        if !(1..=2).contains(&args.args.len()) {
+            return datafusion::common::plan_err!("{} takes 1 or 2 arguments", self.name);
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let objects = cast(&arrays[0], &DataType::Utf8)?;
+        let objects = objects.as_string::<i32>();
+        let seconds = arrays.get(1).map(|a| cast(a, &DataType::Utf8)).transpose()?;
+        let seconds = seconds.as_ref().map(|a| a.as_string::<i32>());
+        let mut out = Int64Builder::with_capacity(args.number_rows);
+        for r in 0..args.number_rows {
+            let second = seconds.map(|a| a.is_valid(r).then(|| a.value(r)));
+            if objects.is_null(r) || second == Some(None) {
+                out.append_null();
+                continue;
+            }
+            match (self.answer)(objects.value(r), second.flatten()) {
+                Ok(v) => out.append_option(v),
+                Err(e) => return Err(DataFusionError::Execution(e)),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
 }
 
 /// `pg_expandarray_items(array)`: the elements of an array (a list, or an int2vector/oidvector
@@ -396,6 +530,99 @@ fn expandarray_items() -> ScalarUDF {
     )
 }
 
+/// `regexp_split_to_array(text, pattern [, flags])`: the pieces of a text between the matches
+/// of a regular expression, as PostgreSQL splits (a zero-length match at either end of the
+/// text is ignored, so `''` splits into characters); flag `i` matches case-insensitively, `x`
+/// ignores spaces in the pattern. `regexp_split_to_table` is its unnest
+/// ([`super::rewrite::set_returning_calls`]): pgcli's casing query splits function bodies
+/// into words.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RegexpSplit {
+    signature: Signature,
+}
+
+impl RegexpSplit {
+    pub fn new() -> Self {
+        use datafusion::logical_expr::{TypeSignature, Volatility};
+        let text = |n: usize| TypeSignature::Exact(vec![DataType::Utf8; n]);
+        RegexpSplit { signature: Signature::one_of(vec![text(2), text(3)], Volatility::Immutable) }
+    }
+}
+
+impl Default for RegexpSplit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The pieces of `text` between the matches of `re`, as PostgreSQL's regexp_split_to_array.
+pub fn regexp_split(re: &regex::Regex, text: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for m in re.find_iter(text) {
+        if m.is_empty() && (m.start() == 0 || m.start() == text.len()) {
+            continue;
+        }
+        pieces.push(text[start..m.start()].to_string());
+        start = m.end();
+    }
+    pieces.push(text[start..].to_string());
+    pieces
+}
+
+/// A PostgreSQL regular expression with its flags, for Rust's regex engine.
+fn pg_regex(pattern: &str, flags: &str) -> Result<regex::Regex> {
+    let mut prefix = String::new();
+    for f in flags.chars() {
+        match f {
+            'i' => prefix.push_str("(?i)"),
+            'x' => prefix.push_str("(?x)"),
+            'c' => {}
+            'g' => return datafusion::common::plan_err!("regexp_split_to_array() does not support the \"global\" option"),
+            other => return datafusion::common::plan_err!("invalid regular expression option: \"{other}\""),
+        }
+    }
+    regex::Regex::new(&format!("{prefix}{pattern}")).map_err(|e| DataFusionError::Execution(format!("invalid regular expression: {e}")))
+}
+
+impl ScalarUDFImpl for RegexpSplit {
+    fn name(&self) -> &str {
+        "regexp_split_to_array"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new("item", DataType::Utf8, true))))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, ListBuilder, StringBuilder};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let texts = arrays[0].as_string::<i32>();
+        let patterns = arrays[1].as_string::<i32>();
+        let flags = arrays.get(2).map(|f| f.as_string::<i32>());
+        let mut compiled: Option<(String, String, regex::Regex)> = None;
+        let mut out = ListBuilder::new(StringBuilder::new());
+        for r in 0..args.number_rows {
+            let flag = flags.map(|f| f.is_valid(r).then(|| f.value(r))).unwrap_or(Some(""));
+            let (Some(flag), true, true) = (flag, texts.is_valid(r), patterns.is_valid(r)) else {
+                out.append(false);
+                continue;
+            };
+            let pattern = patterns.value(r);
+            if !matches!(&compiled, Some((p, f, _)) if p == pattern && f == flag) {
+                compiled = Some((pattern.to_string(), flag.to_string(), pg_regex(pattern, flag)?));
+            }
+            let re = &compiled.as_ref().expect("compiled above").2;
+            for piece in regexp_split(re, texts.value(r)) {
+                out.values().append_value(piece);
+            }
+            out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
 /// PostgreSQL's pg_size_pretty: bytes below 10 kB, then kB, MB, GB, TB, each unit used
 /// while the rounded value stays below 10240 of it (psql's `\dt+` and `\l+` size columns).
 pub fn size_pretty(bytes: i64) -> String {
@@ -434,18 +661,22 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         Volatility::Immutable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
     ));
-    // pg_get_serial_sequence(table, column): lakecube has no sequences, so no column owns one
-    // (SQLAlchemy's column reflection asks).
-    ctx.register_udf(create_udf(
-        "pg_get_serial_sequence",
-        vec![DataType::Utf8, DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let n = ColumnarValue::values_to_arrays(args)?[0].len();
-            Ok(ColumnarValue::Array(Arc::new(StringArray::from(vec![None::<&str>; n]))))
-        }),
-    ));
+    // Text functions whose answer is always NULL here: pg_get_serial_sequence(table, column)
+    // (lakecube has no sequences, so no column owns one; SQLAlchemy's column reflection asks)
+    // and shobj_description(oid, catalog) (the comment on a database, role or tablespace:
+    // lakecube describes none; psql's \\l+).
+    for (name, inputs) in [("pg_get_serial_sequence", [DataType::Utf8, DataType::Utf8]), ("shobj_description", [DataType::Int64, DataType::Utf8])] {
+        ctx.register_udf(create_udf(
+            name,
+            inputs.to_vec(),
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|args: &[ColumnarValue]| {
+                let n = ColumnarValue::values_to_arrays(args)?[0].len();
+                Ok(ColumnarValue::Array(Arc::new(StringArray::from(vec![None::<&str>; n]))))
+            }),
+        ));
+    }
     // Visibility tests: every function, type and collation lives in pg_catalog, which is
     // always on the search path (psql's \\df and \\dT, SQLAlchemy's reflection).
     for name in ["pg_function_is_visible", "pg_type_is_visible", "pg_collation_is_visible"] {
@@ -486,7 +717,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(b.finish())))
         }),
     ));
-    for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege", "has_column_privilege"] {
+    for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege", "has_column_privilege", "has_function_privilege"] {
         ctx.register_udf(ScalarUDF::from(HasPrivilege::new(name)));
     }
     ctx.register_udf(create_udf(
@@ -519,6 +750,28 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
             }),
         ));
     }
+    // pg_tablespace_location(oid): '' for the default tablespaces, the only ones there are
+    // (psql's \\db). pg_my_temp_schema(): 0, as for a session without temporary tables
+    // (lakecube has none).
+    ctx.register_udf(create_udf(
+        "pg_tablespace_location",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let a = ColumnarValue::values_to_arrays(args)?;
+            let out: StringArray = (0..a[0].len()).map(|i| a[0].is_valid(i).then_some("")).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
+    ctx.register_udf(create_udf(
+        "pg_my_temp_schema",
+        vec![],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(0))))),
+    ));
+    ctx.register_udf(ScalarUDF::from(RegexpSplit::new()));
     // pg_advisory_unlock_all(): asyncpg's pool reset; lakecube takes no advisory locks, so
     // there is never one to release. PostgreSQL returns void, shown as an empty value.
     ctx.register_udf(create_udf(

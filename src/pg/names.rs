@@ -15,6 +15,9 @@ pub enum ColumnName {
     Expand,
 }
 
+/// The prefix of the aliases datafusion-pg-catalog gives a column repeated beside a wildcard.
+const CRATE_ALIAS: &str = "__alias_";
+
 pub fn pg_column_names(stmt: &Statement) -> Option<Vec<ColumnName>> {
     match stmt {
         Statement::Query(q) => query_names(q),
@@ -36,6 +39,11 @@ fn set_expr_names(body: &SetExpr) -> Option<Vec<ColumnName>> {
                         Some(n) => ColumnName::Name(n),
                         None => ColumnName::Name("?column?".into()),
                     },
+                    // datafusion-pg-catalog aliases `n.oid` beside `n.*` as `__alias_oid`
+                    // (DataFusion refuses the repeated name); PostgreSQL names it `oid`.
+                    SelectItem::ExprWithAlias { alias, .. } if alias.value.starts_with(CRATE_ALIAS) => {
+                        ColumnName::Name(alias.value[CRATE_ALIAS.len()..].to_string())
+                    }
                     SelectItem::ExprWithAlias { .. } | SelectItem::ExprWithAliases { .. } => ColumnName::Keep,
                     SelectItem::QualifiedWildcard(..) | SelectItem::Wildcard(_) => ColumnName::Expand,
                 })
@@ -209,6 +217,7 @@ mod tests {
             ]
         );
         assert_eq!(names("SELECT t.*, sum(x) FROM t"), vec![ColumnName::Expand, n("sum")]);
+        assert_eq!(names("SELECT n.oid AS __alias_oid, n.* FROM n"), vec![n("oid"), ColumnName::Expand]);
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub struct LatestTable {
     store: Arc<dyn object_store::ObjectStore>,
     /// The provider of the version last seen, and that version.
     current: RwLock<(Option<u64>, Arc<dyn TableProvider>)>,
+    /// The bytes of the data files of the version last seen.
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+/// The bytes of a Delta table's data files at its loaded version.
+fn file_bytes(table: &DeltaTable) -> u64 {
+    table.snapshot().map(|s| s.log_data().iter().map(|f| f.size().max(0) as u64).sum()).unwrap_or(0)
 }
 
 impl LatestTable {
@@ -33,7 +40,14 @@ impl LatestTable {
         let provider = table.table_provider().await?;
         let version = table.version().map(|v| v as u64);
         let store = table.log_store().object_store(None);
-        Ok(LatestTable { table: tokio::sync::Mutex::new(table), store, current: RwLock::new((version, provider)) })
+        let bytes = std::sync::atomic::AtomicU64::new(file_bytes(&table));
+        Ok(LatestTable { table: tokio::sync::Mutex::new(table), store, current: RwLock::new((version, provider)), bytes })
+    }
+
+    /// The bytes of the table's data files at the version last read (the size psql's `\dt+`
+    /// shows; a commit made since shows once a query has read the table).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn current(&self) -> Arc<dyn TableProvider> {
@@ -60,6 +74,7 @@ impl LatestTable {
             return Ok(provider);
         }
         let provider = table.table_provider().await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.bytes.store(file_bytes(&table), std::sync::atomic::Ordering::Relaxed);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (version, provider.clone());
         Ok(provider)
     }

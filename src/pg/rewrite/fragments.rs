@@ -30,6 +30,15 @@ pub const FRAGMENTS: &[(&str, &str, &str)] = &[
         "CAST(NULL AS VARCHAR[])",
     ),
     (
+        // psql's `\dp` lists each row-level policy's roles by a subquery correlated through
+        // `oid = ANY (polroles)`, which DataFusion cannot decorrelate. lakecube has no
+        // row-level policies (pg_policy is empty), so the list is never shown; the oids stand
+        // in for the names. (Access policies in pg_policy will need the names looked up.)
+        "psql \\dp: the roles of a row-level policy",
+        "pg_catalog.array_to_string(ARRAY(SELECT rolname FROM pg_catalog.pg_roles WHERE oid = ANY (polroles) ORDER BY 1), E', ')",
+        "pg_catalog.array_to_string(CAST(polroles AS VARCHAR[]), ', ')",
+    ),
+    (
         // Grafana's query builder lists the tables of the schemas on the search path. The
         // crate blacklists this subquery as `''` (it had no current_setting()), which left
         // the list empty; lakecube answers current_setting, so the same subquery is kept,
@@ -189,6 +198,10 @@ mod tests {
         let sql = "SELECT a, array(select 'toast.' ||  x\n from pg_catalog.unnest(tc.reloptions) x) FROM t";
         assert_eq!(substitute(sql), "SELECT a, CAST(NULL AS VARCHAR[]) FROM t");
         assert_eq!(substitute("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            substitute("SELECT E'to: ' || pg_catalog.array_to_string(\n ARRAY(\n SELECT rolname\n FROM pg_catalog.pg_roles\n WHERE oid = ANY (polroles)\n ORDER BY 1\n ), E', ') FROM pg_policy"),
+            "SELECT E'to: ' || pg_catalog.array_to_string(CAST(polroles AS VARCHAR[]), ', ') FROM pg_policy"
+        );
     }
 
     #[test]

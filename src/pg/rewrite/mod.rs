@@ -6,8 +6,10 @@
 //!
 //! 1. **Text rules** ([`fragments`]), before parsing: fragments matched token by token.
 //! 2. **Statement rules**, visiting the parsed statement: [`name_function_columns`] (a table
-//!    function's alias names its column; `pg_user` is in pg_catalog) and
-//!    [`name_rewritten_calls`] (a replaced call keeps PostgreSQL's column name).
+//!    function's alias names its column; `pg_user` is in pg_catalog),
+//!    [`name_rewritten_calls`] (a replaced call keeps PostgreSQL's column name) and
+//!    [`output_names`] (repeated names in a select list; derived tables' and CTEs' columns
+//!    named as PostgreSQL names them).
 //! 3. **Expression rules** ([`RULES`]), tried in order on every expression of the statement:
 //!    the first that rewrites an expression ends its turn ([`Flow::Done`]), unless it says the
 //!    next rules may look at it too ([`Flow::Next`]).
@@ -37,11 +39,14 @@ pub mod like_escape;
 pub mod name_function_columns;
 pub mod name_rewritten_calls;
 pub mod obj_description;
+pub mod output_names;
 pub mod pg_get_viewdef;
 pub mod record_field;
 pub mod regclass_cast;
 pub mod regproc_compare;
+pub mod regtype_names;
 pub mod set_config;
+pub mod set_returning_calls;
 pub mod vector_subscript;
 pub mod vector_unnest;
 
@@ -79,6 +84,8 @@ pub const RULES: &[Rule] = &[
     current_user::RULE,
     regclass_cast::RULE,
     vector_unnest::RULE,
+    set_returning_calls::RULE,
+    regtype_names::RULE,
     like_escape::RULE,
     vector_subscript::RULE,
     record_field::RULE,
@@ -100,6 +107,7 @@ pub const RULES: &[Rule] = &[
 pub fn rewrite_session(stmt: &mut Statement, session: &SessionInfo) -> Result<SettingChanges> {
     name_rewritten_calls::apply(stmt);
     name_function_columns::apply(stmt);
+    output_names::apply(stmt);
     let mut changes = Vec::new();
     let mut cx = Context { session, changes: &mut changes };
     walk(stmt, RULES, &mut cx)?;
