@@ -17,7 +17,7 @@ port = sys.argv[1]
 # context needs), being built in the engine; remove a name once its statement plans:
 # - SQLPrimaryKeys: `... AND i.indisprimary = 't' ...` (a boolean column compared with 't');
 # - SQLForeignKeys: `select 'lakecube'::name as "PKTABLE_CAT", ...` (a literal cast to name).
-WAITING_ON_LITERAL_TYPING = {"SQLPrimaryKeys", "SQLForeignKeys"}
+WAITING_ON_LITERAL_TYPING: set = set()
 
 CONFIGURATIONS = {
     "defaults": "",

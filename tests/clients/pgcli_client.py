@@ -15,7 +15,7 @@ port = sys.argv[1]
 # Steps that wait on text-array parameters, being built in the engine: pgcli passes the
 # relation kinds as a list, `WHERE c.relkind = ANY(%s)` with `{r,p,f}` (psycopg sends a
 # text[]). Remove a name once its statement plans.
-WAITING_ON_ARRAY_PARAMETERS = {"tables", "views", "table_columns", "view_columns", "completion refresh"}
+WAITING_ON_ARRAY_PARAMETERS: set = set()
 
 e = PGExecute("lakecube", "lakecube", None, "127.0.0.1", port, None)
 
