@@ -9,6 +9,7 @@ mod common;
 
 mod cli;
 mod clients;
+mod conformance;
 mod fuzz;
 mod generator;
 mod hardening;
