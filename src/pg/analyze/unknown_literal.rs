@@ -186,7 +186,16 @@ fn typed(s: &str, t: &DataType) -> Result<Expr> {
         _ => ScalarValue::try_from_string(s.trim().to_string(), t).ok().filter(|v| !v.is_null()),
     };
     match value {
-        Some(v) => Ok(Expr::Literal(v, None)),
+        // Checked now (22P02 at planning); left as a cast of the text, which the optimizer
+        // folds, so that the expression keeps a name of its own: `'42' = 42, 42 = '42'` are
+        // two columns, not one name twice. A boolean's text is put in the form Arrow reads.
+        Some(v) => {
+            let text = match v {
+                ScalarValue::Boolean(Some(b)) => if b { "true" } else { "false" }.to_string(),
+                _ => s.trim().to_string(),
+            };
+            Ok(Expr::Cast(datafusion::logical_expr::expr::Cast::new(Box::new(Expr::Literal(ScalarValue::Utf8(Some(text)), None)), t.clone())))
+        }
         None => Err(super::external(Error::new(
             ErrorKind::InvalidTextRepresentation,
             format!("invalid input syntax for type {}: \"{s}\"", super::checked_arith::pg_type_name(t)),
