@@ -311,17 +311,27 @@ fn classify_data(message: String) -> Error {
 
 /// PostgreSQL's word for an Arrow type named in an error (`Int32` → `integer`).
 fn pg_type_word(arrow: &str) -> &str {
-    match arrow {
-        "Int16" => "smallint",
-        "Int32" => "integer",
-        "Int64" => "bigint",
-        "Float32" => "real",
-        "Float64" => "double precision",
-        "Boolean" => "boolean",
-        "Date32" | "Date64" => "date",
-        t if t.starts_with("Decimal") => "numeric",
-        t if t.starts_with("Timestamp") => "timestamp",
-        t => t,
+    arrow.parse::<datafusion::arrow::datatypes::DataType>().map(|t| pg_type_name(&t)).unwrap_or(arrow)
+}
+
+/// The name PostgreSQL's messages give the type of values of Arrow type `t`
+/// (`integer out of range`, `invalid input syntax for type timestamp: "x"`).
+pub fn pg_type_name(t: &datafusion::arrow::datatypes::DataType) -> &'static str {
+    use datafusion::arrow::datatypes::DataType;
+    match t {
+        DataType::Boolean => "boolean",
+        DataType::Int8 | DataType::Int16 => "smallint",
+        DataType::Int32 => "integer",
+        DataType::Int64 => "bigint",
+        DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Time32(_) | DataType::Time64(_) => "time",
+        DataType::Timestamp(_, None) => "timestamp",
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
+        DataType::Interval(_) => "interval",
+        _ => "text",
     }
 }
 

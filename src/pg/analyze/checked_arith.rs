@@ -13,29 +13,16 @@ use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
-use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
 };
-use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::{Error, ErrorKind};
 
-#[derive(Debug, Default)]
-pub struct CheckedArith;
-
-impl AnalyzerRule for CheckedArith {
-    fn name(&self) -> &str {
-        "pg_checked_arith"
-    }
-
-    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
-        super::rewrite_expressions(plan, &check)
-    }
-}
+pub const RULE: super::ExprRule = super::ExprRule { name: "pg_checked_arith", rewrite: check };
 
 fn check(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else { return Ok(Transformed::no(e)) };
@@ -100,7 +87,7 @@ impl ScalarUDFImpl for Checked {
         let out_of_range = |e: ArrowError| match e {
             ArrowError::ArithmeticOverflow(_) => super::external(Error::new(
                 ErrorKind::NumericValueOutOfRange,
-                format!("{} out of range", pg_type_name(&data_type)),
+                format!("{} out of range", crate::error::pg_type_name(&data_type)),
             )),
             other => DataFusionError::from(other),
         };
@@ -128,25 +115,6 @@ fn has_zero(v: &ColumnarValue) -> bool {
             DataType::Float32 => a.as_primitive::<Float32Type>().iter().any(|x| x == Some(0.0)),
             _ => false,
         },
-    }
-}
-
-/// PostgreSQL's name for the type of values of Arrow type `t`, as its messages print it.
-pub fn pg_type_name(t: &DataType) -> &'static str {
-    match t {
-        DataType::Boolean => "boolean",
-        DataType::Int8 | DataType::Int16 => "smallint",
-        DataType::Int32 => "integer",
-        DataType::Int64 => "bigint",
-        DataType::Float32 => "real",
-        DataType::Float64 => "double precision",
-        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
-        DataType::Date32 | DataType::Date64 => "date",
-        DataType::Time32(_) | DataType::Time64(_) => "time without time zone",
-        DataType::Timestamp(_, None) => "timestamp without time zone",
-        DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
-        DataType::Interval(_) => "interval",
-        _ => "text",
     }
 }
 

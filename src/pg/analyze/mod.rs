@@ -39,12 +39,30 @@ pub type Rule = Arc<dyn AnalyzerRule + Send + Sync>;
 /// which keeps types, after it (it needs both operands of one type).
 pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     let mut rules = first;
-    rules.push(Arc::new(unknown_literal::UnknownLiteral));
+    rules.push(Arc::new(unknown_literal::RULE));
     rules.push(Arc::new(sort_subquery::SortSubquery));
-    rules.push(Arc::new(numeric_division::NumericDivision));
+    rules.push(Arc::new(numeric_division::RULE));
     rules.extend(datafusion);
-    rules.push(Arc::new(checked_arith::CheckedArith));
+    rules.push(Arc::new(checked_arith::RULE));
     rules
+}
+
+/// An analyzer rule that rewrites a plan's expressions one at a time with `rewrite`
+/// ([`rewrite_expressions`]); each rule file defines one as its `RULE`.
+#[derive(Debug)]
+pub struct ExprRule {
+    pub name: &'static str,
+    pub rewrite: fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+}
+
+impl AnalyzerRule for ExprRule {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _: &datafusion::config::ConfigOptions) -> Result<LogicalPlan> {
+        rewrite_expressions(plan, &self.rewrite)
+    }
 }
 
 /// Rewrites every expression of `plan` and of its subqueries bottom-up with `f`, which sees

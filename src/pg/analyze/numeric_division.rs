@@ -14,11 +14,9 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::DFSchema;
-use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{AggregateFunction, Cast};
-use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
-use datafusion::optimizer::AnalyzerRule;
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
 
 /// Decimals of a quotient of decimals: PostgreSQL's scale for a quotient under 1
 /// (`NUMERIC_MIN_SIG_DIGITS` 16 plus one base-10000 digit of leading zeros).
@@ -29,18 +27,7 @@ const ARROW_DIV_EXTRA: i8 = 4;
 
 const MAX_SCALE: i8 = 38;
 
-#[derive(Debug, Default)]
-pub struct NumericDivision;
-
-impl AnalyzerRule for NumericDivision {
-    fn name(&self) -> &str {
-        "pg_numeric_division"
-    }
-
-    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
-        super::rewrite_expressions(plan, &widen)
-    }
-}
+pub const RULE: super::ExprRule = super::ExprRule { name: "pg_numeric_division", rewrite: widen };
 
 fn widen(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     match e {

@@ -14,28 +14,15 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
-use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, ExprSchemable, Operator};
 use datafusion::sql::sqlparser::ast::BinaryOperator as SqlOperator;
-use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::{Error, ErrorKind};
 
-#[derive(Debug, Default)]
-pub struct UnknownLiteral;
-
-impl AnalyzerRule for UnknownLiteral {
-    fn name(&self) -> &str {
-        "pg_unknown_literal"
-    }
-
-    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
-        super::rewrite_expressions(plan, &resolve)
-    }
-}
+pub const RULE: super::ExprRule = super::ExprRule { name: "pg_unknown_literal", rewrite: resolve };
 
 fn resolve(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     match e {
@@ -46,27 +33,14 @@ fn resolve(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         Expr::InList(InList { expr, list, negated }) => match target(&expr, schema, comparable) {
             Some(t) if list.iter().any(|item| text(item).is_some()) => {
-                let list = list
-                    .into_iter()
-                    .map(|item| match text(&item) {
-                        Some(s) => typed(s, &t),
-                        None => Ok(item),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let list = list.into_iter().map(|item| typed_if_text(item, &t)).collect::<Result<Vec<_>>>()?;
                 Ok(Transformed::yes(Expr::InList(InList { expr, list, negated })))
             }
             _ => Ok(Transformed::no(Expr::InList(InList { expr, list, negated }))),
         },
         Expr::Between(Between { expr, negated, low, high }) => match target(&expr, schema, comparable) {
             Some(t) if text(&low).is_some() || text(&high).is_some() => {
-                let low = Box::new(match text(&low) {
-                    Some(s) => typed(s, &t)?,
-                    None => *low,
-                });
-                let high = Box::new(match text(&high) {
-                    Some(s) => typed(s, &t)?,
-                    None => *high,
-                });
+                let (low, high) = (Box::new(typed_if_text(*low, &t)?), Box::new(typed_if_text(*high, &t)?));
                 Ok(Transformed::yes(Expr::Between(Between { expr, negated, low, high })))
             }
             _ => Ok(Transformed::no(Expr::Between(Between { expr, negated, low, high }))),
@@ -179,6 +153,14 @@ fn target(other: &Expr, schema: &DFSchema, wants: fn(&DataType) -> bool) -> Opti
     other.get_type(schema).ok().filter(wants)
 }
 
+/// `e` typed `t` if it is a quoted literal, else `e`.
+fn typed_if_text(e: Expr, t: &DataType) -> Result<Expr> {
+    match text(&e) {
+        Some(s) => typed(s, t),
+        None => Ok(e),
+    }
+}
+
 /// `s` read as a value of type `t`, as PostgreSQL reads an unknown literal.
 fn typed(s: &str, t: &DataType) -> Result<Expr> {
     let value = match t {
@@ -198,7 +180,7 @@ fn typed(s: &str, t: &DataType) -> Result<Expr> {
         }
         None => Err(super::external(Error::new(
             ErrorKind::InvalidTextRepresentation,
-            format!("invalid input syntax for type {}: \"{s}\"", super::checked_arith::pg_type_name(t)),
+            format!("invalid input syntax for type {}: \"{s}\"", crate::error::pg_type_name(t)),
         ))),
     }
 }
