@@ -60,6 +60,8 @@ pub enum ErrorKind {
     InvalidAggregate,
     /// Division by zero at execution.
     DivisionByZero,
+    /// A subquery used as an expression returned more than one row.
+    CardinalityViolation,
     /// A query was canceled (cancel request or statement timeout).
     QueryCanceled,
     /// The server refuses a connection because it is full.
@@ -109,6 +111,7 @@ impl ErrorKind {
             ErrorKind::DatetimeOutOfRange => "22008",
             ErrorKind::InvalidAggregate => "42803",
             ErrorKind::DivisionByZero => "22012",
+            ErrorKind::CardinalityViolation => "21000",
             ErrorKind::QueryCanceled => "57014",
             ErrorKind::TooManyConnections => "53300",
             ErrorKind::ProtocolViolation => "08P01",
@@ -287,11 +290,16 @@ fn classify_plan(message: String) -> Error {
     }
 }
 
-/// An execution error by PostgreSQL's class: division by zero (22012), a number out of its
+/// An execution error by PostgreSQL's class: a scalar subquery of several rows (21000),
+/// division by zero (22012), a number out of its
 /// type's range (22003), text that does not read as the type it is cast to (22P02).
 fn classify_data(message: String) -> Error {
     if message.contains("Divide by zero") || message.contains("divide by zero") {
         return Error::new(ErrorKind::DivisionByZero, "division by zero");
+    }
+    if message.contains("Scalar subquery returned more than one row") {
+        return Error::new(ErrorKind::CardinalityViolation, "more than one row returned by a subquery used as an expression")
+            .with_hint("make the subquery return one row: an aggregate (max, count), a unique key in WHERE, or LIMIT 1");
     }
     if message.contains("Overflow happened") || message.contains("overflow on") || message.contains("Overflowing on") {
         return Error::new(ErrorKind::NumericValueOutOfRange, format!("value out of range: {message}"));

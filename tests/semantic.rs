@@ -424,6 +424,22 @@ async fn repeated_cube_statements_reuse_their_plan() {
     assert!(planned.optimized);
     e.plan_sql(q, &other).await.unwrap().unwrap();
     assert_eq!(e.plan_cache_stats().hits, before + 1);
+
+    // A statement over no table (a pool's `SELECT 1`) is kept too, and answers the same.
+    for q in ["SELECT 1", "SELECT 2 + 3, 'x' || 'y', (SELECT max(a) FROM (VALUES (1), (4)) AS t(a))"] {
+        let before = e.plan_cache_stats().hits;
+        let first = rows(&e, q).await;
+        let second = rows(&e, q).await;
+        assert_eq!(e.plan_cache_stats().hits, before + 1, "the second run of {q} should reuse the plan");
+        assert_eq!(first, second);
+        assert_eq!(first, rows(&fresh, q).await);
+    }
+    // A subquery reading a table keeps the statement out.
+    let before = e.plan_cache_stats().hits;
+    for _ in 0..2 {
+        rows(&e, "SELECT 1, (SELECT count(*) FROM pg_catalog.pg_namespace)").await;
+    }
+    assert_eq!(e.plan_cache_stats().hits, before);
 }
 
 /// `EXTRACT(DOW|HOUR|YEAR|MONTH …)` on a timestamp runs as integer arithmetic

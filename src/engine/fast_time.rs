@@ -77,7 +77,7 @@ fn per_second(unit: &TimeUnit) -> i64 {
 
 /// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Hinnant's algorithm, valid
 /// over the whole i64 day range a timestamp can hold).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

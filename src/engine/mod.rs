@@ -100,6 +100,11 @@ pub struct Planned {
     /// Whether `plan` has been through DataFusion's logical optimizer already (plans that
     /// [`plan_cache`] keeps are stored optimized).
     pub optimized: bool,
+    /// The result's types once DataFusion's analyzer has coerced them, for a plan not yet
+    /// optimized: an unanalyzed plan's schema can differ (`CASE WHEN … THEN 1 ELSE 2.5 END`
+    /// is bigint there and double once coerced), and a Describe must announce the types the
+    /// rows are sent in.
+    pub analyzed: Option<SchemaRef>,
 }
 
 impl Planned {
@@ -107,14 +112,19 @@ impl Planned {
     pub fn bind(mut self, values: Option<datafusion::common::ParamValues>) -> Result<Planned> {
         if let Some(values) = values {
             self.plan = self.plan.with_param_values(values).map_err(Error::from)?;
+            // The values' types may change the result's.
+            self.analyzed = None;
         }
         Ok(self)
     }
 
     /// The result schema clients see: the plan's, with PostgreSQL's column names.
     pub fn schema(&self) -> SchemaRef {
-        let arrow = self.plan.schema().as_arrow().clone();
-        rename(Arc::new(arrow), self.names.as_deref())
+        let arrow = match &self.analyzed {
+            Some(analyzed) if !self.optimized => analyzed.clone(),
+            _ => Arc::new(self.plan.schema().as_arrow().clone()),
+        };
+        rename(arrow, self.names.as_deref())
     }
 }
 
@@ -311,10 +321,63 @@ impl Engine {
         if let Some(planned) = key.as_ref().and_then(|k| self.plan_cache.get(k)) {
             return Ok(Some(planned));
         }
-        let Some(mut stmt) = pg::parse_statement(&self.parser, text)? else { return Ok(None) };
+        let Some((stmt, kept)) = pg::parse_statement(&self.parser, text)? else { return Ok(None) };
+        let state = self.ctx.state();
+        // The statement with its select lists' subqueries, if DataFusion can plan and
+        // decorrelate them (an optimized plan left with a subquery expression cannot run);
+        // else the compatibility parser's (pg::parse::with_select_list_subqueries).
+        let kept = match kept {
+            Some(kept) => match self.plan_statement(kept, session, &state).await {
+                // Whether it may be cached is seen before the optimizer folds `now()`.
+                Ok(planned) => {
+                    let cacheable = plan_cache::cacheable(&planned);
+                    state
+                        .optimize(&planned.plan)
+                        .ok()
+                        .filter(|plan| !plan_cache::has_subquery_expressions(plan))
+                        .map(|plan| (Planned { plan, optimized: true, ..planned }, cacheable))
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let (mut planned, cacheable) = match kept {
+            Some(kept) => kept,
+            None => {
+                let planned = self.plan_statement(stmt, session, &state).await?;
+                let cacheable = plan_cache::cacheable(&planned);
+                (planned, cacheable)
+            }
+        };
+        if let Some(key) = key
+            && cacheable
+        {
+            if !planned.optimized {
+                planned.plan = state.optimize(&planned.plan).map_err(Error::from)?;
+                planned.optimized = true;
+            }
+            self.plan_cache.put(key, planned.clone());
+        }
+        if !planned.optimized {
+            // Optimized when it runs (now() then is the time it runs); analyzed now for its types.
+            planned.analyzed = state
+                .analyzer()
+                .execute_and_check(planned.plan.clone(), state.config_options(), |_, _| {})
+                .ok()
+                .map(|p| Arc::new(p.schema().as_arrow().clone()));
+        }
+        Ok(Some(planned))
+    }
+
+    /// A parsed statement's logical plan for a session, cube queries rewritten, not optimized.
+    async fn plan_statement(
+        &self,
+        mut stmt: datafusion::sql::sqlparser::ast::Statement,
+        session: &SessionInfo,
+        state: &datafusion::execution::SessionState,
+    ) -> Result<Planned> {
         let pg_names = pg::names::pg_column_names(&stmt);
         let setting_changes = pg::rewrite::rewrite_session(&mut stmt, session)?;
-        let state = self.ctx.state();
         let plan = state
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
             .await
@@ -325,15 +388,7 @@ impl Engine {
             let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
             pg::names::resolve_names(&pg, &df).filter(|n| *n != df)
         });
-        let mut planned = Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, optimized: false };
-        if let Some(key) = key
-            && plan_cache::cacheable(&planned)
-        {
-            planned.plan = state.optimize(&planned.plan).map_err(Error::from)?;
-            planned.optimized = true;
-            self.plan_cache.put(key, planned.clone());
-        }
-        Ok(Some(planned))
+        Ok(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, optimized: false, analyzed: None })
     }
 
     /// Runs a planned statement, returning its schema and a stream of batches.

@@ -14,8 +14,10 @@
 //! - Time and chance: the optimizer folds `now()`, `current_date` and the like into constants,
 //!   so a plan calling any function that is not immutable is never cached.
 //! - Parameters: a plan with `$n` placeholders is never cached (its values come later).
-//! - Only plans over cubes, with no side effect on the session, are kept: catalog queries read
-//!   in-memory tables that change with the session, and are cheap to plan anyway.
+//! - Only plans over cubes, or over no table at all (`SELECT 1`, which pools and drivers send
+//!   to check a connection, `SELECT version()`), with no side effect on the session, are
+//!   kept: catalog queries read in-memory tables that change with the session. A constant
+//!   statement costs little to plan, but it is most of its round trip.
 //!
 //! The cache is bounded (least recently used entries go first) and shared by all sessions of
 //! one engine; the model and the lake's table schemas are fixed for an engine's lifetime.
@@ -90,11 +92,42 @@ impl PlanCache {
     }
 }
 
+/// Whether an optimized plan still holds a subquery expression DataFusion's physical planner
+/// cannot run: a correlated one its optimizer could not turn into a join (it runs
+/// uncorrelated scalar subqueries, and fails on more than one row, as PostgreSQL does).
+pub fn has_subquery_expressions(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                found |= match e {
+                    Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
+                    Expr::Exists(_) | Expr::InSubquery(_) => true,
+                    _ => false,
+                };
+                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            })
+        })?;
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
+/// Whether a plan, or a subquery of it, reads a table (not only constants and `VALUES`).
+fn reads_tables(plan: &LogicalPlan) -> bool {
+    let mut reads = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        reads |= matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_));
+        Ok(if reads { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    reads
+}
+
 /// Whether a freshly planned (not yet optimized) statement may be optimized once and reused:
-/// a query over cubes, with no placeholders, no effect on the session's settings, and only
+/// a query over cubes or over no table at all (`SELECT 1`, a driver's `SELECT version()`), with no placeholders, no effect on the session's settings, and only
 /// immutable functions (see the module documentation).
 pub fn cacheable(planned: &Planned) -> bool {
-    if planned.cube_queries.is_empty() || !planned.setting_changes.is_empty() {
+    if (planned.cube_queries.is_empty() && reads_tables(&planned.plan)) || !planned.setting_changes.is_empty() {
         return false;
     }
     if matches!(

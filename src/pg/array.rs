@@ -93,7 +93,9 @@ pub fn parse(text: &str) -> Result<Vec<Option<String>>> {
 /// An array in text form as a list value of `element` values (read as casts read them).
 pub fn list_value(text: &str, element: &DataType) -> Result<ScalarValue> {
     let items: StringArray = parse(text)?.into_iter().collect();
-    let values = datafusion::arrow::compute::cast(&items, element).map_err(|e| {
+    // Not the safe cast, which makes an element that does not read a NULL.
+    let options = datafusion::arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let values = datafusion::arrow::compute::cast_with_options(&items, element, &options).map_err(|e| {
         Error::new(ErrorKind::InvalidTextRepresentation, format!("malformed array literal: \"{text}\": {e}"))
     })?;
     Ok(list_of(values))

@@ -36,8 +36,16 @@ use datafusion::sql::sqlparser::ast::Statement;
 use crate::error::Result;
 
 /// One statement of `sql` parsed with PostgreSQL's syntax after the text rules
-/// ([`rewrite::fragments`]); `None` for an empty statement.
-pub fn parse_statement(parser: &datafusion_pg_catalog::sql::PostgresCompatibilityParser, sql: &str) -> Result<Option<Statement>> {
+/// ([`rewrite::fragments`]); `None` for an empty statement. With it, the same statement
+/// keeping the subqueries of its select lists, when the compatibility parser dropped them
+/// ([`parse::with_select_list_subqueries`]): to be planned first.
+pub fn parse_statement(
+    parser: &datafusion_pg_catalog::sql::PostgresCompatibilityParser,
+    sql: &str,
+) -> Result<Option<(Statement, Option<Statement>)>> {
     let substituted = rewrite::fragments::substitute(sql);
-    parse::parse_one(parser, &substituted, sql)
+    Ok(parse::parse_one(parser, &substituted, sql)?.map(|parsed| {
+        let kept = parse::with_select_list_subqueries(&substituted, &parsed);
+        (parsed, kept)
+    }))
 }

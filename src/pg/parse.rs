@@ -26,6 +26,50 @@ pub fn parse_one(parser: &datafusion_pg_catalog::sql::PostgresCompatibilityParse
     }
 }
 
+/// The statement `parsed` (from [`parse_one`] of `text`) with the subqueries of its select
+/// lists as the client wrote them, when datafusion-pg-catalog changed them; `None` when it
+/// did not. Its `RemoveSubqueryFromProjection` replaces a correlated subquery in a select
+/// list with NULL (`SELECT a, (SELECT count(*) FROM s WHERE b <= t.a) FROM t` answered NULL
+/// for every row, without a word) and adds `LIMIT 1` to the others (hiding PostgreSQL's
+/// "more than one row returned by a subquery"), so that catalog queries DataFusion cannot
+/// plan still run. The crate's parser keeps its rule list private, so this parses `text`
+/// again and applies the same rules but that one; the result counts only if that rule turns
+/// it into `parsed` (otherwise the crate replaced the whole statement, by its list of
+/// known client queries). The engine plans this statement first, and `parsed` only if
+/// DataFusion cannot.
+pub fn with_select_list_subqueries(text: &str, parsed: &Statement) -> Option<Statement> {
+    use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
+    static BEFORE: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = std::sync::LazyLock::new(|| {
+        vec![
+            Box::new(rules::AliasDuplicatedProjectionRewrite),
+            Box::new(rules::ResolveUnqualifiedIdentifier),
+            Box::new(rules::RewriteArrayAnyAllOperation),
+            Box::new(rules::PrependUnqualifiedPgTableName),
+            Box::new(rules::StripCallableQualifier),
+            Box::new(rules::FixArrayLiteral),
+            Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+            Box::new(rules::StripCollate),
+            Box::new(rules::RewritePgCatalogOperator),
+            Box::new(rules::RewriteRegCastToSubquery::new()),
+        ]
+    });
+    // A subquery in a select list needs a second SELECT.
+    if text.to_ascii_lowercase().matches("select").count() < 2 {
+        return None;
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, text).ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    let before = BEFORE.iter().fold(statements.pop()?, |s, rule| rule.rewrite(s));
+    let theirs = rules::FixVersionColumnName.rewrite(rules::RemoveSubqueryFromProjection.rewrite(before.clone()));
+    if theirs != *parsed {
+        return None;
+    }
+    let ours = rules::FixVersionColumnName.rewrite(before);
+    (ours != *parsed).then_some(ours)
+}
+
 fn syntax_error(sql: &str, e: datafusion::sql::sqlparser::parser::ParserError) -> Error {
     let msg = e.to_string();
     let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string();

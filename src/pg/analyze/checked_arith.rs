@@ -1,6 +1,6 @@
 //! Integer arithmetic that overflows is an error, as in PostgreSQL (22003 `integer out of
 //! range`), not a wrapped-around number: DataFusion's `+ - *` on integers wrap, so
-//! `9223372036854775807::int8 + 1` answered `-9223372036854775808` and a calculated field
+//! `9223372036854775807::int8 + 1` (or `-x` of the smallest bigint) answered `-9223372036854775808` and a calculated field
 //! over large counts could turn negative without a word. Floating-point division by zero is
 //! PostgreSQL's 22012 too, not `Infinity`. After type coercion (both operands then have one
 //! type), this rule replaces those operators by functions running Arrow's checked kernels.
@@ -25,6 +25,16 @@ use crate::error::{Error, ErrorKind};
 pub const RULE: super::ExprRule = super::ExprRule { name: "pg_checked_arith", rewrite: check };
 
 fn check(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    if let Expr::Negative(inner) = &e
+        && let Ok(t) = inner.get_type(schema)
+        && t.is_signed_integer()
+    {
+        // `-x` is `0 - x`: the negation of the smallest integer overflows.
+        let Expr::Negative(inner) = e else { unreachable!("matched above") };
+        let zero = Expr::Literal(ScalarValue::new_zero(&t)?, None);
+        let udf = Arc::new(ScalarUDF::new_from_impl(Checked::new(Operator::Minus)));
+        return Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![zero, *inner]))));
+    }
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else { return Ok(Transformed::no(e)) };
     let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else { return Ok(Transformed::no(e)) };
     if lt != rt {
@@ -135,6 +145,9 @@ mod tests {
         );
         assert_eq!(answer("SELECT 2147483647::int + 1::int - 1::int").await, "[22003] integer out of range");
         assert_eq!(answer("SELECT 40000::int * 50000::bigint").await, "2000000000");
+        // Negation too.
+        assert_eq!(answer("SELECT -a FROM (VALUES (-9223372036854775807 - 1)) AS t(a)").await, "[22003] bigint out of range");
+        assert_eq!(answer("SELECT -a FROM (VALUES (-5)) AS t(a)").await, "5");
     }
 
     #[tokio::test]

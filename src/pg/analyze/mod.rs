@@ -10,12 +10,15 @@
 //! - [`numeric_division`] (before type coercion): `numeric / numeric` and `avg(numeric)` keep
 //!   at least 16 significant digits, as PostgreSQL's do, instead of Arrow's 4 extra decimals.
 //!
+//! - [`extract_second`] (before type coercion): `EXTRACT(second …)` keeps the fraction of the
+//!   second (`15.500000`), not the whole seconds.
 //! - [`sort_subquery`] (before type coercion): a subquery in ORDER BY is computed in a
 //!   projection under the sort (DataFusion decorrelates subqueries only there).
 //!
 //! [`around_coercion`] places them around DataFusion's own analyzer rules.
 
 pub mod checked_arith;
+pub mod extract_second;
 pub mod numeric_division;
 pub mod sort_subquery;
 pub mod unknown_literal;
@@ -42,6 +45,7 @@ pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     rules.push(Arc::new(unknown_literal::RULE));
     rules.push(Arc::new(sort_subquery::SortSubquery));
     rules.push(Arc::new(numeric_division::RULE));
+    rules.push(Arc::new(extract_second::RULE));
     rules.extend(datafusion);
     rules.push(Arc::new(checked_arith::RULE));
     rules

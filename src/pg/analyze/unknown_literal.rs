@@ -8,7 +8,8 @@
 //! as that type is PostgreSQL's 22P02 at planning, as there.
 //!
 //! Comparisons (`= <> < <= > >=`, `IS [NOT] DISTINCT FROM`, `IN (…)`, `BETWEEN`) resolve a
-//! literal against booleans, numbers, dates, times, timestamps and intervals; arithmetic only
+//! literal against booleans, numbers, dates, times, timestamps, intervals and arrays (read in
+//! PostgreSQL's array text form, `'{0}'`); arithmetic only
 //! against numbers (PostgreSQL's `timestamp - '1 day'` is ambiguous, and refused there too).
 
 use datafusion::arrow::datatypes::DataType;
@@ -132,6 +133,8 @@ fn comparable(t: &DataType) -> bool {
                 | DataType::Time64(_)
                 | DataType::Timestamp(..)
                 | DataType::Interval(_)
+                | DataType::List(_)
+                | DataType::LargeList(_)
         )
 }
 
@@ -163,6 +166,12 @@ fn typed_if_text(e: Expr, t: &DataType) -> Result<Expr> {
 
 /// `s` read as a value of type `t`, as PostgreSQL reads an unknown literal.
 fn typed(s: &str, t: &DataType) -> Result<Expr> {
+    if let DataType::List(item) | DataType::LargeList(item) = t {
+        // An array in PostgreSQL's text form (`polroles <> '{0}'`, psql's `\dp`); Arrow's
+        // cast of text to a list would make a list of the one string.
+        let list = crate::pg::array::list_value(s, item.data_type()).map_err(super::external)?;
+        return Ok(Expr::Cast(datafusion::logical_expr::expr::Cast::new(Box::new(Expr::Literal(list, None)), t.clone())));
+    }
     let value = match t {
         DataType::Boolean => pg_bool(s).map(|b| ScalarValue::Boolean(Some(b))),
         _ => ScalarValue::try_from_string(s.trim().to_string(), t).ok().filter(|v| !v.is_null()),
@@ -218,6 +227,16 @@ mod tests {
         assert_eq!(answer("SELECT DATE '2025-02-01' > '2025-01-01'").await, "true");
         // Text compared with text stays text.
         assert_eq!(answer("SELECT 'b' > 'a'").await, "true");
+    }
+
+    #[tokio::test]
+    async fn an_array_literal_takes_the_array_type_beside_it() {
+        // psql's \dp: `polroles <> '{0}'`, an oid[] column against an array literal.
+        assert_eq!(answer("SELECT make_array(0) <> '{0}'").await, "false");
+        assert_eq!(answer("SELECT make_array(1, 2) = '{1,2}'").await, "true");
+        assert_eq!(answer("SELECT make_array('a b', 'c') = '{\"a b\",c}'").await, "true");
+        let bad = answer("SELECT make_array(1) = '{x}'").await;
+        assert!(bad.starts_with("[22P02] malformed array literal: \"{x}\""), "{bad}");
     }
 
     #[tokio::test]
