@@ -120,10 +120,7 @@ impl Planned {
 
     /// The result schema clients see: the plan's, with PostgreSQL's column names.
     pub fn schema(&self) -> SchemaRef {
-        let arrow = match &self.analyzed {
-            Some(analyzed) if !self.optimized => analyzed.clone(),
-            _ => Arc::new(self.plan.schema().as_arrow().clone()),
-        };
+        let arrow = self.analyzed.clone().unwrap_or_else(|| Arc::new(self.plan.schema().as_arrow().clone()));
         rename(arrow, self.names.as_deref())
     }
 }

@@ -96,15 +96,20 @@ impl PlanCache {
 /// cannot run: a correlated one its optimizer could not turn into a join (it runs
 /// uncorrelated scalar subqueries, and fails on more than one row, as PostgreSQL does).
 pub fn has_subquery_expressions(plan: &LogicalPlan) -> bool {
+    any_expression(plan, |e| match e {
+        Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
+        Expr::Exists(_) | Expr::InSubquery(_) => true,
+        _ => false,
+    })
+}
+
+/// Whether any expression of `plan` or of its subqueries, at any depth, is one `pred` finds.
+fn any_expression(plan: &LogicalPlan, pred: impl Fn(&Expr) -> bool) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|e| {
             e.apply(|e| {
-                found |= match e {
-                    Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
-                    Expr::Exists(_) | Expr::InSubquery(_) => true,
-                    _ => false,
-                };
+                found |= pred(e);
                 Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
             })
         })?;
@@ -124,8 +129,9 @@ fn reads_tables(plan: &LogicalPlan) -> bool {
 }
 
 /// Whether a freshly planned (not yet optimized) statement may be optimized once and reused:
-/// a query over cubes or over no table at all (`SELECT 1`, a driver's `SELECT version()`), with no placeholders, no effect on the session's settings, and only
-/// immutable functions (see the module documentation).
+/// a query over cubes or over no table at all (`SELECT 1`, a driver's `SELECT version()`),
+/// with no placeholders, no effect on the session's settings, and only immutable functions
+/// (see the module documentation).
 pub fn cacheable(planned: &Planned) -> bool {
     if (planned.cube_queries.is_empty() && reads_tables(&planned.plan)) || !planned.setting_changes.is_empty() {
         return false;
@@ -142,20 +148,9 @@ pub fn cacheable(planned: &Planned) -> bool {
     ) {
         return false;
     }
-    let mut ok = true;
-    let _ = planned.plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            e.apply(|e| {
-                let fixed = match e {
-                    Expr::Placeholder(_) => false,
-                    Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
-                    _ => true,
-                };
-                ok &= fixed;
-                Ok(if fixed { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
-            })
-        })?;
-        Ok(if ok { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
-    });
-    ok
+    !any_expression(&planned.plan, |e| match e {
+        Expr::Placeholder(_) => true,
+        Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+        _ => false,
+    })
 }

@@ -53,8 +53,8 @@ pub fn with_select_list_subqueries(text: &str, parsed: &Statement) -> Option<Sta
             Box::new(rules::RewriteRegCastToSubquery::new()),
         ]
     });
-    // A subquery in a select list needs a second SELECT.
-    if text.to_ascii_lowercase().matches("select").count() < 2 {
+    // Only where that rule could have acted: a select-list item NULL, or a subquery with a limit.
+    if !select_list_null_or_limited_subquery(parsed) {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, text).ok()?;
@@ -68,6 +68,29 @@ pub fn with_select_list_subqueries(text: &str, parsed: &Statement) -> Option<Sta
     }
     let ours = rules::FixVersionColumnName.rewrite(before);
     (ours != *parsed).then_some(ours)
+}
+
+/// Whether a select list of `stmt` holds a bare NULL or a subquery with a LIMIT: what
+/// `RemoveSubqueryFromProjection` leaves where it acts.
+fn select_list_null_or_limited_subquery(stmt: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Value, Visit, Visitor};
+    struct Finder;
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> std::ops::ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_ref() else { return std::ops::ControlFlow::Continue(()) };
+            let acted = select.projection.iter().any(|item| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => match e {
+                    Expr::Value(v) => v.value == Value::Null,
+                    Expr::Subquery(q) => q.limit_clause.is_some(),
+                    _ => false,
+                },
+                _ => false,
+            });
+            if acted { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
+        }
+    }
+    stmt.visit(&mut Finder).is_break()
 }
 
 fn syntax_error(sql: &str, e: datafusion::sql::sqlparser::parser::ParserError) -> Error {
