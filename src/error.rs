@@ -54,8 +54,17 @@ pub enum ErrorKind {
     /// An expression of the wrong type where the statement needs another (a WHERE that is
     /// not boolean, CASE branches of types that do not match).
     DatatypeMismatch,
-    /// A date or timestamp beyond the range that can be represented.
+    /// A date or timestamp beyond the range that can be represented, or a field of one out
+    /// of its range (`'2025-02-30'::date`, a time of 25:00).
     DatetimeOutOfRange,
+    /// Text that does not read as a date or timestamp at all (`'nope'::date`).
+    InvalidDatetimeFormat,
+    /// An unqualified column name that more than one table of the FROM clause has.
+    AmbiguousColumn,
+    /// An ORDER BY or GROUP BY position past the select list.
+    InvalidColumnReference,
+    /// An argument outside a math function's domain (the square root of a negative number).
+    InvalidArgumentForPowerFunction,
     /// An aggregate that does not fit a measure, a measure grouped by or filtered in WHERE.
     InvalidAggregate,
     /// Division by zero at execution.
@@ -109,6 +118,10 @@ impl ErrorKind {
             ErrorKind::UndefinedFunction => "42883",
             ErrorKind::DatatypeMismatch => "42804",
             ErrorKind::DatetimeOutOfRange => "22008",
+            ErrorKind::InvalidDatetimeFormat => "22007",
+            ErrorKind::AmbiguousColumn => "42702",
+            ErrorKind::InvalidColumnReference => "42P10",
+            ErrorKind::InvalidArgumentForPowerFunction => "2201F",
             ErrorKind::InvalidAggregate => "42803",
             ErrorKind::DivisionByZero => "22012",
             ErrorKind::CardinalityViolation => "21000",
@@ -239,6 +252,10 @@ fn classify_datafusion(e: DataFusionError) -> Error {
                 let e = Error::new(ErrorKind::UndefinedColumn, format!("column \"{}\" does not exist", field.name));
                 if hint.is_empty() { e } else { e.with_hint(hint) }
             }
+            SchemaError::AmbiguousReference { field } => {
+                Error::new(ErrorKind::AmbiguousColumn, format!("column reference \"{}\" is ambiguous", field.name))
+                    .with_hint(format!("qualify the column with its table or alias (t.{})", field.name))
+            }
             _ => Error::new(ErrorKind::DataException, message),
         },
         // A lakecube error raised inside DataFusion (a UDF, a memory rule) keeps its kind.
@@ -246,7 +263,11 @@ fn classify_datafusion(e: DataFusionError) -> Error {
             let e = inner.downcast_ref::<Error>().expect("checked");
             Error { kind: e.kind, message: e.message.clone(), hint: e.hint.clone(), position: e.position }
         }
-        DataFusionError::NotImplemented(_) => Error::new(ErrorKind::FeatureNotSupported, message),
+        DataFusionError::NotImplemented(_) => match message.strip_prefix("Unsupported SQL type ") {
+            Some(name) if !is_postgres_type(name) => Error::new(ErrorKind::UndefinedObject, format!("type \"{name}\" does not exist"))
+                .with_hint("lakecube's types are PostgreSQL's scalar types: integer, bigint, numeric, double precision, text, boolean, date, timestamp, interval …"),
+            _ => Error::new(ErrorKind::FeatureNotSupported, message),
+        },
         DataFusionError::ResourcesExhausted(_) => Error::new(ErrorKind::ResourceExhausted, format!("out of memory: {message}"))
             .with_hint("narrow the query with filters, or group by fewer columns; the server's memory_limit and query_memory_limit bound what one query may hold"),
         DataFusionError::Plan(m) if m.contains("table") && m.contains("not found") => {
@@ -262,9 +283,46 @@ fn classify_datafusion(e: DataFusionError) -> Error {
     }
 }
 
+/// Whether `name` (as DataFusion prints a type it cannot plan) is one of PostgreSQL's own
+/// types, which lakecube does not support (0A000), rather than no type at all (42704).
+fn is_postgres_type(name: &str) -> bool {
+    const OTHER_POSTGRES_TYPES: &[&str] = &[
+        "money", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle", "cidr", "inet", "macaddr", "macaddr8",
+        "bit", "varbit", "tsvector", "tsquery", "txid_snapshot", "pg_snapshot", "pg_lsn", "int4range", "int8range",
+        "numrange", "tsrange", "tstzrange", "daterange", "int4multirange", "jsonpath", "record", "void", "trigger",
+        "json", "jsonb", "uuid", "timetz", "xid", "xid8", "cid", "tid", "regnamespace", "regrole", "regoper",
+        "regoperator", "regconfig", "regdictionary", "regcollation", "int2vector", "oidvector", "pg_lsn", "anyelement",
+        "anyarray", "cstring", "internal", "refcursor", "datemultirange", "nummultirange", "tsmultirange",
+        "tstzmultirange", "int8multirange", "txid_snapshot",
+    ];
+    let plain = name.to_ascii_lowercase();
+    !plain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || OTHER_POSTGRES_TYPES.contains(&plain.as_str())
+}
+
 /// A planning error by PostgreSQL's class: a function or operator that does not exist for the
-/// argument types (42883), an expression of the wrong type (42804), else a syntax error.
+/// argument types (42883), an expression of the wrong type (42804), a column outside GROUP BY
+/// or a nested aggregate (42803), an ORDER BY position past the select list (42P10), else a
+/// syntax error.
 fn classify_plan(message: String) -> Error {
+    if let Some((_, rest)) = message.split_once("column \"")
+        && let Some((column, _)) = rest.split_once("\" must appear in the GROUP BY clause")
+    {
+        return Error::new(ErrorKind::InvalidAggregate, format!("column \"{column}\" must appear in the GROUP BY clause or be used in an aggregate function"))
+            .with_hint(format!("add {column} to GROUP BY, or aggregate it (max({column}), count({column}))"));
+    }
+    if message.contains("Aggregate function calls cannot be nested") {
+        return Error::new(ErrorKind::InvalidAggregate, "aggregate function calls cannot be nested")
+            .with_hint("aggregate in a subquery and aggregate its result outside: SELECT sum(s) FROM (SELECT sum(x) AS s … GROUP BY …) t");
+    }
+    if let Some(rest) = message.strip_prefix("Order by column out of bounds, specified: ") {
+        let position = rest.split(',').next().unwrap_or(rest);
+        return Error::new(ErrorKind::InvalidColumnReference, format!("ORDER BY position {position} is not in select list"));
+    }
+    if let Some(rest) = message.strip_prefix("Cannot create filter with non-boolean predicate ")
+        && let Some((_, ty)) = rest.rsplit_once(" returning ")
+    {
+        return Error::new(ErrorKind::DatatypeMismatch, format!("argument of WHERE must be type boolean, not type {}", pg_type_word(ty)));
+    }
     if let Some(rest) = message.strip_prefix("Invalid function '") {
         let (name, after) = rest.split_once('\'').unwrap_or((rest, ""));
         let e = Error::new(ErrorKind::UndefinedFunction, format!("function {name} does not exist"));
@@ -304,17 +362,74 @@ fn classify_data(message: String) -> Error {
     if message.contains("Overflow happened") || message.contains("overflow on") || message.contains("Overflowing on") {
         return Error::new(ErrorKind::NumericValueOutOfRange, format!("value out of range: {message}"));
     }
+    if message.contains("cannot take square root of a negative number") {
+        return Error::new(ErrorKind::InvalidArgumentForPowerFunction, "cannot take square root of a negative number");
+    }
     // Arrow: "Cannot cast string 'abc' to value of Int32 type".
     if let Some(rest) = message.split_once("Cannot cast string '").map(|(_, r)| r)
         && let Some((text, ty)) = rest.rsplit_once("' to value of ")
     {
-        let ty = ty.trim_end_matches(" type");
-        return Error::new(
-            ErrorKind::InvalidTextRepresentation,
-            format!("invalid input syntax for type {}: \"{text}\"", pg_type_word(ty)),
-        );
+        return text_error(text, pg_type_word(ty.trim_end_matches(" type")));
+    }
+    // Arrow: "Cannot cast value 'maybe' to value of Boolean type".
+    if let Some(rest) = message.split_once("Cannot cast value '").map(|(_, r)| r)
+        && let Some((text, ty)) = rest.rsplit_once("' to value of ")
+    {
+        return text_error(text, pg_type_word(ty.trim_end_matches(" type")));
+    }
+    // Arrow: "Error parsing timestamp from '2025-03-05 25:00:00': error parsing time".
+    if let Some(rest) = message.split_once("Error parsing timestamp from '").map(|(_, r)| r)
+        && let Some((text, _)) = rest.rsplit_once("': ")
+    {
+        return text_error(text, "timestamp");
+    }
+    // Arrow: "Can't cast value 40000 to type Int16".
+    if let Some(rest) = message.split_once("Can't cast value ").map(|(_, r)| r)
+        && let Some((_, ty)) = rest.rsplit_once(" to type ")
+    {
+        return Error::new(ErrorKind::NumericValueOutOfRange, format!("{} out of range", pg_type_word(ty)));
+    }
+    // Arrow: "12345.6 is too large to store in a Decimal128 of precision 5. Max is 9999.9".
+    if message.contains("is too large to store in a Decimal") {
+        return Error::new(ErrorKind::NumericValueOutOfRange, "numeric field overflow")
+            .with_hint(message.split_once(". Max is ").map_or(message.clone(), |(_, max)| format!("the largest value of this numeric type is {max}")));
     }
     Error::new(ErrorKind::DataException, message)
+}
+
+/// The error for `text` that does not read as a value of PostgreSQL type `word`, by
+/// PostgreSQL's class: a well-formed integer too large for its type is 22003, a date or
+/// timestamp written in digits with a field out of range (February 30, hour 25) 22008,
+/// other text for a date or timestamp 22007, for anything else 22P02.
+pub fn text_error(text: &str, word: &str) -> Error {
+    let t = text.trim();
+    let integer = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if matches!(word, "smallint" | "integer" | "bigint") && !integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit()) {
+        return Error::new(ErrorKind::NumericValueOutOfRange, format!("value \"{text}\" is out of range for type {word}"));
+    }
+    if word == "date" || word.starts_with("timestamp") {
+        return if datetime_field_out_of_range(t) {
+            Error::new(ErrorKind::DatetimeOutOfRange, format!("date/time field value out of range: \"{text}\""))
+        } else {
+            Error::new(ErrorKind::InvalidDatetimeFormat, format!("invalid input syntax for type {word}: \"{text}\""))
+        };
+    }
+    Error::new(ErrorKind::InvalidTextRepresentation, format!("invalid input syntax for type {word}: \"{text}\""))
+}
+
+/// Whether `t` is `YYYY-MM-DD[ HH:MM[:SS[.f]]]` in digits with a field past its range (month
+/// 13, February 30, hour 25, minute or second 60 and over).
+fn datetime_field_out_of_range(t: &str) -> bool {
+    let fields: Vec<&str> = t.split(['-', ' ', 'T', ':', '.']).collect();
+    let digits = |f: &&str| !f.is_empty() && f.len() <= 6 && f.bytes().all(|b| b.is_ascii_digit());
+    if !(3..=7).contains(&fields.len()) || !fields.iter().all(digits) || fields[0].len() != 4 {
+        return false;
+    }
+    let n: Vec<u32> = fields.iter().map(|f| f.parse().unwrap_or(u32::MAX)).collect();
+    let (year, month, day) = (n[0] as i32, n[1], n[2]);
+    let day_ok = (1..=12).contains(&month) && day >= 1 && chrono::NaiveDate::from_ymd_opt(year, month, day).is_some();
+    let time_ok = n.get(3).is_none_or(|h| *h <= 24) && n.get(4).is_none_or(|m| *m < 60) && n.get(5).is_none_or(|s| *s < 60);
+    !(day_ok && time_ok)
 }
 
 /// PostgreSQL's word for an Arrow type named in an error (`Int32` → `integer`).
@@ -420,5 +535,51 @@ mod tests {
         assert_eq!(e.message, "x");
         let e: Error = DataFusionError::Plan("table 'lake.nope' not found".into()).into();
         assert_eq!(e.sqlstate(), "42P01");
+    }
+
+    /// DataFusion's planning messages, by the class PostgreSQL gives the same mistake.
+    #[test]
+    fn planning_errors_get_postgresql_classes() {
+        let class = |m: &str| {
+            let e = classify_plan(m.to_string());
+            format!("[{}] {}", e.sqlstate(), e.message)
+        };
+        assert_eq!(
+            class("Column in SELECT must be in GROUP BY or an aggregate function: While expanding wildcard, column \"t.a\" must appear in the GROUP BY clause or must be part of an aggregate function, currently only \"t.b\" appears in the SELECT clause satisfies this requirement"),
+            "[42803] column \"t.a\" must appear in the GROUP BY clause or be used in an aggregate function"
+        );
+        assert_eq!(class("Aggregate function calls cannot be nested: 'sum(t.a)' is nested inside 'sum(sum(t.a))'"), "[42803] aggregate function calls cannot be nested");
+        assert_eq!(class("Order by column out of bounds, specified: 2, max: 1"), "[42P10] ORDER BY position 2 is not in select list");
+        assert_eq!(class("Cannot create filter with non-boolean predicate 't.a' returning Int64"), "[42804] argument of WHERE must be type boolean, not type bigint");
+        let e: Error = DataFusionError::NotImplemented("Unsupported SQL type nosuchtype".into()).into();
+        assert_eq!((e.sqlstate(), e.message.as_str()), ("42704", "type \"nosuchtype\" does not exist"));
+        let e: Error = DataFusionError::NotImplemented("Unsupported SQL type money".into()).into();
+        assert_eq!(e.sqlstate(), "0A000");
+        let e: Error = DataFusionError::NotImplemented("Unsupported SQL type JSONB".into()).into();
+        assert_eq!(e.sqlstate(), "0A000");
+    }
+
+    /// Arrow's execution messages for casts, by the class PostgreSQL gives the same mistake.
+    #[test]
+    fn cast_errors_get_postgresql_classes() {
+        let class = |m: &str| {
+            let e = classify_data(m.to_string());
+            format!("[{}] {}", e.sqlstate(), e.message)
+        };
+        assert_eq!(class("Cannot cast string '99999999999' to value of Int32 type"), "[22003] value \"99999999999\" is out of range for type integer");
+        assert_eq!(class("Cannot cast string 'x1' to value of Int64 type"), "[22P02] invalid input syntax for type bigint: \"x1\"");
+        assert_eq!(class("Cannot cast value 'maybe' to value of Boolean type"), "[22P02] invalid input syntax for type boolean: \"maybe\"");
+        assert_eq!(class("Cannot cast string '2025-02-30' to value of Date32 type"), "[22008] date/time field value out of range: \"2025-02-30\"");
+        assert_eq!(class("Cannot cast string '2025-13-01' to value of Date32 type"), "[22008] date/time field value out of range: \"2025-13-01\"");
+        assert_eq!(class("Cannot cast string 'nope' to value of Date32 type"), "[22007] invalid input syntax for type date: \"nope\"");
+        // A valid date Arrow does not read is not "out of range".
+        assert_eq!(class("Cannot cast string '2025-02-28' to value of Date32 type"), "[22007] invalid input syntax for type date: \"2025-02-28\"");
+        assert_eq!(
+            class("Parser error: Error parsing timestamp from '2025-03-05 25:00:00': error parsing time"),
+            "[22008] date/time field value out of range: \"2025-03-05 25:00:00\""
+        );
+        assert_eq!(class("Can't cast value 40000 to type Int16"), "[22003] smallint out of range");
+        assert_eq!(class("12345.6 is too large to store in a Decimal128 of precision 5. Max is 9999.9"), "[22003] numeric field overflow");
+        assert_eq!(class("cannot take square root of a negative number"), "[2201F] cannot take square root of a negative number");
     }
 }

@@ -434,6 +434,13 @@ async fn repeated_cube_statements_reuse_their_plan() {
         assert_eq!(first, second);
         assert_eq!(first, rows(&fresh, q).await);
     }
+    // Its rows are kept once it has run, and later runs send them without DataFusion
+    // (engine::constant); a statement reading a table keeps none.
+    let planned = e.plan_with_cubes("SELECT 1").await.unwrap();
+    let kept = planned.constant.clone().expect("SELECT 1 is a constant statement");
+    assert!(kept.stream().is_some(), "SELECT 1 ran above: its rows should be kept");
+    assert_eq!(rows(&e, "SELECT 1").await, rows(&fresh, "SELECT 1").await);
+    assert!(e.plan_with_cubes(q).await.unwrap().constant.is_none(), "a cube statement reads the lake");
     // A subquery reading a table keeps the statement out.
     let before = e.plan_cache_stats().hits;
     for _ in 0..2 {

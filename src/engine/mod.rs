@@ -10,6 +10,7 @@
 
 pub mod fast_time;
 pub mod memory;
+pub mod constant;
 pub mod plan_cache;
 pub mod priority;
 
@@ -105,6 +106,9 @@ pub struct Planned {
     /// is bigint there and double once coerced), and a Describe must announce the types the
     /// rows are sent in.
     pub analyzed: Option<SchemaRef>,
+    /// For a statement the plan cache keeps that reads no table (`SELECT 1`): its rows once
+    /// a run has kept them, shared by every session that plans the same text ([`constant`]).
+    pub constant: Option<Arc<constant::ConstantRows>>,
 }
 
 impl Planned {
@@ -152,10 +156,13 @@ impl Engine {
     pub async fn open_with(lake: Lake, model: Option<&Model>, options: Options) -> Result<Engine> {
         let memory = memory::Memory::new(options.memory)?;
         let priorities = priority::Priorities::new(options.priority)?;
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(false);
+        // A decimal literal (`1.5`, `0.25`) is numeric, as in PostgreSQL, not float8: exact in
+        // sums and comparisons with numeric columns, `pg_typeof(1.5)` is numeric.
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         // The cube rewrite is the first analyzer rule, so that no plan runs with a cube read
         // left in it; it gets the cubes once they are compiled over this session.
         let cube_rewrite = Arc::new(rewrite::CubeRewrite::default());
@@ -353,6 +360,9 @@ impl Engine {
                 planned.plan = state.optimize(&planned.plan).map_err(Error::from)?;
                 planned.optimized = true;
             }
+            if !plan_cache::reads_tables(&planned.plan) {
+                planned.constant = Some(Arc::default());
+            }
             self.plan_cache.put(key, planned.clone());
         }
         if !planned.optimized {
@@ -385,7 +395,7 @@ impl Engine {
             let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
             pg::names::resolve_names(&pg, &df).filter(|n| *n != df)
         });
-        Ok(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, optimized: false, analyzed: None })
+        Ok(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, optimized: false, analyzed: None, constant: None })
     }
 
     /// Runs a planned statement, returning its schema and a stream of batches.
@@ -448,7 +458,12 @@ impl Engine {
     pub async fn execute_planned(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let is_explain = matches!(planned.plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         if !is_explain || planned.cube_queries.is_empty() {
-            return self.execute_named(planned).await;
+            let Some(constant) = planned.constant.clone() else { return self.execute_named(planned).await };
+            if let Some(kept) = constant.stream() {
+                return Ok(kept);
+            }
+            let (schema, stream) = self.execute_named(planned).await?;
+            return Ok((schema.clone(), constant.keep(schema, stream)));
         }
         use datafusion::arrow::array::{ArrayRef, StringArray};
         use datafusion::arrow::record_batch::RecordBatch;

@@ -119,7 +119,7 @@ fn any_expression(plan: &LogicalPlan, pred: impl Fn(&Expr) -> bool) -> bool {
 }
 
 /// Whether a plan, or a subquery of it, reads a table (not only constants and `VALUES`).
-fn reads_tables(plan: &LogicalPlan) -> bool {
+pub(crate) fn reads_tables(plan: &LogicalPlan) -> bool {
     let mut reads = false;
     let _ = plan.apply_with_subqueries(|node| {
         reads |= matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_));

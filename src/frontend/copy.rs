@@ -114,30 +114,39 @@ impl CopyOut {
             out.extend_from_slice(&row.field_count.to_be_bytes());
             out.extend_from_slice(&row.data);
         } else {
-            text_row(&self.copy.format, fields(&row.data)?, &self.quoted, out);
+            let mut fields = Fields { data: &row.data, malformed: false };
+            text_row(&self.copy.format, &mut fields, &self.quoted, out);
+            if fields.malformed || !fields.data.is_empty() {
+                return Err(PgWireError::ApiError("a malformed row in COPY".into()));
+            }
         }
         Ok(())
     }
 }
 
-/// The values of a DataRow's fields (`None` for NULL).
-fn fields(mut data: &[u8]) -> PgWireResult<Vec<Option<&[u8]>>> {
-    let bad = || PgWireError::ApiError("a malformed row in COPY".into());
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        let (len, rest) = data.split_first_chunk::<4>().ok_or_else(bad)?;
+/// The values of a DataRow's fields (`None` for NULL), read as they are written; `malformed`
+/// is set if the row ends inside a field (the values read so far are kept).
+struct Fields<'a> {
+    data: &'a [u8],
+    malformed: bool,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (len, rest) = self.data.split_first_chunk::<4>()?;
         let len = i32::from_be_bytes(*len);
         if len < 0 {
-            out.push(None);
-            data = rest;
-        } else {
-            let len = len as usize;
-            if rest.len() < len {
-                return Err(bad());
-            }
-            out.push(Some(&rest[..len]));
-            data = &rest[len..];
+            self.data = rest;
+            return Some(None);
         }
+        let Some((value, rest)) = rest.split_at_checked(len as usize) else {
+            self.malformed = true;
+            self.data = &[];
+            return None;
+        };
+        self.data = rest;
+        Some(Some(value))
     }
-    Ok(out)
 }

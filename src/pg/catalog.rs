@@ -169,7 +169,10 @@ async fn register_function_info(ctx: &SessionContext, sizes: RelationSizes) -> R
         s.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).filter_map(|t| t.parse().ok()).collect()
     };
     let mut type_names: HashMap<i64, String> = HashMap::new();
-    for b in collect("SELECT CAST(oid AS BIGINT), format_type(oid, NULL) FROM pg_catalog.pg_type").await? {
+    // datafusion-pg-catalog's format_type names the types it has no word for `oid(705)`;
+    // PostgreSQL's gives their typname (`unknown`, `point`, `oidvector`).
+    let names_sql = "SELECT CAST(oid AS BIGINT), CASE WHEN format_type(oid, NULL) LIKE 'oid(%' THEN typname ELSE format_type(oid, NULL) END FROM pg_catalog.pg_type";
+    for b in collect(names_sql).await? {
         let oids = as_text(b.column(0).as_ref())?;
         let names = as_text(b.column(1).as_ref())?;
         for (o, n) in oids.into_iter().zip(names) {

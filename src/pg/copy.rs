@@ -283,10 +283,11 @@ pub const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 
 /// One row in the text or CSV format, `\n`-terminated; `values` are the columns' text forms
-/// (`None` for NULL) and `quoted` tells which CSV columns FORCE_QUOTE names.
+/// (`None` for NULL) and `quoted`, one flag per column, tells which CSV columns FORCE_QUOTE
+/// names.
 pub fn text_row<'a>(format: &CopyFormat, values: impl IntoIterator<Item = Option<&'a [u8]>>, quoted: &[bool], out: &mut Vec<u8>) {
-    let values: Vec<Option<&[u8]>> = values.into_iter().collect();
-    let single = values.len() == 1;
+    // `quoted` has one flag per column: a single column's `\.` must be quoted in CSV.
+    let single = quoted.len() == 1;
     for (i, v) in values.into_iter().enumerate() {
         match format {
             CopyFormat::Text { delimiter, null } => {
@@ -314,24 +315,25 @@ pub fn text_row<'a>(format: &CopyFormat, values: impl IntoIterator<Item = Option
 }
 
 /// `CopyAttributeOutText`: backslash, newline, carriage return, tab, backspace, form feed,
-/// vertical tab and the delimiter escaped with a backslash.
-fn text_value(v: &[u8], delimiter: u8, out: &mut Vec<u8>) {
-    for &b in v {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0x0b => out.extend_from_slice(b"\\v"),
-            b if b == delimiter => {
-                out.push(b'\\');
-                out.push(b);
-            }
-            b => out.push(b),
-        }
+/// vertical tab and the delimiter escaped with a backslash. The runs between them (all of a
+/// number, a date, most text) are copied whole.
+fn text_value(mut v: &[u8], delimiter: u8, out: &mut Vec<u8>) {
+    while let Some(at) = v.iter().position(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0b | 0x0c) || b == delimiter) {
+        out.extend_from_slice(&v[..at]);
+        let b = v[at];
+        out.push(b'\\');
+        out.push(match b {
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0x0b => b'v',
+            b => b,
+        });
+        v = &v[at + 1..];
     }
+    out.extend_from_slice(v);
 }
 
 /// `CopyAttributeOutCSV`: quoted when forced, when it holds the delimiter, the quote, a
@@ -409,7 +411,8 @@ mod tests {
 
     fn row(format: &CopyFormat, values: &[Option<&str>], quoted: &[bool]) -> String {
         let mut out = Vec::new();
-        text_row(format, values.iter().map(|v| v.map(str::as_bytes)), quoted, &mut out);
+        let quoted = if quoted.is_empty() { vec![false; values.len()] } else { quoted.to_vec() };
+        text_row(format, values.iter().map(|v| v.map(str::as_bytes)), &quoted, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -417,6 +420,8 @@ mod tests {
     fn rows_are_written_as_postgresql_writes_them() {
         let text = CopyFormat::Text { delimiter: b'\t', null: "\\N".into() };
         assert_eq!(row(&text, &[Some("a\tb"), None, Some("c\\d\ne")], &[]), "a\\tb\t\\N\tc\\\\d\\ne\n");
+        let piped = CopyFormat::Text { delimiter: b'|', null: "".into() };
+        assert_eq!(row(&piped, &[Some("\r\x08\x0b\x0cx|y\t"), Some("plain"), None], &[]), "\\r\\b\\v\\fx\\|y\\t|plain|\n");
         let csv = CopyFormat::Csv { delimiter: b',', quote: b'"', escape: b'"', null: String::new(), force_quote: ForceQuote::None };
         // The empty string is quoted, NULL is not: they stay apart.
         assert_eq!(row(&csv, &[Some(""), None, Some("x,y"), Some("say \"hi\""), Some("plain")], &[]), "\"\",,\"x,y\",\"say \"\"hi\"\"\",plain\n");

@@ -647,6 +647,8 @@ pub fn size_pretty(bytes: i64) -> String {
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     use datafusion::logical_expr::{Volatility, create_udf};
     ctx.register_udf(ScalarUDF::from(PgToChar::new()));
+    // ceiling(x): PostgreSQL's other name of ceil(x).
+    ctx.register_udf(datafusion::functions::math::ceil().as_ref().clone().with_aliases(["ceiling"]));
     // version(): SQLAlchemy and Npgsql parse "PostgreSQL <major>.<minor>" from it.
     let version = format!(
         "PostgreSQL {} (lakecube {}) on {}-linux, compiled by rustc, 64-bit",

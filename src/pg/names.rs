@@ -6,7 +6,8 @@ use datafusion::sql::sqlparser::ast::{DataType as SqlType, Expr, Ident, Query, S
 
 /// The output column names PostgreSQL gives a query's select list, where they differ from
 /// DataFusion's: an unaliased `sum(revenue)` is `sum`, `count(*)` is `count`, an unnamed
-/// expression is `?column?`. `None` keeps DataFusion's name (aliases, plain columns);
+/// expression is `?column?`, an alias is as written (a repeated one is renamed for DataFusion
+/// by `pg::rewrite::output_names`). [`ColumnName::Keep`] keeps DataFusion's name;
 /// [`ColumnName::Expand`] stands for a `*` whose columns keep their names.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnName {
@@ -44,7 +45,9 @@ fn set_expr_names(body: &SetExpr) -> Option<Vec<ColumnName>> {
                     SelectItem::ExprWithAlias { alias, .. } if alias.value.starts_with(CRATE_ALIAS) => {
                         ColumnName::Name(alias.value[CRATE_ALIAS.len()..].to_string())
                     }
-                    SelectItem::ExprWithAlias { .. } | SelectItem::ExprWithAliases { .. } => ColumnName::Keep,
+                    // The alias as written (a repeated one is renamed for DataFusion).
+                    SelectItem::ExprWithAlias { alias, .. } => ColumnName::Name(ident_name(alias)),
+                    SelectItem::ExprWithAliases { .. } => ColumnName::Keep,
                     SelectItem::QualifiedWildcard(..) | SelectItem::Wildcard(_) => ColumnName::Expand,
                 })
                 .collect(),
@@ -209,7 +212,7 @@ mod tests {
                 n("int4"),
                 n("x"),
                 n("bool"),
-                ColumnName::Keep,
+                n("R"),
                 n("case"),
                 n("date_trunc"),
                 n("extract"),

@@ -525,7 +525,14 @@ async fn compile_table(ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<Cub
     }
     let relationship_of: HashMap<String, Relationship> =
         spec.cubes.iter().filter_map(|(a, _, j)| j.as_ref().map(|(_, r, _)| (a.clone(), *r))).collect();
-    let base_schema = base.schema().clone();
+    // Members' types as the rows will have them: the analyzed plan's (an unanalyzed CASE has
+    // its first branch's type, `THEN 0.5 ELSE 1` a numeric(1,1) that cannot hold 1).
+    let state = ctx.state();
+    let base_schema = state
+        .analyzer()
+        .execute_and_check(base.clone(), state.config_options(), |_, _| {})
+        .map(|p| p.schema().clone())
+        .unwrap_or_else(|_| base.schema().clone());
 
     // 2. Leaf aggregates and their types.
     let mut leaves = BTreeMap::new();

@@ -7,21 +7,37 @@
 //! - [`checked_arith`] (after type coercion): integer `+ - *` raise 22003 on overflow instead
 //!   of wrapping around; floating-point division by zero raises 22012 instead of giving
 //!   `Infinity`.
+//! - [`cast_round`] (after type coercion): a cast of a fraction to an integer type rounds
+//!   (numeric half away from zero, floats half to even) instead of truncating.
+//! - [`numeric_scale`] (after type coercion): `floor`, `ceil` and `trunc` of a numeric have
+//!   PostgreSQL's scale (`floor(-1.5)` is `-2`, `trunc(3.789, 1)` is `3.7`).
+//! - [`checked_sum`] (after type coercion): `SUM` of integers past a bigint raises 22003
+//!   instead of wrapping around.
 //! - [`numeric_division`] (before type coercion): `numeric / numeric` and `avg(numeric)` keep
 //!   at least 16 significant digits, as PostgreSQL's do, instead of Arrow's 4 extra decimals.
-//!
 //! - [`extract_second`] (before type coercion): `EXTRACT(second …)` keeps the fraction of the
 //!   second (`15.500000`), not the whole seconds.
 //! - [`sort_subquery`] (before type coercion): a subquery in ORDER BY is computed in a
 //!   projection under the sort (DataFusion decorrelates subqueries only there).
+//! - [`value_subquery`] (before type coercion, after [`sort_subquery`]): `EXISTS` and `IN`
+//!   subqueries in a select list or CASE are computed as scalar subqueries of counts.
 //!
-//! [`around_coercion`] places them around DataFusion's own analyzer rules.
+//! [`around_coercion`] places them around DataFusion's own analyzer rules. What DataFusion
+//! fails on while it plans SQL, before any analyzer rule runs, is typed by expression planners
+//! ([`with_planners`]): [`unknown_literal::UnknownLiteralPlanner`] and
+//! [`interval_times::IntervalTimesPlanner`] (`interval * number`, `number * interval`,
+//! `interval / number`, as PostgreSQL's `interval_mul`).
 
+pub mod cast_round;
 pub mod checked_arith;
+pub mod checked_sum;
 pub mod extract_second;
+pub mod interval_times;
 pub mod numeric_division;
+pub mod numeric_scale;
 pub mod sort_subquery;
 pub mod unknown_literal;
+pub mod value_subquery;
 
 use std::sync::Arc;
 
@@ -39,15 +55,20 @@ pub type Rule = Arc<dyn AnalyzerRule + Send + Sync>;
 /// DataFusion's analyzer rules (`datafusion`) with PostgreSQL's: `first` (e.g. the cube
 /// rewrite) runs before them all; the rules that change types run before type coercion, so
 /// that what stands over their expressions is coerced to the new types; [`checked_arith`],
-/// which keeps types, after it (it needs both operands of one type).
+/// [`checked_sum`], [`cast_round`] and [`numeric_scale`], which read the coerced operand
+/// types, after it.
 pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     let mut rules = first;
     rules.push(Arc::new(unknown_literal::RULE));
     rules.push(Arc::new(sort_subquery::SortSubquery));
+    rules.push(Arc::new(value_subquery::ValueSubquery));
     rules.push(Arc::new(numeric_division::RULE));
     rules.push(Arc::new(extract_second::RULE));
     rules.extend(datafusion);
     rules.push(Arc::new(checked_arith::RULE));
+    rules.push(Arc::new(checked_sum::RULE));
+    rules.push(Arc::new(cast_round::RULE));
+    rules.push(Arc::new(numeric_scale::RULE));
     rules
 }
 
@@ -92,11 +113,14 @@ pub(crate) fn rewrite_expressions(
 }
 
 /// A session builder (with DataFusion's default features) with PostgreSQL's typing while
-/// DataFusion plans SQL ([`unknown_literal::UnknownLiteralPlanner`]), after its planners.
+/// DataFusion plans SQL ([`unknown_literal::UnknownLiteralPlanner`], then
+/// [`interval_times::IntervalTimesPlanner`], which sees the literals typed), after its planners.
 pub fn with_planners(
     mut builder: datafusion::execution::SessionStateBuilder,
 ) -> datafusion::execution::SessionStateBuilder {
-    builder.expr_planners().get_or_insert_with(Vec::new).push(Arc::new(unknown_literal::UnknownLiteralPlanner));
+    let planners = builder.expr_planners().get_or_insert_with(Vec::new);
+    planners.push(Arc::new(unknown_literal::UnknownLiteralPlanner));
+    planners.push(Arc::new(interval_times::IntervalTimesPlanner));
     builder
 }
 
@@ -111,8 +135,14 @@ pub(crate) mod test {
 
     /// A session with PostgreSQL's analyzer rules around DataFusion's.
     pub fn session() -> SessionContext {
+        // As the engine's sessions: a decimal literal is numeric.
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         let rules = super::around_coercion(Vec::new(), datafusion::optimizer::Analyzer::new().rules);
-        let builder = datafusion::execution::SessionStateBuilder::new().with_default_features().with_analyzer_rules(rules);
+        let builder = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_analyzer_rules(rules);
         SessionContext::new_with_state(super::with_planners(builder).build())
     }
 

@@ -21,8 +21,6 @@ use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExp
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, ExprSchemable, Operator};
 use datafusion::sql::sqlparser::ast::BinaryOperator as SqlOperator;
 
-use crate::error::{Error, ErrorKind};
-
 pub const RULE: super::ExprRule = super::ExprRule { name: "pg_unknown_literal", rewrite: resolve };
 
 fn resolve(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -179,18 +177,13 @@ fn typed(s: &str, t: &DataType) -> Result<Expr> {
     match value {
         // Checked now (22P02 at planning); left as a cast of the text, which the optimizer
         // folds, so that the expression keeps a name of its own: `'42' = 42, 42 = '42'` are
-        // two columns, not one name twice. A boolean's text is put in the form Arrow reads.
-        Some(v) => {
-            let text = match v {
-                ScalarValue::Boolean(Some(b)) => if b { "true" } else { "false" }.to_string(),
-                _ => s.trim().to_string(),
-            };
-            Ok(Expr::Cast(datafusion::logical_expr::expr::Cast::new(Box::new(Expr::Literal(ScalarValue::Utf8(Some(text)), None)), t.clone())))
+        // two columns, not one name twice (nor `b = 'yes', b = 'on'`: Arrow's cast reads
+        // every boolean text that `pg_bool` reads, as written).
+        Some(_) => {
+            let text = ScalarValue::Utf8(Some(s.trim().to_string()));
+            Ok(Expr::Cast(datafusion::logical_expr::expr::Cast::new(Box::new(Expr::Literal(text, None)), t.clone())))
         }
-        None => Err(super::external(Error::new(
-            ErrorKind::InvalidTextRepresentation,
-            format!("invalid input syntax for type {}: \"{s}\"", crate::error::pg_type_name(t)),
-        ))),
+        None => Err(super::external(crate::error::text_error(s, crate::error::pg_type_name(t)))),
     }
 }
 
@@ -221,7 +214,7 @@ mod tests {
         assert_eq!(answer("SELECT true = 't'").await, "true");
         assert_eq!(answer("SELECT 'f' <> false").await, "false");
         assert_eq!(answer("SELECT 1 + '2'").await, "3");
-        assert_eq!(answer("SELECT '2.5' * 2.0").await, "5.0");
+        assert_eq!(answer("SELECT '2.5' * 2.0").await, "5.00");
         assert_eq!(answer("SELECT true IN ('t', 'f')").await, "true");
         assert_eq!(answer("SELECT 5 BETWEEN '1' AND '9'").await, "true");
         assert_eq!(answer("SELECT DATE '2025-02-01' > '2025-01-01'").await, "true");

@@ -38,6 +38,7 @@ pub mod hoist_subquery;
 pub mod like_escape;
 pub mod name_function_columns;
 pub mod name_rewritten_calls;
+pub mod number_literal;
 pub mod obj_description;
 pub mod output_names;
 pub mod pg_get_viewdef;
@@ -81,6 +82,7 @@ pub struct Rule {
 
 /// The expression rules, in the order they are tried.
 pub const RULES: &[Rule] = &[
+    number_literal::RULE,
     current_user::RULE,
     regclass_cast::RULE,
     vector_unnest::RULE,

@@ -100,22 +100,37 @@ fn datafusion_name(e: &Expr) -> String {
     e.to_string().to_lowercase()
 }
 
-/// Gives an unaliased item that DataFusion would name like an earlier one a unique alias:
-/// PostgreSQL's name for it, numbered (`?column?_2`).
+/// The name DataFusion gives an item, near enough to see two that collide: an alias, a
+/// column's name (`t.a` and `a` are one column twice), else [`datafusion_name`].
+fn collision_key(item: &SelectItem) -> Option<String> {
+    match item {
+        SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
+        SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(ident_name(i)),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last().map(ident_name),
+        SelectItem::UnnamedExpr(e) => Some(datafusion_name(e)),
+        _ => None,
+    }
+}
+
+/// Gives an item that DataFusion would name like an earlier one a unique alias: PostgreSQL's
+/// name for it, numbered (`?column?_2`, `a_2` for a second `… AS a`).
 fn alias_repeats(select: &mut Select) {
     let mut seen: Vec<String> = Vec::new();
     let mut used: Vec<String> = select.projection.iter().filter_map(item_name).collect();
     for item in select.projection.iter_mut() {
-        let SelectItem::UnnamedExpr(e) = item else { continue };
-        let key = datafusion_name(e);
+        let Some(key) = collision_key(item) else { continue };
         if !seen.contains(&key) {
             seen.push(key);
             continue;
         }
-        let base = figure_colname(e).unwrap_or_else(|| "?column?".into());
+        let (expr, base) = match item {
+            SelectItem::UnnamedExpr(e) => (e.clone(), figure_colname(e).unwrap_or_else(|| "?column?".into())),
+            SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), ident_name(alias)),
+            _ => continue,
+        };
         let name = (2..).map(|k| format!("{base}_{k}")).find(|n| !used.contains(n)).expect("a free name");
         used.push(name.clone());
-        *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('"', name) };
+        *item = SelectItem::ExprWithAlias { expr, alias: Ident::with_quote('"', name) };
     }
 }
 
@@ -128,9 +143,15 @@ mod tests {
         assert_eq!(after(super::apply, "select NULL, NULL, NULL"), r#"SELECT NULL, NULL AS "?column?_2", NULL AS "?column?_3""#);
         assert_eq!(
             after(super::apply, "SELECT x, x::text, a.attname, a.attname, b.attname FROM t"),
-            r#"SELECT x, x::TEXT AS "x_2", a.attname, a.attname AS "attname_2", b.attname FROM t"#
+            r#"SELECT x, x::TEXT AS "x_2", a.attname, a.attname AS "attname_2", b.attname AS "attname_3" FROM t"#
         );
         assert_eq!(after(super::apply, "SELECT 1, 2, count(*)"), "SELECT 1, 2, count(*)");
+        // Repeated aliases, and one column named twice.
+        assert_eq!(after(super::apply, "SELECT 1 AS a, 2 AS A"), r#"SELECT 1 AS a, 2 AS "a_2""#);
+        assert_eq!(after(super::apply, "SELECT a, t.a, 3 AS a FROM t"), r#"SELECT a, t.a AS "a_2", 3 AS "a_3" FROM t"#);
+        assert_eq!(after(super::apply, "SELECT s.a, t.b FROM s, t"), "SELECT s.a, t.b FROM s, t");
+        // Two tables' columns of one name are told apart too (a derived table's columns
+        // must differ); the wire keeps PostgreSQL's names (pg::names).
     }
 
     #[test]
