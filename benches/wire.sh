@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Wire benchmark (docs/performance.md): lakecube beside a local PostgreSQL 15 holding the same
-# rows, SELECT 1 round trips and whole-table streaming to psycopg 3 and pgjdbc, one run, ratios
-# printed. Installs what it needs (Debian's postgresql-15, pgjdbc, a JDK; psycopg from PyPI),
+# rows, SELECT 1 and catalog round trips, whole-table streaming to psycopg 3, pgjdbc and ADBC and
+# COPY out, one run, ratios printed. Installs what it needs (Debian's postgresql-15, pgjdbc, a
+# JDK; psycopg, the ADBC PostgreSQL driver and pyarrow from PyPI),
 # builds lakecube in release mode and generates the demo lake if absent.
 # Usage: benches/wire.sh [--lake DIR] [--pings N] [--runs N]
 set -euo pipefail
@@ -16,6 +17,7 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1'
+python3 -c 'import adbc_driver_postgresql.dbapi, pyarrow' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check adbc-driver-postgresql pyarrow
 cargo build --release --locked --quiet
 [ -d data/demo/traffic ] || ./target/release/lakecube generate --lake data/demo --preset demo
 python3 benches/wire/run.py "$@"

@@ -207,6 +207,28 @@ async fn copy_out_in_text_csv_and_binary() {
     a.sort();
     b.sort();
     assert_eq!(a, b);
+    // Every type, over several batches: each value as the text protocol sends it, escaped
+    // (COPY writes text values from the columns, not from DataRows: the two must agree).
+    let typed = "SELECT t.store_id, t.ts, t.month, t.footfall, SUM(t.units) OVER (PARTITION BY t.store_id) AS units, t.revenue, \
+                 t.footfall / 3.0e0 AS third, CAST(t.footfall AS REAL) / 7 AS seventh, t.footfall > 10 AS busy, \
+                 s.store_name || chr(9) || '\\' || chr(10) AS name, t.ts - TIMESTAMP '2024-01-01' AS since, CAST(t.ts AS TIME) AS at, \
+                 ARRAY[t.store_id, t.footfall] AS pair, CASE WHEN t.footfall > 5 THEN 'x' END AS maybe \
+                 FROM lake.traffic t JOIN lake.stores s USING (store_id) CROSS JOIN (VALUES (1), (2), (3)) AS k(n) \
+                 ORDER BY t.ts, t.store_id, t.department_id, k.n";
+    let text = copy_text(format!("COPY ({typed}) TO STDOUT")).await;
+    let mut want = String::new();
+    for m in client.simple_query(typed).await.unwrap() {
+        if let SimpleQueryMessage::Row(r) = m {
+            let fields: Vec<String> = (0..r.len())
+                .map(|i| r.get(i).map_or("\\N".into(), |v| v.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n")))
+                .collect();
+            want.push_str(&fields.join("\t"));
+            want.push('\n');
+        }
+    }
+    assert!(want.lines().count() > 8192, "{} rows: one batch only", want.lines().count());
+    assert!(want.contains("\\N") && want.contains("\\t\\\\\\n") && want.contains("{"), "{}", &want[..500]);
+    assert_eq!(text, want);
     // CSV options: delimiter, NULL string, forced quotes, header; the empty string is quoted,
     // NULL is not.
     let csv = copy_text("COPY (SELECT 'a;b' AS x, '' AS e, CAST(NULL AS TEXT) AS n, 'plain' AS p) TO STDOUT WITH (FORMAT csv, HEADER, DELIMITER ';', NULL 'NA', FORCE_QUOTE (p))".into()).await;

@@ -1,10 +1,13 @@
 """Wire benchmark: lakecube beside a local PostgreSQL 15 holding the same rows, measured in the
-same run with the same clients (psycopg 3 and pgjdbc):
-  - `SELECT 1` round trip, p50 and p95 over many runs (one client, one connection);
+same run with the same clients (psycopg 3, pgjdbc, the ADBC PostgreSQL driver):
+  - `SELECT 1` round trip, p50 and p95 over many runs (one client, one connection), and the
+    same for a catalog query of the kind a driver or BI tool sends while browsing;
   - rows/s streaming the whole `lake.traffic` of a lake (a named cursor for psycopg, text and
     binary; setFetchSize for pgjdbc), median of several runs;
   - MB/s (and rows/s) of `COPY (SELECT …) TO STDOUT` of the same table through psycopg's
-    cursor.copy(), text and binary, median of several runs.
+    cursor.copy(), text and binary, median of several runs;
+  - rows/s reading the same table into an Arrow table through ADBC (`fetch_arrow_table`,
+    which the driver runs as a binary COPY), median of several runs.
 Prints a Markdown table with lakecube/PostgreSQL ratios and writes a JSON file of the figures
 under benches/results/. Figures, not pass/fail: see docs/performance.md.
 Usage: python3 benches/wire/run.py [--lake data/demo] [--pings 2000] [--runs 3]"""
@@ -25,6 +28,10 @@ from pglocal import ROOT, Lakecube, Postgres  # noqa: E402
 
 COLUMNS = "store_id, department_id, ts, footfall, transactions, revenue, units, month"
 JDBC_JAR = "/usr/share/java/postgresql.jar"
+# What psql's \dt asks, and most tools' table lists are like it: a join of two catalogs.
+CATALOG_QUERY = ("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE c.relkind IN ('r', 'v') AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2")
 
 
 def load_postgres(lc: Lakecube, pg: Postgres) -> int:
@@ -57,15 +64,15 @@ def check_same(lc: Lakecube, pg: Postgres) -> tuple:
     return x
 
 
-def pings(connect, n: int) -> list:
+def pings(connect, n: int, sql: str = "SELECT 1") -> list:
     with connect(autocommit=True) as c:
         cur = c.cursor()
         for _ in range(max(50, n // 10)):
-            cur.execute("SELECT 1").fetchone()
+            cur.execute(sql).fetchall()
         out = []
         for _ in range(n):
             t = time.perf_counter_ns()
-            cur.execute("SELECT 1").fetchone()
+            cur.execute(sql).fetchall()
             out.append((time.perf_counter_ns() - t) / 1e6)
     return out
 
@@ -98,6 +105,19 @@ def copy_out(connect, table: str, binary: bool, runs: int) -> tuple:
             mbs.append(size / took / 1e6)
             rates.append(rows / took)
     return statistics.median(mbs), statistics.median(rates), rows
+
+
+def adbc_read(uri: str, table: str, runs: int) -> tuple:
+    """rows/s of a whole-table read into Arrow through the ADBC PostgreSQL driver."""
+    import adbc_driver_postgresql.dbapi as adbc
+    rates, rows = [], 0
+    for _ in range(runs):
+        with adbc.connect(uri) as c, c.cursor() as cur:
+            t = time.perf_counter()
+            cur.execute(f"SELECT {COLUMNS} FROM {table}")
+            rows = cur.fetch_arrow_table().num_rows
+            rates.append(rows / (time.perf_counter() - t))
+    return statistics.median(rates), rows
 
 
 def jdbc(port: int, user: str, table: str, pings_n: int, runs: int) -> dict:
@@ -139,6 +159,8 @@ def main():
                                                 ("postgresql", pg.connect, "traffic", pg.port, "postgres")]:
             p = pings(conn, args.pings)
             results.append({"engine": engine, "client": "psycopg", "measure": "select1_ms", "p50": pct(p, 50), "p95": pct(p, 95), "runs": len(p)})
+            p = pings(conn, args.pings // 4, CATALOG_QUERY)
+            results.append({"engine": engine, "client": "psycopg", "measure": "catalog_ms", "p50": pct(p, 50), "p95": pct(p, 95), "runs": len(p)})
             for binary in (False, True):
                 rate, rows = stream(conn, table, binary, args.runs)
                 results.append({"engine": engine, "client": "psycopg", "measure": "stream_rows_per_s_" + ("binary" if binary else "text"),
@@ -146,6 +168,8 @@ def main():
                 mb, rate, rows = copy_out(conn, table, binary, args.runs)
                 results.append({"engine": engine, "client": "psycopg", "measure": "copy_mb_per_s_" + ("binary" if binary else "text"),
                                 "value": mb, "rows_per_s": rate, "rows": rows, "runs": args.runs})
+            rate, rows = adbc_read(f"postgresql://{user}@127.0.0.1:{port}/{user}", table, args.runs)
+            results.append({"engine": engine, "client": "adbc", "measure": "read_rows_per_s", "value": rate, "rows": rows, "runs": args.runs})
             j = jdbc(port, user, table, args.pings, args.runs)
             results.append({"engine": engine, "client": "pgjdbc", "measure": "select1_ms", "p50": j["p50"], "p95": j["p95"], "runs": args.pings})
             results.append({"engine": engine, "client": "pgjdbc", "measure": "stream_rows_per_s", "value": j["rows_per_s"], "rows": j["rows"], "runs": args.runs})
@@ -160,14 +184,17 @@ def main():
     lines = [f"rows: {same[0]} (sum footfall {same[1]}, equal on both servers)", "",
              "| client | measure | lakecube | PostgreSQL 15 | lakecube / PostgreSQL |", "|---|---|---|---|---|"]
     for client, measure, key, unit in [("psycopg", "select1_ms", "p50", "ms p50"), ("psycopg", "select1_ms", "p95", "ms p95"),
+                                       ("psycopg", "catalog_ms", "p50", "ms p50"), ("psycopg", "catalog_ms", "p95", "ms p95"),
                                        ("pgjdbc", "select1_ms", "p50", "ms p50"), ("pgjdbc", "select1_ms", "p95", "ms p95"),
                                        ("psycopg", "stream_rows_per_s_text", "value", "rows/s"),
                                        ("psycopg", "stream_rows_per_s_binary", "value", "rows/s"),
                                        ("pgjdbc", "stream_rows_per_s", "value", "rows/s"),
+                                       ("adbc", "read_rows_per_s", "value", "rows/s"),
                                        ("psycopg", "copy_mb_per_s_text", "value", "MB/s"),
                                        ("psycopg", "copy_mb_per_s_binary", "value", "MB/s")]:
         a, b = get("lakecube", client, measure, key), get("postgresql", client, measure, key)
-        name = (measure.replace("select1_ms", "SELECT 1").replace("stream_rows_per_s", "stream lake.traffic")
+        name = (measure.replace("select1_ms", "SELECT 1").replace("catalog_ms", "catalog query (\\dt)")
+                .replace("read_rows_per_s", "read lake.traffic into Arrow").replace("stream_rows_per_s", "stream lake.traffic")
                 .replace("copy_mb_per_s", "COPY lake.traffic TO STDOUT").replace("_", " "))
         fmt = (lambda v: f"{v:.3f}") if unit.startswith("ms") else (lambda v: f"{v:,.1f}") if unit == "MB/s" else (lambda v: f"{v:,.0f}")
         lines.append(f"| {client} | {name} ({unit}) | {fmt(a)} | {fmt(b)} | {a / b:.2f} |")

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::results::FieldInfo;
@@ -119,14 +120,39 @@ pub async fn bounded<T>(
 /// request or the statement's timeout (counted from its clock, so each Execute of a paged
 /// portal afresh) ends the stream with an error.
 pub fn data_rows(
-    batches: impl futures::Stream<Item = Result<datafusion::arrow::record_batch::RecordBatch, Error>> + Send + 'static,
+    batches: impl futures::Stream<Item = Result<RecordBatch, Error>> + Send + 'static,
     fields: Arc<Vec<FieldInfo>>,
     token: CancellationToken,
     clock: Arc<Clock>,
     timeout_ms: u64,
     log: Option<Arc<QueryLog>>,
 ) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
-    let guarded = futures::stream::unfold((Box::pin(batches), false), move |(mut stream, done)| {
+    guarded(batches, token, clock, timeout_ms).flat_map(move |batch| {
+        let out: Vec<PgWireResult<_>> = match batch {
+            Ok(b) => match encode_batch(&b, &fields) {
+                Ok(rows) => {
+                    if let Some(log) = &log {
+                        log.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    }
+                    rows.into_iter().map(Ok).collect()
+                }
+                Err(e) => vec![Err(e)],
+            },
+            Err(e) => vec![Err(to_pg_error(e))],
+        };
+        futures::stream::iter(out)
+    })
+}
+
+/// Batches under a statement's bounds: a cancel request or its timeout (counted from its
+/// clock) ends the stream with an error, after which it ends.
+pub fn guarded(
+    batches: impl futures::Stream<Item = Result<RecordBatch, Error>> + Send + 'static,
+    token: CancellationToken,
+    clock: Arc<Clock>,
+    timeout_ms: u64,
+) -> impl futures::Stream<Item = Result<RecordBatch, Error>> + Send + 'static {
+    futures::stream::unfold((Box::pin(batches), false), move |(mut stream, done)| {
         let (token, clock) = (token.clone(), clock.clone());
         async move {
             if done {
@@ -144,21 +170,6 @@ pub fn data_rows(
                 Err(e) => Some((Err(e), (stream, true))),
             }
         }
-    });
-    guarded.flat_map(move |batch| {
-        let out: Vec<PgWireResult<_>> = match batch {
-            Ok(b) => match encode_batch(&b, &fields) {
-                Ok(rows) => {
-                    if let Some(log) = &log {
-                        log.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    }
-                    rows.into_iter().map(Ok).collect()
-                }
-                Err(e) => vec![Err(e)],
-            },
-            Err(e) => vec![Err(to_pg_error(e))],
-        };
-        futures::stream::iter(out)
     })
 }
 

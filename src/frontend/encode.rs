@@ -250,7 +250,22 @@ fn out_of_range(what: &str) -> pgwire::error::PgWireError {
 
 /// Encodes every row of a batch.
 pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
-    let cols: Vec<ArrayRef> = batch
+    let cols = canonical_columns(batch)?;
+    let mut enc = DataRowEncoder::new(fields.clone());
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (col, field) in cols.iter().zip(fields.iter()) {
+            encode_value(&mut enc, col, row, field)?;
+        }
+        rows.push(enc.take_row());
+    }
+    Ok(rows)
+}
+
+/// A batch's columns cast to their canonical types ([`canonical`]), the ones [`encode_value`]
+/// writes.
+fn canonical_columns(batch: &RecordBatch) -> PgWireResult<Vec<ArrayRef>> {
+    batch
         .columns()
         .iter()
         .map(|c| {
@@ -262,16 +277,77 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWire
             }
         })
         .collect::<Result<_, _>>()
-        .map_err(|e| pgwire::error::PgWireError::ApiError(Box::new(e)))?;
-    let mut enc = DataRowEncoder::new(fields.clone());
-    let mut rows = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
-        for (col, field) in cols.iter().zip(fields.iter()) {
-            encode_value(&mut enc, col, row, field)?;
-        }
-        rows.push(enc.take_row());
+        .map_err(|e| pgwire::error::PgWireError::ApiError(Box::new(e)))
+}
+
+/// The values of a batch in their PostgreSQL text form, one at a time: the bytes a text
+/// DataRow carries for each field, which COPY's text and CSV formats write (escaped) without
+/// building DataRows. Numbers, dates, timestamps, booleans and text are written here; the
+/// other types (bytea, arrays, time, interval, dates beyond year 9999) through the DataRow
+/// encoder, so that both paths always write the same text.
+pub struct TextValues {
+    cols: Vec<ArrayRef>,
+    fields: Vec<FieldInfo>,
+    /// Per column, a one-field encoder for the types written through it.
+    encoders: Vec<DataRowEncoder>,
+}
+
+impl TextValues {
+    /// `fields` must be in text format.
+    pub fn new(batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<TextValues> {
+        let cols = canonical_columns(batch)?;
+        let encoders = fields.iter().map(|f| DataRowEncoder::new(Arc::new(vec![f.clone()]))).collect();
+        Ok(TextValues { cols, fields: fields.to_vec(), encoders })
     }
-    Ok(rows)
+
+    /// Writes the text form of the value at `row` of column `col` into `out` (cleared first);
+    /// false for NULL.
+    pub fn value(&mut self, col: usize, row: usize, out: &mut Vec<u8>) -> PgWireResult<bool> {
+        let c = &self.cols[col];
+        if c.is_null(row) {
+            return Ok(false);
+        }
+        out.clear();
+        let mut buf = TextBuf::new();
+        let text: Option<&str> = match c.data_type() {
+            DataType::Int16 | DataType::Int32 | DataType::Int64 => Some(buf.int(int_value(c, row))),
+            DataType::Decimal128(_, s) if *s >= 0 => Some(buf.decimal(c.as_primitive::<Decimal128Type>().value(row), *s as u32)),
+            DataType::Date32 => buf.date(c.as_primitive::<Date32Type>().value(row)),
+            DataType::Timestamp(_, tz) => buf.timestamp(c.as_primitive::<TimestampMicrosecondType>().value(row), tz.is_some()),
+            DataType::Utf8 => Some(c.as_string::<i32>().value(row)),
+            DataType::Boolean => Some(if c.as_boolean().value(row) { "t" } else { "f" }),
+            DataType::Float32 => {
+                let v = c.as_primitive::<Float32Type>().value(row);
+                out.extend_from_slice(float_text(f64::from(v), 6, v.to_string()).as_bytes());
+                return Ok(true);
+            }
+            DataType::Float64 => {
+                let v = c.as_primitive::<Float64Type>().value(row);
+                out.extend_from_slice(float_text(v, 15, v.to_string()).as_bytes());
+                return Ok(true);
+            }
+            _ => None,
+        };
+        match text {
+            Some(text) => out.extend_from_slice(text.as_bytes()),
+            None => {
+                let enc = &mut self.encoders[col];
+                encode_value(enc, c, row, &self.fields[col])?;
+                // The field's 4-byte length, then its text.
+                out.extend_from_slice(enc.take_row().data.get(4..).unwrap_or_default());
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The value at `row` of an Int16, Int32 or Int64 column.
+fn int_value(col: &ArrayRef, row: usize) -> i64 {
+    match col.data_type() {
+        DataType::Int16 => i64::from(col.as_primitive::<Int16Type>().value(row)),
+        DataType::Int32 => i64::from(col.as_primitive::<Int32Type>().value(row)),
+        _ => col.as_primitive::<Int64Type>().value(row),
+    }
 }
 
 /// A value's PostgreSQL text form written into a buffer on the stack: the numbers, dates and
@@ -408,14 +484,14 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, field: &Fi
     let mut buf = TextBuf::new();
     match col.data_type() {
         DataType::Boolean => enc.encode_field_with_type_and_format(&col.as_boolean().value(row), ty, format, options),
-        DataType::Int16 => enc.encode_field_with_type_and_format(&col.as_primitive::<Int16Type>().value(row), ty, format, options),
-        DataType::Int32 => enc.encode_field_with_type_and_format(&col.as_primitive::<Int32Type>().value(row), ty, format, options),
-        DataType::Int64 => {
-            let v = col.as_primitive::<Int64Type>().value(row);
+        DataType::Int16 | DataType::Int32 | DataType::Int64 => {
             if format == FieldFormat::Text {
-                enc.encode_field_with_type_and_format(&buf.int(v), ty, format, options)
-            } else {
-                enc.encode_field_with_type_and_format(&v, ty, format, options)
+                return enc.encode_field_with_type_and_format(&buf.int(int_value(col, row)), ty, format, options);
+            }
+            match col.data_type() {
+                DataType::Int16 => enc.encode_field_with_type_and_format(&col.as_primitive::<Int16Type>().value(row), ty, format, options),
+                DataType::Int32 => enc.encode_field_with_type_and_format(&col.as_primitive::<Int32Type>().value(row), ty, format, options),
+                _ => enc.encode_field_with_type_and_format(&col.as_primitive::<Int64Type>().value(row), ty, format, options),
             }
         }
         DataType::Float32 => {

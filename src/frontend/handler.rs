@@ -18,11 +18,12 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{QueryResponse, Response, Tag};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::messages::response::TransactionStatus;
@@ -32,7 +33,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::encode::{error_info, field_infos};
-use super::cancel::{Cancels, Clock, QueryLog, bounded, data_rows, plan_in_task};
+use super::cancel::{Cancels, Clock, QueryLog, bounded, data_rows, guarded, plan_in_task};
 use super::command::{Command, Outcome, parse_command};
 use super::copy::CopyOut;
 use crate::pg::copy::CopyTo;
@@ -261,8 +262,9 @@ impl Backend {
             let Some(copy) = copy else {
                 return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), token, cell.clock.clone(), timeout).await?));
             };
-            let rows = self.run(planned, &CopyOut::wire_format(&copy), sql, who.to_string(), token, cell.clock.clone(), timeout).await?;
-            return Ok(Outcome::Copy(CopyOut::new(rows, copy)?));
+            let (fields, batches, log) = self.start(planned, &CopyOut::wire_format(&copy), sql, who.to_string(), &token, &cell.clock, timeout).await?;
+            let batches = guarded(batches, token, cell.clock.clone(), timeout).boxed();
+            return Ok(Outcome::Copy(CopyOut::new(fields, batches, log, copy)?));
         };
         let mut session = cell.session.lock().await;
         let timeout = session.settings.statement_timeout_ms();
@@ -297,11 +299,27 @@ impl Backend {
         clock: Arc<Clock>,
         timeout_ms: u64,
     ) -> Result<QueryResponse, Error> {
-        let log = Arc::new(QueryLog { sql: sql.to_string(), client, start: Instant::now(), rows: AtomicU64::new(0) });
-        let (schema, stream) = bounded(self.engine.execute_planned(planned), &token, &clock, timeout_ms).await?;
-        let fields = Arc::new(field_infos(&schema, format));
-        let batches = stream.map(|b| b.map_err(Error::from));
+        let (fields, batches, log) = self.start(planned, format, sql, client, &token, &clock, timeout_ms).await?;
         Ok(QueryResponse::new(fields.clone(), data_rows(batches, fields, token, clock, timeout_ms, Some(log))))
+    }
+
+    /// Starts a plan (its start bounded by the cancel token and the statement timeout): the
+    /// fields its rows go out as in `format`, its batches, and its query log line.
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &self,
+        planned: Planned,
+        format: &Format,
+        sql: &str,
+        client: String,
+        token: &CancellationToken,
+        clock: &Clock,
+        timeout_ms: u64,
+    ) -> Result<(Arc<Vec<FieldInfo>>, impl futures::Stream<Item = Result<RecordBatch, Error>> + Send + 'static, Arc<QueryLog>), Error> {
+        let log = Arc::new(QueryLog { sql: sql.to_string(), client, start: Instant::now(), rows: AtomicU64::new(0) });
+        let (schema, stream) = bounded(self.engine.execute_planned(planned), token, clock, timeout_ms).await?;
+        let fields = Arc::new(field_infos(&schema, format));
+        Ok((fields, stream.map(|b| b.map_err(Error::from)), log))
     }
 }
 

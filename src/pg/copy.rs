@@ -286,32 +286,38 @@ pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 /// (`None` for NULL) and `quoted`, one flag per column, tells which CSV columns FORCE_QUOTE
 /// names.
 pub fn text_row<'a>(format: &CopyFormat, values: impl IntoIterator<Item = Option<&'a [u8]>>, quoted: &[bool], out: &mut Vec<u8>) {
-    // `quoted` has one flag per column: a single column's `\.` must be quoted in CSV.
-    let single = quoted.len() == 1;
     for (i, v) in values.into_iter().enumerate() {
-        match format {
-            CopyFormat::Text { delimiter, null } => {
-                if i > 0 {
-                    out.push(*delimiter);
-                }
-                match v {
-                    None => out.extend_from_slice(null.as_bytes()),
-                    Some(v) => text_value(v, *delimiter, out),
-                }
-            }
-            CopyFormat::Csv { delimiter, quote, escape, null, .. } => {
-                if i > 0 {
-                    out.push(*delimiter);
-                }
-                match v {
-                    None => out.extend_from_slice(null.as_bytes()),
-                    Some(v) => csv_value(v, *delimiter, *quote, *escape, null.as_bytes(), quoted.get(i).copied().unwrap_or(false), single, out),
-                }
-            }
-            CopyFormat::Binary => unreachable!("binary rows are DataRows"),
-        }
+        text_field(format, i, v, quoted, out);
     }
     out.push(b'\n');
+}
+
+/// Column `i` of a row in the text or CSV format: its delimiter (after the first), then its
+/// value escaped or quoted, or the NULL string (see [`text_row`]).
+pub fn text_field(format: &CopyFormat, i: usize, v: Option<&[u8]>, quoted: &[bool], out: &mut Vec<u8>) {
+    match format {
+        CopyFormat::Text { delimiter, null } => {
+            if i > 0 {
+                out.push(*delimiter);
+            }
+            match v {
+                None => out.extend_from_slice(null.as_bytes()),
+                Some(v) => text_value(v, *delimiter, out),
+            }
+        }
+        CopyFormat::Csv { delimiter, quote, escape, null, .. } => {
+            if i > 0 {
+                out.push(*delimiter);
+            }
+            // A single column's `\.` must be quoted (psql's end of data).
+            let single = quoted.len() == 1;
+            match v {
+                None => out.extend_from_slice(null.as_bytes()),
+                Some(v) => csv_value(v, *delimiter, *quote, *escape, null.as_bytes(), quoted.get(i).copied().unwrap_or(false), single, out),
+            }
+        }
+        CopyFormat::Binary => unreachable!("binary rows are DataRows"),
+    }
 }
 
 /// `CopyAttributeOutText`: backslash, newline, carriage return, tab, backspace, form feed,
