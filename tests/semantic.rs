@@ -383,7 +383,7 @@ async fn a_repeated_cube_without_primary_key_is_an_error() {
 
 /// The plan cache: a repeated cube statement reuses its optimized plan and answers as a fresh
 /// plan does; statements whose plan could go stale (a clock, placeholders, other session
-/// settings) or that read the catalogs are planned every time.
+/// settings, a size function) are planned every time; catalog statements are kept too.
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_cube_statements_reuse_their_plan() {
     use lakecube::pg::settings::SessionInfo;
@@ -404,8 +404,9 @@ async fn repeated_cube_statements_reuse_their_plan() {
         // now() is folded into a constant by the optimizer: never kept.
         "SELECT SUM(footfall) FROM retail WHERE period < now()",
         "SELECT SUM(footfall) FROM retail WHERE period < current_date",
-        "SELECT count(*) FROM pg_catalog.pg_class",
         "EXPLAIN SELECT SUM(footfall) FROM retail",
+        // A size function: an ingest changes a table's bytes.
+        "SELECT c.relname, pg_table_size(c.oid) FROM pg_catalog.pg_class c",
     ] {
         rows(&e, q).await;
         rows(&e, q).await;
@@ -441,12 +442,31 @@ async fn repeated_cube_statements_reuse_their_plan() {
     assert!(kept.stream().is_some(), "SELECT 1 ran above: its rows should be kept");
     assert_eq!(rows(&e, "SELECT 1").await, rows(&fresh, "SELECT 1").await);
     assert!(e.plan_with_cubes(q).await.unwrap().constant.is_none(), "a cube statement reads the lake");
-    // A subquery reading a table keeps the statement out.
+    // A subquery reading a lake table keeps the statement out.
     let before = e.plan_cache_stats().hits;
     for _ in 0..2 {
-        rows(&e, "SELECT 1, (SELECT count(*) FROM pg_catalog.pg_namespace)").await;
+        rows(&e, "SELECT 1, (SELECT count(*) FROM lake.stores)").await;
     }
     assert_eq!(e.plan_cache_stats().hits, before);
+
+    // A catalog statement (a driver or BI tool browsing) is kept, with the catalog functions
+    // fixed for the engine's lifetime, and answers as a fresh plan does; its rows are not kept.
+    let catalog = "SELECT n.nspname, c.relname, pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.format_type(a.atttypid, a.atttypmod) \
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = 1 \
+                   WHERE c.relkind IN ('r', 'v') AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1, 2";
+    let before = e.plan_cache_stats().hits;
+    let (a, b) = (rows(&e, catalog).await, rows(&e, catalog).await);
+    assert_eq!(e.plan_cache_stats().hits, before + 1, "the second run of the catalog statement should reuse its plan");
+    assert!(a.len() > 3, "{a:?}");
+    assert_eq!(a, b);
+    assert_eq!(a, rows(&fresh, catalog).await);
+    assert!(e.plan_with_cubes(catalog).await.unwrap().constant.is_none(), "a catalog statement's rows are made each run");
+    let before = e.plan_cache_stats().hits;
+    for _ in 0..2 {
+        rows(&e, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1").await;
+    }
+    assert_eq!(e.plan_cache_stats().hits, before + 1, "information_schema is a catalog too");
 }
 
 /// `EXTRACT(DOW|HOUR|YEAR|MONTH …)` on a timestamp runs as integer arithmetic

@@ -14,10 +14,13 @@
 //! - Time and chance: the optimizer folds `now()`, `current_date` and the like into constants,
 //!   so a plan calling any function that is not immutable is never cached.
 //! - Parameters: a plan with `$n` placeholders is never cached (its values come later).
-//! - Only plans over cubes, or over no table at all (`SELECT 1`, which pools and drivers send
-//!   to check a connection, `SELECT version()`), with no side effect on the session, are
-//!   kept: catalog queries read in-memory tables that change with the session. A constant
-//!   statement costs little to plan, but it is most of its round trip.
+//! - Only plans over cubes, over the catalogs (`pg_catalog`, `information_schema`: the
+//!   statements drivers and BI tools send while browsing, 3 ms each to plan), or over no table
+//!   at all (`SELECT 1`, which pools and drivers send to check a connection, `SELECT
+//!   version()`), with no side effect on the session, are kept. A catalog table's rows are
+//!   made when the plan runs, from the engine's tables, fixed for its lifetime; a few catalog
+//!   functions declared stable but fixed in the same way ([`CATALOG_STABLE`]) may be called.
+//!   A constant or catalog statement costs little to run: planning is most of its round trip.
 //!
 //! The cache is bounded (least recently used entries go first) and shared by all sessions of
 //! one engine; the model and the lake's table schemas are fixed for an engine's lifetime.
@@ -120,12 +123,26 @@ fn any_expression(plan: &LogicalPlan, pred: impl Fn(&Expr) -> bool) -> bool {
 
 /// Whether a plan, or a subquery of it, reads a table (not only constants and `VALUES`).
 pub(crate) fn reads_tables(plan: &LogicalPlan) -> bool {
-    let mut reads = false;
+    any_node(plan, |node| matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)))
+}
+
+/// Whether a plan, or a subquery of it, reads a table that is not a catalog's.
+fn reads_non_catalog_tables(plan: &LogicalPlan) -> bool {
+    any_node(plan, |node| match node {
+        LogicalPlan::TableScan(scan) => !scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s)),
+        LogicalPlan::Extension(_) => true,
+        _ => false,
+    })
+}
+
+/// Whether any node of `plan` or of its subqueries, at any depth, is one `pred` finds.
+fn any_node(plan: &LogicalPlan, pred: impl Fn(&LogicalPlan) -> bool) -> bool {
+    let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
-        reads |= matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_));
-        Ok(if reads { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        found |= pred(node);
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });
-    reads
+    found
 }
 
 /// Whether a freshly planned (not yet optimized) statement may be optimized once and reused:
@@ -133,7 +150,7 @@ pub(crate) fn reads_tables(plan: &LogicalPlan) -> bool {
 /// with no placeholders, no effect on the session's settings, and only immutable functions
 /// (see the module documentation).
 pub fn cacheable(planned: &Planned) -> bool {
-    if (planned.cube_queries.is_empty() && reads_tables(&planned.plan)) || !planned.setting_changes.is_empty() {
+    if (planned.cube_queries.is_empty() && reads_non_catalog_tables(&planned.plan)) || !planned.setting_changes.is_empty() {
         return false;
     }
     if matches!(
@@ -150,7 +167,28 @@ pub fn cacheable(planned: &Planned) -> bool {
     }
     !any_expression(&planned.plan, |e| match e {
         Expr::Placeholder(_) => true,
-        Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+        Expr::ScalarFunction(f) => {
+            f.func.signature().volatility != Volatility::Immutable && !CATALOG_STABLE.contains(&f.func.name())
+        }
         _ => false,
     })
 }
+
+/// Catalog functions declared stable whose answer depends only on what is fixed for an
+/// engine's lifetime (its tables, types and roles) and on the key's user and settings: a plan
+/// calling them may be kept. (Not the size functions: an ingest changes a table's bytes.)
+const CATALOG_STABLE: &[&str] = &[
+    "format_type",
+    "pg_get_expr",
+    "pg_get_userbyid",
+    "pg_table_is_visible",
+    "pg_type_is_visible",
+    "pg_function_is_visible",
+    "pg_collation_is_visible",
+    "quote_ident",
+];
+
+/// The schemas of PostgreSQL's catalogs: their tables' rows are made when a plan runs, from
+/// the engine's tables, which are fixed for its lifetime.
+const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
+

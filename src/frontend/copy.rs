@@ -29,6 +29,9 @@ use super::encode::{TextValues, encode_batch, to_pg_error};
 use crate::error::{Error, ErrorKind};
 use crate::pg::copy::{BINARY_HEADER, BINARY_TRAILER, CopyFormat, CopyTo, ForceQuote, text_field, text_row};
 
+/// The most a batch's buffer is sized for up front (it grows past it as needed).
+const MAX_RESERVE: usize = 4 << 20;
+
 /// A COPY out ready to send: the batches of its query and how to write them.
 pub struct CopyOut {
     /// Under the statement's cancel and timeout ([`super::cancel::guarded`]).
@@ -110,7 +113,8 @@ impl CopyOut {
         }
         let mut rows = 0usize;
         let mut lines = Lines::default();
-        // Bytes a row, from the batch before: each batch's buffer is allocated once.
+        // Bytes a row, from the batch before, so that a batch's buffer seldom grows; the hint
+        // is bounded (a batch of a few huge values must not size the next one).
         let mut row_bytes = 64;
         while let Some(batch) = self.batches.next().await {
             let batch = batch.map_err(to_pg_error)?;
@@ -118,7 +122,7 @@ impl CopyOut {
                 continue;
             }
             lines.clear();
-            lines.bytes.reserve(batch.num_rows() * row_bytes + prefix.len());
+            lines.bytes.reserve(batch.num_rows().saturating_mul(row_bytes).min(MAX_RESERVE) + prefix.len());
             if self.copy.format == CopyFormat::Binary {
                 lines.bytes.append(&mut prefix);
                 self.binary_lines(&batch, &mut lines)?;

@@ -296,6 +296,9 @@ impl TextValues {
     /// `fields` must be in text format.
     pub fn new(batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<TextValues> {
         let cols = canonical_columns(batch)?;
+        if cols.len() != fields.len() {
+            return Err(PgWireError::ApiError(format!("a batch of {} columns for {} fields", cols.len(), fields.len()).into()));
+        }
         let encoders = fields.iter().map(|f| DataRowEncoder::new(Arc::new(vec![f.clone()]))).collect();
         Ok(TextValues { cols, fields: fields.to_vec(), encoders })
     }
