@@ -557,14 +557,7 @@ fn encode_value(enc: &mut DataRowEncoder, col: &ArrayRef, row: usize, field: &Fi
             let dt = DateTime::from_timestamp_micros(us).ok_or_else(|| out_of_range("timestamp"))?;
             if format == FieldFormat::Text {
                 // Years before 1 or after 9999 ([`TextBuf::timestamp`] writes the others).
-                let mut text = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
-                let micros = us.rem_euclid(1_000_000);
-                if micros != 0 {
-                    text.push_str(format!(".{micros:06}").trim_end_matches('0'));
-                }
-                if tz.is_some() {
-                    text.push_str("+00");
-                }
+                let text = crate::pg::analyze::timestamp_text::timestamp_text(us, tz.is_some()).ok_or_else(|| out_of_range("timestamp"))?;
                 enc.encode_field_with_type_and_format(&text, &pg_type, format, options)
             } else if tz.is_some() {
                 enc.encode_field_with_type_and_format(&dt, ty, format, options)

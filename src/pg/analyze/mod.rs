@@ -9,6 +9,9 @@
 //!   `Infinity`.
 //! - [`cast_round`] (after type coercion): a cast of a fraction to an integer type rounds
 //!   (numeric half away from zero, floats half to even) instead of truncating.
+//! - [`timestamp_text`] (after type coercion): a timestamp cast to text (or concatenated with
+//!   text) reads `2025-03-05 14:07:09`, as PostgreSQL writes it, not Arrow's
+//!   `2025-03-05T14:07:09`.
 //! - [`numeric_scale`] (after type coercion): `floor`, `ceil` and `trunc` of a numeric have
 //!   PostgreSQL's scale (`floor(-1.5)` is `-2`, `trunc(3.789, 1)` is `3.7`).
 //! - [`checked_sum`] (after type coercion): `SUM` of integers past a bigint raises 22003
@@ -29,6 +32,7 @@
 //! `interval / number`, as PostgreSQL's `interval_mul`).
 
 pub mod cast_round;
+pub mod timestamp_text;
 pub mod checked_arith;
 pub mod checked_sum;
 pub mod extract_second;
@@ -55,7 +59,8 @@ pub type Rule = Arc<dyn AnalyzerRule + Send + Sync>;
 /// DataFusion's analyzer rules (`datafusion`) with PostgreSQL's: `first` (e.g. the cube
 /// rewrite) runs before them all; the rules that change types run before type coercion, so
 /// that what stands over their expressions is coerced to the new types; [`checked_arith`],
-/// [`checked_sum`], [`cast_round`] and [`numeric_scale`], which read the coerced operand
+/// [`checked_sum`], [`cast_round`], [`timestamp_text`] and [`numeric_scale`], which read the
+/// coerced operand
 /// types, after it.
 pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     let mut rules = first;
@@ -68,6 +73,7 @@ pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     rules.push(Arc::new(checked_arith::RULE));
     rules.push(Arc::new(checked_sum::RULE));
     rules.push(Arc::new(cast_round::RULE));
+    rules.push(Arc::new(timestamp_text::RULE));
     rules.push(Arc::new(numeric_scale::RULE));
     rules
 }
