@@ -310,21 +310,32 @@ impl Engine {
             .ok_or_else(|| Error::new(ErrorKind::Syntax, "empty query"))
     }
 
+    /// A statement's plan if the plan cache holds it: no planning, nothing to wait for, so a
+    /// caller may skip what it does around planning (the server plans in a task of its own).
+    /// A write is refused first, as [`Engine::plan_sql`] refuses it.
+    pub fn cached_plan(&self, text: &str, session: &SessionInfo) -> Result<Option<Planned>> {
+        if let Some(what) = writing_statement(text) {
+            return Err(read_only(&what));
+        }
+        if !self.plan_cache.enabled() {
+            return Ok(None);
+        }
+        let key = plan_cache::Key { sql: text.to_string(), user: session.user.clone(), settings: session.settings.clone() };
+        Ok(self.plan_cache.get(&key))
+    }
+
     /// Plans one statement for a session; `None` for an empty statement (only comments).
     /// A query over cubes seen before with the same session settings comes from the plan
     /// cache, already optimized ([`plan_cache`]).
     pub async fn plan_sql(&self, text: &str, session: &SessionInfo) -> Result<Option<Planned>> {
-        if let Some(what) = writing_statement(text) {
-            return Err(read_only(&what));
+        if let Some(planned) = self.cached_plan(text, session)? {
+            return Ok(Some(planned));
         }
         let key = self.plan_cache.enabled().then(|| plan_cache::Key {
             sql: text.to_string(),
             user: session.user.clone(),
             settings: session.settings.clone(),
         });
-        if let Some(planned) = key.as_ref().and_then(|k| self.plan_cache.get(k)) {
-            return Ok(Some(planned));
-        }
         let Some((stmt, kept)) = pg::parse_statement(&self.parser, text)? else { return Ok(None) };
         let state = self.ctx.state();
         // The statement with its select lists' subqueries, if DataFusion can plan and

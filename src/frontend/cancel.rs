@@ -184,6 +184,11 @@ pub async fn plan_in_task(
     clock: &Clock,
     timeout_ms: u64,
 ) -> Result<Option<Planned>, Error> {
+    // A plan the cache holds is taken here: a task of its own would cost a hand-off between
+    // threads, most of a `SELECT 1` round trip once its rows are kept (engine::constant).
+    if let Some(planned) = engine.cached_plan(sql, &info)? {
+        return Ok(Some(planned));
+    }
     let (engine, sql) = (engine.clone(), sql.to_string());
     let task = tokio::spawn(async move { engine.plan_sql(&sql, &info).await });
     let abort = task.abort_handle();
