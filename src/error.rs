@@ -291,9 +291,9 @@ fn is_postgres_type(name: &str) -> bool {
         "bit", "varbit", "tsvector", "tsquery", "txid_snapshot", "pg_snapshot", "pg_lsn", "int4range", "int8range",
         "numrange", "tsrange", "tstzrange", "daterange", "int4multirange", "jsonpath", "record", "void", "trigger",
         "json", "jsonb", "uuid", "timetz", "xid", "xid8", "cid", "tid", "regnamespace", "regrole", "regoper",
-        "regoperator", "regconfig", "regdictionary", "regcollation", "int2vector", "oidvector", "pg_lsn", "anyelement",
+        "regoperator", "regconfig", "regdictionary", "regcollation", "int2vector", "oidvector", "anyelement",
         "anyarray", "cstring", "internal", "refcursor", "datemultirange", "nummultirange", "tsmultirange",
-        "tstzmultirange", "int8multirange", "txid_snapshot",
+        "tstzmultirange", "int8multirange",
     ];
     let plain = name.to_ascii_lowercase();
     !plain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || OTHER_POSTGRES_TYPES.contains(&plain.as_str())
@@ -365,17 +365,14 @@ fn classify_data(message: String) -> Error {
     if message.contains("cannot take square root of a negative number") {
         return Error::new(ErrorKind::InvalidArgumentForPowerFunction, "cannot take square root of a negative number");
     }
-    // Arrow: "Cannot cast string 'abc' to value of Int32 type".
-    if let Some(rest) = message.split_once("Cannot cast string '").map(|(_, r)| r)
-        && let Some((text, ty)) = rest.rsplit_once("' to value of ")
-    {
-        return text_error(text, pg_type_word(ty.trim_end_matches(" type")));
-    }
-    // Arrow: "Cannot cast value 'maybe' to value of Boolean type".
-    if let Some(rest) = message.split_once("Cannot cast value '").map(|(_, r)| r)
-        && let Some((text, ty)) = rest.rsplit_once("' to value of ")
-    {
-        return text_error(text, pg_type_word(ty.trim_end_matches(" type")));
+    // Arrow: "Cannot cast string 'abc' to value of Int32 type", "Cannot cast value 'maybe' to
+    // value of Boolean type".
+    for prefix in ["Cannot cast string '", "Cannot cast value '"] {
+        if let Some(rest) = message.split_once(prefix).map(|(_, r)| r)
+            && let Some((text, ty)) = rest.rsplit_once("' to value of ")
+        {
+            return text_error(text, pg_type_word(ty.trim_end_matches(" type")));
+        }
     }
     // Arrow: "Error parsing timestamp from '2025-03-05 25:00:00': error parsing time".
     if let Some(rest) = message.split_once("Error parsing timestamp from '").map(|(_, r)| r)

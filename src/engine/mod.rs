@@ -328,9 +328,15 @@ impl Engine {
     /// A query over cubes seen before with the same session settings comes from the plan
     /// cache, already optimized ([`plan_cache`]).
     pub async fn plan_sql(&self, text: &str, session: &SessionInfo) -> Result<Option<Planned>> {
-        if let Some(planned) = self.cached_plan(text, session)? {
-            return Ok(Some(planned));
+        match self.cached_plan(text, session)? {
+            Some(planned) => Ok(Some(planned)),
+            None => self.plan_uncached(text, session).await,
         }
+    }
+
+    /// [`Engine::plan_sql`] for a statement [`Engine::cached_plan`] has just not found: plans
+    /// it, and keeps the plan if it may be kept.
+    pub async fn plan_uncached(&self, text: &str, session: &SessionInfo) -> Result<Option<Planned>> {
         let key = self.plan_cache.enabled().then(|| plan_cache::Key {
             sql: text.to_string(),
             user: session.user.clone(),

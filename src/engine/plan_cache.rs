@@ -108,17 +108,16 @@ pub fn has_subquery_expressions(plan: &LogicalPlan) -> bool {
 
 /// Whether any expression of `plan` or of its subqueries, at any depth, is one `pred` finds.
 fn any_expression(plan: &LogicalPlan, pred: impl Fn(&Expr) -> bool) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
+    any_node(plan, |node| {
+        let mut found = false;
+        let _ = node.apply_expressions(|e| {
             e.apply(|e| {
                 found |= pred(e);
                 Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
             })
-        })?;
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-    });
-    found
+        });
+        found
+    })
 }
 
 /// Whether a plan, or a subquery of it, reads a table (not only constants and `VALUES`).

@@ -190,7 +190,7 @@ pub async fn plan_in_task(
         return Ok(Some(planned));
     }
     let (engine, sql) = (engine.clone(), sql.to_string());
-    let task = tokio::spawn(async move { engine.plan_sql(&sql, &info).await });
+    let task = tokio::spawn(async move { engine.plan_uncached(&sql, &info).await });
     let abort = task.abort_handle();
     let planned = bounded(
         async move { task.await.map_err(|e| Error::internal(format!("planning stopped: {e}")))? },

@@ -79,9 +79,7 @@ impl ScalarUDFImpl for RoundHalfEven {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [x] = <[ColumnarValue; 1]>::try_from(args.args).map_err(|_| {
-            datafusion::error::DataFusionError::Internal("rint takes one argument".into())
-        })?;
+        let [x] = datafusion::common::utils::take_function_args(self.name(), args.args)?;
         Ok(match x {
             ColumnarValue::Scalar(ScalarValue::Float64(v)) => {
                 ColumnarValue::Scalar(ScalarValue::Float64(v.map(f64::round_ties_even)))

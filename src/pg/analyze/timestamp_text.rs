@@ -81,9 +81,7 @@ impl ScalarUDFImpl for TimestampText {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [x] = <[ColumnarValue; 1]>::try_from(args.args).map_err(|_| {
-            datafusion::error::DataFusionError::Internal("pg_timestamp_text takes one argument".into())
-        })?;
+        let [x] = datafusion::common::utils::take_function_args(self.name(), args.args)?;
         let scalar = matches!(x, ColumnarValue::Scalar(_));
         let array = x.into_array(1)?;
         let DataType::Timestamp(_, tz) = array.data_type() else {

@@ -152,6 +152,7 @@ mod tests {
         assert_eq!(after(super::apply, "SELECT s.a, t.b FROM s, t"), "SELECT s.a, t.b FROM s, t");
         // Two tables' columns of one name are told apart too (a derived table's columns
         // must differ); the wire keeps PostgreSQL's names (pg::names).
+        assert_eq!(after(super::apply, "SELECT s.a, t.a FROM s, t"), r#"SELECT s.a, t.a AS "a_2" FROM s, t"#);
     }
 
     #[test]
