@@ -287,7 +287,7 @@ impl ScalarUDFImpl for Bounded {
         self.inner.inner().is_nullable(args, schema)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) { 1 } else { args.number_rows };
+        let rows = super::functions::result_rows(&args);
         let view = Args::new(&args.args)?;
         let mut budget = Budget::new(self.name());
         for r in 0..rows {

@@ -8,137 +8,6 @@ use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature};
 
-/// `to_char(timestamp, 'YYYY-MM')` with PostgreSQL's template patterns. DataFusion's `to_char`
-/// takes chrono patterns (`%Y-%m`) and would print `YYYY-MM` literally, which is what BI tools
-/// and analysts send. This wraps it, translating the template first.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct PgToChar {
-    inner: Arc<ScalarUDF>,
-}
-
-impl PgToChar {
-    pub fn new() -> Self {
-        PgToChar { inner: datafusion::functions::datetime::to_char() }
-    }
-}
-
-impl Default for PgToChar {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScalarUDFImpl for PgToChar {
-    fn name(&self) -> &str {
-        "to_char"
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-
-    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if let Some(format) = args.args.get_mut(1) {
-            let translated = match &*format {
-                ColumnarValue::Scalar(ScalarValue::Utf8(Some(s))) => ColumnarValue::Scalar(ScalarValue::Utf8(Some(pg_template_to_chrono(s)))),
-                ColumnarValue::Scalar(ScalarValue::LargeUtf8(Some(s))) => ColumnarValue::Scalar(ScalarValue::Utf8(Some(pg_template_to_chrono(s)))),
-                ColumnarValue::Scalar(ScalarValue::Utf8View(Some(s))) => ColumnarValue::Scalar(ScalarValue::Utf8(Some(pg_template_to_chrono(s)))),
-                ColumnarValue::Array(a) => {
-                    let a = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
-                    let strings = a.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
-                    let out: StringArray = strings.iter().map(|v| v.map(pg_template_to_chrono)).collect();
-                    ColumnarValue::Array(Arc::new(out))
-                }
-                other => other.clone(),
-            };
-            *format = translated;
-        }
-        self.inner.invoke_with_args(args)
-    }
-}
-
-/// Translates a PostgreSQL datetime template (`YYYY-MM-DD HH24:MI:SS`) to chrono's strftime
-/// form. `FM` (no padding) maps to chrono's `-` flag; text in double quotes is literal.
-pub fn pg_template_to_chrono(t: &str) -> String {
-    // Longest patterns first.
-    const PATTERNS: &[(&str, &str, &str)] = &[
-        // (PostgreSQL, chrono, chrono without padding)
-        ("HH24", "%H", "%-H"),
-        ("HH12", "%I", "%-I"),
-        ("IYYY", "%G", "%G"),
-        ("YYYY", "%Y", "%Y"),
-        ("MONTH", "%B", "%B"),
-        ("Month", "%B", "%B"),
-        ("month", "%B", "%B"),
-        ("DAY", "%A", "%A"),
-        ("Day", "%A", "%A"),
-        ("day", "%A", "%A"),
-        ("DDD", "%j", "%-j"),
-        ("YY", "%y", "%y"),
-        ("MM", "%m", "%-m"),
-        ("DD", "%d", "%-d"),
-        ("HH", "%I", "%-I"),
-        ("MI", "%M", "%-M"),
-        ("SS", "%S", "%-S"),
-        ("MS", "%3f", "%3f"),
-        ("US", "%6f", "%6f"),
-        ("AM", "%p", "%p"),
-        ("PM", "%p", "%p"),
-        ("am", "%P", "%P"),
-        ("pm", "%P", "%P"),
-        ("Mon", "%b", "%b"),
-        ("MON", "%b", "%b"),
-        ("mon", "%b", "%b"),
-        ("Dy", "%a", "%a"),
-        ("DY", "%a", "%a"),
-        ("dy", "%a", "%a"),
-        ("IW", "%V", "%-V"),
-        // ISO day of the week, Monday 1 to Sunday 7.
-        ("ID", "%u", "%u"),
-        ("TZ", "%Z", "%Z"),
-    ];
-    let mut out = String::new();
-    let mut rest = t;
-    let mut fill_mode = false;
-    'outer: while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix("FM") {
-            fill_mode = true;
-            rest = r;
-            continue;
-        }
-        if let Some(r) = rest.strip_prefix('"') {
-            let end = r.find('"').unwrap_or(r.len());
-            out.push_str(&r[..end].replace('%', "%%"));
-            rest = r.get(end + 1..).unwrap_or("");
-            continue;
-        }
-        for (pg, chrono, unpadded) in PATTERNS {
-            if let Some(r) = rest.strip_prefix(pg) {
-                out.push_str(if fill_mode { unpadded } else { chrono });
-                fill_mode = false;
-                rest = r;
-                continue 'outer;
-            }
-        }
-        let ch = rest.chars().next().expect("non-empty");
-        if ch == '%' {
-            out.push_str("%%");
-        } else {
-            out.push(ch);
-        }
-        rest = &rest[ch.len_utf8()..];
-    }
-    out
-}
-
 #[cfg(test)]
 mod size_tests {
     #[test]
@@ -157,21 +26,6 @@ mod size_tests {
         // No overflow at the ends of int8 (abs() of i64::MIN panicked in debug builds).
         assert_eq!(super::size_pretty(i64::MIN), "-8388608 TB");
         assert_eq!(super::size_pretty(i64::MAX), "8388608 TB");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pg_template_to_chrono as t;
-
-    #[test]
-    fn translates_postgres_templates() {
-        assert_eq!(t("YYYY-MM"), "%Y-%m");
-        assert_eq!(t("YYYY-MM-DD HH24:MI:SS"), "%Y-%m-%d %H:%M:%S");
-        assert_eq!(t("FMMonth YYYY"), "%B %Y");
-        assert_eq!(t("FMDD/FMMM"), "%-d/%-m");
-        assert_eq!(t("\"Week\" IW"), "Week %V");
-        assert_eq!(t("100%"), "100%%");
     }
 }
 
@@ -644,9 +498,30 @@ pub fn size_pretty(bytes: i64) -> String {
 
 /// Registers lakecube's PostgreSQL functions (after datafusion-pg-catalog's, so that ours win
 /// where both define one).
+/// The rows a scalar function computes: one when every argument is a scalar (a constant the
+/// optimizer folds), else the batch's.
+pub fn result_rows(args: &ScalarFunctionArgs) -> usize {
+    if all_scalar(&args.args) { 1 } else { args.number_rows }
+}
+
+fn all_scalar(args: &[ColumnarValue]) -> bool {
+    args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)))
+}
+
+/// A function's result computed as an array: a scalar when every argument was one.
+pub fn result_shape(args: &[ColumnarValue], out: datafusion::arrow::array::ArrayRef) -> Result<ColumnarValue> {
+    if all_scalar(args) && out.len() == 1 {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+    } else {
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     use datafusion::logical_expr::{Volatility, create_udf};
-    ctx.register_udf(ScalarUDF::from(PgToChar::new()));
+    super::formatting::register(ctx);
+    super::calendar::register(ctx);
+    super::math::register(ctx);
     // ceiling(x): PostgreSQL's other name of ceil(x).
     ctx.register_udf(datafusion::functions::math::ceil().as_ref().clone().with_aliases(["ceiling"]));
     // version(): SQLAlchemy and Npgsql parse "PostgreSQL <major>.<minor>" from it.

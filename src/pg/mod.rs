@@ -22,13 +22,17 @@
 pub mod analyze;
 pub mod array;
 pub mod bounded;
+pub mod calendar;
 pub mod catalog;
 pub mod copy;
+pub mod formatting;
 pub mod functions;
+pub mod math;
 pub mod names;
 pub mod parse;
 pub mod rewrite;
 pub mod settings;
+pub mod template;
 pub mod type_names;
 
 use datafusion::sql::sqlparser::ast::Statement;

@@ -2,7 +2,7 @@
 //! `?column?`, `'1'::int` is `int4`): [`pg_column_names`] reads them off the select list and
 //! [`resolve_names`] lays them over DataFusion's; and names as PostgreSQL folds them.
 
-use datafusion::sql::sqlparser::ast::{DataType as SqlType, Expr, Ident, Query, SelectItem, SetExpr, Statement, Value};
+use datafusion::sql::sqlparser::ast::{DataType as SqlType, Expr, Ident, Query, SelectItem, SetExpr, Statement};
 
 /// The output column names PostgreSQL gives a query's select list, where they differ from
 /// DataFusion's: an unaliased `sum(revenue)` is `sum`, `count(*)` is `count`, an unnamed
@@ -102,8 +102,12 @@ pub fn figure_colname(e: &Expr) -> Option<String> {
             }
         }
         Expr::Nested(inner) | Expr::Collate { expr: inner, .. } => return figure_colname(inner),
-        Expr::Cast { expr, data_type, .. } => return figure_colname(expr).or_else(|| Some(type_name(data_type))),
-        Expr::Value(v) if matches!(v.value, Value::Boolean(_)) => "bool".into(),
+        // A cast's type names it unless its operand has a stronger name (a column's, a
+        // function's): `'7'::int4::int8` is `int8`, `x::text` is `x`.
+        Expr::Cast { expr, data_type, .. } => match figure_colname(expr) {
+            Some(inner) if !weak_name(expr) => inner,
+            _ => type_name(data_type),
+        },
         Expr::TypedString(t) => type_name(&t.data_type),
         Expr::Case { .. } => "case".into(),
         Expr::Extract { .. } => "extract".into(),
@@ -123,6 +127,16 @@ pub fn figure_colname(e: &Expr) -> Option<String> {
         },
         _ => return None,
     })
+}
+
+/// Whether `e`'s name is one PostgreSQL lets an enclosing cast replace (strength 1 in its
+/// FigureColnameInternal): a cast's type name, `case`.
+fn weak_name(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) | Expr::Collate { expr: inner, .. } => weak_name(inner),
+        Expr::Cast { .. } | Expr::TypedString(_) | Expr::Case { .. } => true,
+        _ => false,
+    }
 }
 
 /// PostgreSQL's internal name of a type, as it names a cast column (`'1'::int` is `int4`).
@@ -211,7 +225,7 @@ mod tests {
                 n("?column?"),
                 n("int4"),
                 n("x"),
-                n("bool"),
+                n("?column?"),
                 n("R"),
                 n("case"),
                 n("date_trunc"),

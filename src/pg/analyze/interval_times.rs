@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, IntervalMonthDayNanoArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::DFSchema;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
@@ -77,7 +77,6 @@ impl ScalarUDFImpl for IntervalTimes {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let (spans, factors) = (arrays[0].as_primitive::<IntervalMonthDayNanoType>(), arrays[1].as_primitive::<Float64Type>());
         let mut out = Vec::with_capacity(spans.len());
@@ -91,7 +90,7 @@ impl ScalarUDFImpl for IntervalTimes {
             });
         }
         let array: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(out));
-        Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?) } else { ColumnarValue::Array(array) })
+        crate::pg::functions::result_shape(&args.args, array)
     }
 }
 

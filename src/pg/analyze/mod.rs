@@ -9,6 +9,10 @@
 //!   `Infinity`.
 //! - [`cast_round`] (after type coercion): a cast of a fraction to an integer type rounds
 //!   (numeric half away from zero, floats half to even) instead of truncating.
+//! - [`datetime_literal`] (after type coercion): a quoted date or timestamp in one of
+//!   PostgreSQL's other input forms (`'2025-03-01 10:00'`, `'March 5, 2025'`) is read.
+//! - [`concat_bool`] (after type coercion): a boolean in `concat`, `concat_ws` or `format`
+//!   reads `t`/`f`.
 //! - [`timestamp_text`] (after type coercion): a timestamp cast to text (or concatenated with
 //!   text) reads `2025-03-05 14:07:09`, as PostgreSQL writes it, not Arrow's
 //!   `2025-03-05T14:07:09`.
@@ -32,9 +36,11 @@
 //! `interval / number`, as PostgreSQL's `interval_mul`).
 
 pub mod cast_round;
+pub mod datetime_literal;
 pub mod timestamp_text;
 pub mod checked_arith;
 pub mod checked_sum;
+pub mod concat_bool;
 pub mod extract_second;
 pub mod interval_times;
 pub mod numeric_division;
@@ -73,6 +79,8 @@ pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     rules.push(Arc::new(checked_arith::RULE));
     rules.push(Arc::new(checked_sum::RULE));
     rules.push(Arc::new(cast_round::RULE));
+    rules.push(Arc::new(datetime_literal::RULE));
+    rules.push(Arc::new(concat_bool::RULE));
     rules.push(Arc::new(timestamp_text::RULE));
     rules.push(Arc::new(numeric_scale::RULE));
     rules
@@ -149,7 +157,10 @@ pub(crate) mod test {
             .with_config(config)
             .with_default_features()
             .with_analyzer_rules(rules);
-        SessionContext::new_with_state(super::with_planners(builder).build())
+        let ctx = SessionContext::new_with_state(super::with_planners(builder).build());
+        // With PostgreSQL's functions (to_char, age, div…).
+        crate::pg::functions::register(&ctx);
+        ctx
     }
 
     /// The one value `sql` answers, as text, or its error as `[SQLSTATE] message`.

@@ -170,17 +170,28 @@ fn typed(s: &str, t: &DataType) -> Result<Expr> {
         let list = crate::pg::array::list_value(s, item.data_type()).map_err(super::external)?;
         return Ok(Expr::Cast(datafusion::logical_expr::expr::Cast::new(Box::new(Expr::Literal(list, None)), t.clone())));
     }
+    let read = |s: &str| ScalarValue::try_from_string(s.to_string(), t).ok().filter(|v| !v.is_null());
+    let mut s = s.trim().to_string();
     let value = match t {
-        DataType::Boolean => pg_bool(s).map(|b| ScalarValue::Boolean(Some(b))),
-        _ => ScalarValue::try_from_string(s.trim().to_string(), t).ok().filter(|v| !v.is_null()),
+        DataType::Boolean => pg_bool(&s).map(|b| ScalarValue::Boolean(Some(b))),
+        // PostgreSQL's other date and timestamp forms (`'03/05/2025'`), in ISO form.
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) if read(&s).is_none() => {
+            super::datetime_literal::iso_form(&s).and_then(|iso| {
+                let v = read(&iso);
+                s = iso;
+                v
+            })
+        }
+        _ => read(&s),
     };
+    let s = s.as_str();
     match value {
         // Checked now (22P02 at planning); left as a cast of the text, which the optimizer
         // folds, so that the expression keeps a name of its own: `'42' = 42, 42 = '42'` are
         // two columns, not one name twice (nor `b = 'yes', b = 'on'`: Arrow's cast reads
         // every boolean text that `pg_bool` reads, as written).
         Some(_) => {
-            let text = ScalarValue::Utf8(Some(s.trim().to_string()));
+            let text = ScalarValue::Utf8(Some(s.to_string()));
             Ok(Expr::Cast(datafusion::logical_expr::expr::Cast::new(Box::new(Expr::Literal(text, None)), t.clone())))
         }
         None => Err(super::external(crate::error::text_error(s, crate::error::pg_type_name(t)))),

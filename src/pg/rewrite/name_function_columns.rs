@@ -9,7 +9,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Ident, ObjectNamePart, SetExpr, Statement, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+    Ident, ObjectNamePart, SetExpr, Statement, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -48,6 +48,15 @@ impl VisitorMut for NameFunctionColumns {
             {
                 *t = from.relation;
             }
+            return ControlFlow::Continue(());
+        }
+        // Unaliased, the function's name names its table and its column (`generate_series`).
+        if let TableFactor::Table { name, args: Some(_), alias: alias @ None, .. } = t
+            && let Some(f) = name.0.last().and_then(|p| p.as_ident())
+            && matches!(f.value.to_ascii_lowercase().as_str(), "generate_series" | "unnest" | "generate_subscripts")
+        {
+            let f = Ident::new(crate::pg::names::ident_name(f));
+            *alias = Some(TableAlias { explicit: true, name: f.clone(), columns: vec![TableAliasColumnDef { name: f, data_type: None }], at: None });
             return ControlFlow::Continue(());
         }
         if let TableFactor::Table { name, args: Some(_), alias: Some(alias), .. } = t
