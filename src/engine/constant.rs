@@ -4,9 +4,13 @@
 //! `SHOW …`-like constants and the like on every connect: statements over no table whose
 //! answer cannot change. The plan cache ([`super::plan_cache`]) spares their planning, but each
 //! run still made a physical plan, a task context and a stream of DataFusion's, which was most
-//! of their round trip (4× PostgreSQL's for `SELECT 1`, docs/performance.md). A statement the
-//! plan cache keeps that reads no table, calls only immutable functions and has no parameters
-//! (what [`super::plan_cache::cacheable`] checks) gets a [`ConstantRows`] shared by every
+//! of their round trip (4× PostgreSQL's for `SELECT 1`, docs/performance.md). The same holds
+//! for the catalog statements drivers and BI tools send while browsing (psql's `\dt`, pgjdbc's
+//! `getTables`): their rows are made from the engine's tables, fixed for its lifetime. A
+//! statement the plan cache keeps that reads no table or only such catalog tables
+//! ([`super::plan_cache::answer_is_fixed`]), calls only immutable functions (or the fixed
+//! catalog functions) and has no parameters (what [`super::plan_cache::cacheable`] checks)
+//! gets a [`ConstantRows`] shared by every
 //! session that plans the same text with the same settings: its first run streams as any other
 //! and, if its rows are few ([`MAX_BYTES`]), keeps them; later runs send those rows without
 //! running DataFusion at all.

@@ -377,7 +377,7 @@ impl Engine {
                 planned.plan = state.optimize(&planned.plan).map_err(Error::from)?;
                 planned.optimized = true;
             }
-            if !plan_cache::reads_tables(&planned.plan) {
+            if plan_cache::answer_is_fixed(&planned.plan) {
                 planned.constant = Some(Arc::default());
             }
             self.plan_cache.put(key, planned.clone());

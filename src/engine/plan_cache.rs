@@ -20,7 +20,9 @@
 //!   version()`), with no side effect on the session, are kept. A catalog table's rows are
 //!   made when the plan runs, from the engine's tables, fixed for its lifetime; a few catalog
 //!   functions declared stable but fixed in the same way ([`CATALOG_STABLE`]) may be called.
-//!   A constant or catalog statement costs little to run: planning is most of its round trip.
+//!   A constant or catalog statement costs little to run: planning is most of its round trip,
+//!   and once it has run, its rows are kept with its plan ([`answer_is_fixed`],
+//!   [`super::constant`]).
 //!
 //! The cache is bounded (least recently used entries go first) and shared by all sessions of
 //! one engine; the model and the lake's table schemas are fixed for an engine's lifetime.
@@ -120,10 +122,36 @@ fn any_expression(plan: &LogicalPlan, pred: impl Fn(&Expr) -> bool) -> bool {
     })
 }
 
-/// Whether a plan, or a subquery of it, reads a table (not only constants and `VALUES`).
-pub(crate) fn reads_tables(plan: &LogicalPlan) -> bool {
-    any_node(plan, |node| matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)))
+/// Whether a cacheable plan's answer is fixed for the engine's lifetime, so that its rows may
+/// be kept ([`super::constant`]): it reads no table, or only catalog tables whose rows are
+/// made from what is fixed for the engine (not [`LIVE_CATALOG_TABLES`]).
+pub(crate) fn answer_is_fixed(plan: &LogicalPlan) -> bool {
+    !any_node(plan, |node| match node {
+        LogicalPlan::TableScan(scan) => {
+            !scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s))
+                || LIVE_CATALOG_TABLES.contains(&scan.table_name.table())
+        }
+        LogicalPlan::Extension(_) => true,
+        _ => false,
+    })
 }
+
+/// Catalog tables whose rows describe the server's live state rather than its fixed model
+/// (sessions, locks, a session's prepared statements and cursors, statistics): a statement
+/// reading one is planned once but run every time. (lakecube fills none of them with live rows
+/// yet; the list keeps them out when it does.)
+const LIVE_CATALOG_TABLES: &[&str] = &[
+    "pg_stat_activity",
+    "pg_locks",
+    "pg_prepared_statements",
+    "pg_cursors",
+    "pg_prepared_xacts",
+    "pg_stat_database",
+    "pg_stat_user_tables",
+    "pg_stat_all_tables",
+    "pg_statio_user_tables",
+    "pg_stat_statements",
+];
 
 /// Whether a plan, or a subquery of it, reads a table that is not a catalog's.
 fn reads_non_catalog_tables(plan: &LogicalPlan) -> bool {
@@ -191,3 +219,23 @@ const CATALOG_STABLE: &[&str] = &[
 /// the engine's tables, which are fixed for its lifetime.
 const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::{LogicalPlanBuilder, logical_plan::table_scan};
+
+    fn scan(name: &str) -> datafusion::logical_expr::LogicalPlan {
+        let schema = Schema::new(vec![Field::new("a", DataType::Int64, true)]);
+        table_scan(Some(name), &schema, None).and_then(LogicalPlanBuilder::build).expect("scan")
+    }
+
+    #[test]
+    fn fixed_answers_read_only_the_fixed_catalog() {
+        assert!(super::answer_is_fixed(&scan("pg_catalog.pg_class")));
+        assert!(super::answer_is_fixed(&scan("information_schema.tables")));
+        assert!(!super::answer_is_fixed(&scan("pg_catalog.pg_stat_activity")), "live state");
+        assert!(!super::answer_is_fixed(&scan("lake.traffic")), "the lake changes");
+        assert!(!super::answer_is_fixed(&scan("retail")), "a cube reads the lake");
+    }
+}
