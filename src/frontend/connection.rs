@@ -159,6 +159,20 @@ pub async fn serve(
         // extended protocol it waits for more.
         ready_for_query = matches!(msg, PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Sync(_));
         let is_cancel = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
+        // Replies to a Query, and to the extended protocol's messages up to its Sync or
+        // Flush, go out together (see FrameLimits::corked).
+        let is_query = matches!(msg, PgWireFrontendMessage::Query(_));
+        let corked = !authenticating
+            && (is_query
+                || matches!(
+                    msg,
+                    PgWireFrontendMessage::Parse(_)
+                        | PgWireFrontendMessage::Bind(_)
+                        | PgWireFrontendMessage::Describe(_)
+                        | PgWireFrontendMessage::Execute(_)
+                        | PgWireFrontendMessage::Close(_)
+                ));
+        frame_limits.corked.store(corked, Ordering::Relaxed);
         let outcome = std::panic::AssertUnwindSafe(process_message(
             msg,
             &mut socket,
@@ -170,6 +184,9 @@ pub async fn serve(
         ))
         .catch_unwind()
         .await;
+        // Whatever comes next (an error, a fatal message, the next message's replies) is
+        // flushed as pgwire asks; a Query's replies end here.
+        frame_limits.corked.store(false, Ordering::Relaxed);
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(mut e)) => {
@@ -196,6 +213,9 @@ pub async fn serve(
                 let _ = send_fatal(&mut socket, e).await;
                 break;
             }
+        }
+        if is_query {
+            socket.flush().await?;
         }
         if is_cancel {
             break;

@@ -34,18 +34,29 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// The limits a connection's frames are held to; the connection marks when it authenticated.
+/// The limits a connection's frames are held to; the connection marks when it authenticated,
+/// and when the server's replies wait for the end of the client's sequence of messages.
 #[derive(Debug)]
 pub struct FrameLimits {
     /// Whether the client has authenticated (then `limit` applies, else the startup limit).
     pub authenticated: AtomicBool,
     /// The largest message after authentication.
     pub limit: usize,
+    /// While set, a flush keeps the bytes written (up to [`HOLD_LIMIT`]): the connection sets
+    /// it while it handles a Query, Parse, Bind, Describe, Execute or Close, so that their
+    /// replies go out together at the next Sync, Flush or end of a Query, in one write, as
+    /// PostgreSQL sends them. (pgwire flushes after each reply: pgjdbc's `SELECT 1` took four
+    /// writes, each waking the client, where PostgreSQL takes one.)
+    pub corked: AtomicBool,
 }
+
+/// The most a corked connection holds before writing anyway (a large result streams in
+/// writes of this size, with the memory of one).
+pub const HOLD_LIMIT: usize = 64 * 1024;
 
 impl FrameLimits {
     pub fn new(limit: usize) -> Arc<FrameLimits> {
-        Arc::new(FrameLimits { authenticated: AtomicBool::new(false), limit })
+        Arc::new(FrameLimits { authenticated: AtomicBool::new(false), limit, corked: AtomicBool::new(false) })
     }
 
     fn current(&self) -> usize {
@@ -57,7 +68,8 @@ impl FrameLimits {
     }
 }
 
-/// A stream that lets through only whole, well-formed frontend frames (writes pass as they are).
+/// A stream that lets through only whole, well-formed frontend frames; its writes are held
+/// until a flush while the connection is corked ([`FrameLimits::corked`]).
 pub struct Guarded<S> {
     inner: S,
     limits: Arc<FrameLimits>,
@@ -73,13 +85,26 @@ pub struct Guarded<S> {
     sasl: bool,
     failed: Option<FrameError>,
     eof: bool,
+    /// Bytes written and not yet passed to `inner`.
+    held: BytesMut,
 }
 
 impl<S> Guarded<S> {
     /// Guards `inner`; `buffered` are bytes already read from it (by TLS negotiation).
     /// `typed` is false while the startup packet is still to come.
     pub fn new(inner: S, buffered: BytesMut, typed: bool, sasl: bool, limits: Arc<FrameLimits>) -> Guarded<S> {
-        Guarded { inner, limits, pending: buffered, ready: BytesMut::new(), typed, password_frames: 0, sasl, failed: None, eof: false }
+        Guarded {
+            inner,
+            limits,
+            pending: buffered,
+            ready: BytesMut::new(),
+            typed,
+            password_frames: 0,
+            sasl,
+            failed: None,
+            eof: false,
+            held: BytesMut::new(),
+        }
     }
 
     pub fn get_ref(&self) -> &S {
@@ -326,17 +351,51 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Guarded<S> {
+    /// Writes every held byte to `inner`.
+    fn poll_write_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.held) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.held.advance(n),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.held.len() >= HOLD_LIMIT {
+            match this.poll_write_held(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other.map(|r| r.map(|()| 0)),
+            }
+        }
+        this.held.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        if this.limits.corked.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        match this.poll_write_held(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        match this.poll_write_held(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
 }
 
@@ -416,5 +475,29 @@ mod tests {
         bytes.extend(q);
         let (_, err) = read_all(bytes, DEFAULT_MESSAGE_LIMIT, false).await;
         assert!(err.unwrap_or_default().contains("before authentication, the limit is 10000"));
+    }
+
+    #[tokio::test]
+    async fn corked_writes_wait_for_a_flush_after_the_cork() {
+        use tokio::io::AsyncWriteExt;
+        let limits = FrameLimits::new(DEFAULT_MESSAGE_LIMIT);
+        let mut g = Guarded::new(Vec::<u8>::new(), BytesMut::new(), true, false, limits.clone());
+        limits.corked.store(true, Ordering::Relaxed);
+        g.write_all(b"1\0\0\0\x04").await.unwrap();
+        g.flush().await.unwrap();
+        assert!(g.get_ref().is_empty(), "a corked flush keeps the replies");
+        limits.corked.store(false, Ordering::Relaxed);
+        g.write_all(b"Z\0\0\0\x05I").await.unwrap();
+        g.flush().await.unwrap();
+        assert_eq!(g.get_ref().as_slice(), b"1\0\0\0\x04Z\0\0\0\x05I", "one write, in order");
+        // A corked connection holds at most HOLD_LIMIT bytes: a large result still streams.
+        limits.corked.store(true, Ordering::Relaxed);
+        let big = vec![b'D'; HOLD_LIMIT];
+        g.write_all(&big).await.unwrap();
+        g.write_all(&big).await.unwrap();
+        g.flush().await.unwrap();
+        assert_eq!(g.get_ref().len(), 11 + HOLD_LIMIT, "the first HOLD_LIMIT bytes went out, the rest wait");
+        g.shutdown().await.unwrap();
+        assert_eq!(g.get_ref().len(), 11 + 2 * HOLD_LIMIT, "shutdown writes what is held");
     }
 }
