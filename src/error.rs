@@ -65,6 +65,8 @@ pub enum ErrorKind {
     InvalidColumnReference,
     /// An argument outside a math function's domain (the square root of a negative number).
     InvalidArgumentForPowerFunction,
+    /// The logarithm of zero or of a negative number.
+    InvalidArgumentForLogarithm,
     /// An aggregate that does not fit a measure, a measure grouped by or filtered in WHERE.
     InvalidAggregate,
     /// Division by zero at execution.
@@ -122,6 +124,7 @@ impl ErrorKind {
             ErrorKind::AmbiguousColumn => "42702",
             ErrorKind::InvalidColumnReference => "42P10",
             ErrorKind::InvalidArgumentForPowerFunction => "2201F",
+            ErrorKind::InvalidArgumentForLogarithm => "2201E",
             ErrorKind::InvalidAggregate => "42803",
             ErrorKind::DivisionByZero => "22012",
             ErrorKind::CardinalityViolation => "21000",

@@ -2,6 +2,9 @@
 same run with the same clients (psycopg 3, pgjdbc, the ADBC PostgreSQL driver):
   - `SELECT 1` round trip, p50 and p95 over many runs (one client, one connection), and the
     same for a catalog query of the kind a driver or BI tool sends while browsing;
+  - the two servers take turns: each of the --runs rounds measures everything once on each
+    (pings split over the rounds and pooled, rates the median of the rounds), so that a slow
+    spell of a shared machine falls on both;
   - rows/s streaming the whole `lake.traffic` of a lake (a named cursor for psycopg, text and
     binary; setFetchSize for pgjdbc), median of several runs;
   - MB/s (and rows/s) of `COPY (SELECT …) TO STDOUT` of the same table through psycopg's
@@ -120,11 +123,16 @@ def adbc_read(uri: str, table: str, runs: int) -> tuple:
     return statistics.median(rates), rows
 
 
+_JDBC_BUILD = []
+
+
 def jdbc(port: int, user: str, table: str, pings_n: int, runs: int) -> dict:
-    build = tempfile.mkdtemp()
-    src = pathlib.Path(__file__).with_name("WireBench.java")
-    subprocess.run(["javac", "-cp", JDBC_JAR, "-d", build, str(src)], check=True)
-    out = subprocess.run(["java", "-cp", f"{JDBC_JAR}:{build}", "WireBench", str(port), user, table, str(pings_n), str(runs)],
+    if not _JDBC_BUILD:
+        build = tempfile.mkdtemp()
+        src = pathlib.Path(__file__).with_name("WireBench.java")
+        subprocess.run(["javac", "-cp", JDBC_JAR, "-d", build, str(src)], check=True)
+        _JDBC_BUILD.append(build)
+    out = subprocess.run(["java", "-cp", f"{JDBC_JAR}:{_JDBC_BUILD[0]}", "WireBench", str(port), user, table, str(pings_n), str(runs)],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -154,25 +162,48 @@ def main():
         n = load_postgres(lc, pg)
         print(f"loaded {n} rows of lake.traffic into PostgreSQL 15 in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         same = check_same(lc, pg)
+        # The two servers take turns, one round each per run (--runs), so that a slow spell of
+        # the machine falls on both: pings are pooled over the rounds, rates are the median
+        # of the rounds.
+        engines = [("lakecube", lc.connect, "lake.traffic", lc.port, "lakecube"),
+                   ("postgresql", pg.connect, "traffic", pg.port, "postgres")]
+        samples = {}
+
+        def add(engine, client, measure, value):
+            samples.setdefault((engine, client, measure), []).append(value)
+
+        per_round = max(1, args.pings // args.runs)
+        for _ in range(args.runs):
+            for engine, conn, table, port, user in engines:
+                for v in pings(conn, per_round):
+                    add(engine, "psycopg", "select1_ms", v)
+                for v in pings(conn, max(1, per_round // 4), CATALOG_QUERY):
+                    add(engine, "psycopg", "catalog_ms", v)
+                for binary in (False, True):
+                    kind = "binary" if binary else "text"
+                    rate, rows = stream(conn, table, binary, 1)
+                    add(engine, "psycopg", "stream_rows_per_s_" + kind, (rate, rows))
+                    mb, rate, rows = copy_out(conn, table, binary, 1)
+                    add(engine, "psycopg", "copy_mb_per_s_" + kind, (mb, rate, rows))
+                rate, rows = adbc_read(f"postgresql://{user}@127.0.0.1:{port}/{user}", table, 1)
+                add(engine, "adbc", "read_rows_per_s", (rate, rows))
+                j = jdbc(port, user, table, per_round, 1)
+                add(engine, "pgjdbc", "select1_ms", (j["p50"], j["p95"]))
+                add(engine, "pgjdbc", "stream_rows_per_s", (j["rows_per_s"], j["rows"]))
         results = []
-        for engine, conn, table, port, user in [("lakecube", lc.connect, "lake.traffic", lc.port, "lakecube"),
-                                                ("postgresql", pg.connect, "traffic", pg.port, "postgres")]:
-            p = pings(conn, args.pings)
-            results.append({"engine": engine, "client": "psycopg", "measure": "select1_ms", "p50": pct(p, 50), "p95": pct(p, 95), "runs": len(p)})
-            p = pings(conn, args.pings // 4, CATALOG_QUERY)
-            results.append({"engine": engine, "client": "psycopg", "measure": "catalog_ms", "p50": pct(p, 50), "p95": pct(p, 95), "runs": len(p)})
-            for binary in (False, True):
-                rate, rows = stream(conn, table, binary, args.runs)
-                results.append({"engine": engine, "client": "psycopg", "measure": "stream_rows_per_s_" + ("binary" if binary else "text"),
-                                "value": rate, "rows": rows, "runs": args.runs})
-                mb, rate, rows = copy_out(conn, table, binary, args.runs)
-                results.append({"engine": engine, "client": "psycopg", "measure": "copy_mb_per_s_" + ("binary" if binary else "text"),
-                                "value": mb, "rows_per_s": rate, "rows": rows, "runs": args.runs})
-            rate, rows = adbc_read(f"postgresql://{user}@127.0.0.1:{port}/{user}", table, args.runs)
-            results.append({"engine": engine, "client": "adbc", "measure": "read_rows_per_s", "value": rate, "rows": rows, "runs": args.runs})
-            j = jdbc(port, user, table, args.pings, args.runs)
-            results.append({"engine": engine, "client": "pgjdbc", "measure": "select1_ms", "p50": j["p50"], "p95": j["p95"], "runs": args.pings})
-            results.append({"engine": engine, "client": "pgjdbc", "measure": "stream_rows_per_s", "value": j["rows_per_s"], "rows": j["rows"], "runs": args.runs})
+        for (engine, client, measure), values in samples.items():
+            r = {"engine": engine, "client": client, "measure": measure}
+            if (client, measure) == ("pgjdbc", "select1_ms"):
+                r.update(p50=statistics.median(v[0] for v in values), p95=statistics.median(v[1] for v in values),
+                         runs=per_round * len(values))
+            elif measure.endswith("_ms"):
+                r.update(p50=pct(values, 50), p95=pct(values, 95), runs=len(values))
+            elif measure.startswith("copy"):
+                r.update(value=statistics.median(v[0] for v in values), rows_per_s=statistics.median(v[1] for v in values),
+                         rows=values[-1][2], runs=len(values))
+            else:
+                r.update(value=statistics.median(v[0] for v in values), rows=values[-1][1], runs=len(values))
+            results.append(r)
         results.append({"engine": "lakecube", "measure": "peak_rss_mib", "value": lc.peak_rss_kib() / 1024})
     finally:
         lc.stop()

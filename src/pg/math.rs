@@ -1,5 +1,8 @@
-//! PostgreSQL's numeric functions that DataFusion lacks: `div(a, b)`, the integer quotient of
-//! two numerics truncated towards zero (`div(-7, 2)` is `-3`), a numeric of scale 0.
+//! PostgreSQL's numeric functions that DataFusion lacks or answers otherwise:
+//! - `div(a, b)`, the integer quotient of two numerics truncated towards zero (`div(-7, 2)`
+//!   is `-3`), a numeric of scale 0;
+//! - `ln`, `log` and `log10` of zero or of a negative number are errors (2201E), as in
+//!   PostgreSQL, not `-Infinity` or `NaN` (DataFusion's, wrapped).
 
 use std::sync::Arc;
 
@@ -12,9 +15,50 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 use super::analyze::external;
 use crate::error::{Error, ErrorKind};
 
-/// Registers `div`.
+/// Registers `div`, and `ln`, `log`, `log10` checked.
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::from(Div { signature: Signature::user_defined(Volatility::Immutable) }));
+    for name in ["ln", "log", "log10"] {
+        if let Some(inner) = ctx.state().scalar_functions().get(name).cloned() {
+            ctx.register_udf(ScalarUDF::from(CheckedLog { inner }));
+        }
+    }
+}
+
+/// A logarithm whose argument (its last) must be positive.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedLog {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for CheckedLog {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn coerce_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(types)
+    }
+    fn return_type(&self, types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(types)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if let Some(value) = args.args.last() {
+            let values = cast(&value.to_array(1)?, &DataType::Float64)?;
+            let values = values.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            let bad = values.iter().flatten().find(|v| *v <= 0.0);
+            if let Some(v) = bad {
+                let what = if v == 0.0 { "zero" } else { "a negative number" };
+                return Err(external(Error::new(ErrorKind::InvalidArgumentForLogarithm, format!("cannot take logarithm of {what}"))));
+            }
+        }
+        self.inner.invoke_with_args(args)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -102,6 +146,14 @@ mod tests {
         assert_eq!(run("SELECT div(1, 0)").await, "22012");
         assert_eq!(run("SELECT div(a, b) FROM (VALUES (10, 3), (-9, 4)) AS t(a, b) ORDER BY a LIMIT 1").await, "-2");
         assert_eq!(run("SELECT div('x', 2)").await, "42883");
+    }
+
+    #[tokio::test]
+    async fn logarithms_of_zero_and_negatives_are_errors() {
+        assert_eq!(run("SELECT ln(0)").await, "2201E");
+        assert_eq!(run("SELECT log10(x) FROM (VALUES (10.0), (-1.0)) AS t(x)").await, "2201E");
+        assert_eq!(run("SELECT log(2.0, 0)").await, "2201E");
+        assert_eq!(run("SELECT round(ln(1), 3)").await, "0.0");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Integer arithmetic that overflows is an error, as in PostgreSQL (22003 `integer out of
-//! range`), not a wrapped-around number: DataFusion's `+ - *` on integers wrap, so
+//! range`), not a wrapped-around number, and float arithmetic that overflows too (`value out of
+//! range: overflow`), not `Infinity`: DataFusion's `+ - *` on integers wrap, so
 //! `9223372036854775807::int8 + 1` (or `-x` of the smallest bigint) answered `-9223372036854775808` and a calculated field
 //! over large counts could turn negative without a word. Floating-point division by zero is
 //! PostgreSQL's 22012 too, not `Infinity`. After type coercion (both operands then have one
@@ -41,7 +42,7 @@ fn check(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         return Ok(Transformed::no(e));
     }
     let op = match op {
-        Operator::Plus | Operator::Minus | Operator::Multiply if lt.is_signed_integer() => *op,
+        Operator::Plus | Operator::Minus | Operator::Multiply if lt.is_signed_integer() || lt.is_floating() => *op,
         Operator::Divide if lt.is_floating() => *op,
         _ => return Ok(Transformed::no(e)),
     };
@@ -101,7 +102,14 @@ impl ScalarUDFImpl for Checked {
             )),
             other => DataFusionError::from(other),
         };
-        let apply = |l: &dyn Datum, r: &dyn Datum| kernel(l, r).map_err(out_of_range);
+        // A float result that is infinite where neither operand was: PostgreSQL's 22003.
+        let apply = |l: &dyn Datum, r: &dyn Datum| {
+            let out = kernel(l, r).map_err(out_of_range)?;
+            if data_type.is_floating() && float_overflowed(&out, l, r)? {
+                return Err(super::external(Error::new(ErrorKind::NumericValueOutOfRange, "value out of range: overflow")));
+            }
+            Ok::<_, DataFusionError>(out)
+        };
         Ok(match (l, r) {
             (ColumnarValue::Array(l), ColumnarValue::Array(r)) => ColumnarValue::Array(apply(&l, &r)?),
             (ColumnarValue::Scalar(l), ColumnarValue::Array(r)) => ColumnarValue::Array(apply(&l.to_scalar()?, &r)?),
@@ -112,6 +120,33 @@ impl ScalarUDFImpl for Checked {
             }
         })
     }
+}
+
+/// Whether a float result holds an infinity at a row where both operands are finite.
+fn float_overflowed(out: &ArrayRef, l: &dyn Datum, r: &dyn Datum) -> Result<bool> {
+    let as_f64 = |a: &dyn Array| -> Result<Vec<Option<f64>>> {
+        let a = datafusion::arrow::compute::cast(a, &DataType::Float64)?;
+        Ok(a.as_primitive::<Float64Type>().iter().collect())
+    };
+    // The common case, no infinity at all, without a copy.
+    let any_infinite = match out.data_type() {
+        DataType::Float64 => out.as_primitive::<Float64Type>().values().iter().any(|v| v.is_infinite()),
+        DataType::Float32 => out.as_primitive::<Float32Type>().values().iter().any(|v| v.is_infinite()),
+        _ => false,
+    };
+    if !any_infinite {
+        return Ok(false);
+    }
+    let results = as_f64(out.as_ref())?;
+    let (l, l_scalar) = l.get();
+    let (r, r_scalar) = r.get();
+    let (lv, rv) = (as_f64(l)?, as_f64(r)?);
+    let at = |v: &[Option<f64>], scalar: bool, i: usize| if scalar { v[0] } else { v[i] };
+    Ok(results.iter().enumerate().any(|(i, v)| {
+        v.is_some_and(f64::is_infinite)
+            && at(&lv, l_scalar, i).is_some_and(f64::is_finite)
+            && at(&rv, r_scalar, i).is_some_and(f64::is_finite)
+    }))
 }
 
 /// Whether a floating-point divisor holds a zero.
@@ -148,6 +183,15 @@ mod tests {
         // Negation too.
         assert_eq!(answer("SELECT -a FROM (VALUES (-9223372036854775807 - 1)) AS t(a)").await, "[22003] bigint out of range");
         assert_eq!(answer("SELECT -a FROM (VALUES (-5)) AS t(a)").await, "5");
+    }
+
+    #[tokio::test]
+    async fn float_overflow_is_22003_not_infinity() {
+        assert_eq!(answer("SELECT CAST('1e300' AS DOUBLE) * CAST('1e300' AS DOUBLE)").await, "[22003] value out of range: overflow");
+        assert_eq!(answer("SELECT x + x FROM (VALUES (1.0::double), (CAST('1.7e308' AS DOUBLE))) t(x) ORDER BY 1 DESC").await, "[22003] value out of range: overflow");
+        // An infinity that was already there is not an overflow.
+        assert_eq!(answer("SELECT CAST('Infinity' AS DOUBLE) * 2::double").await, "inf");
+        assert_eq!(answer("SELECT 1.5::double * 2::double").await, "3.0");
     }
 
     #[tokio::test]

@@ -13,6 +13,8 @@
 //!   PostgreSQL's other input forms (`'2025-03-01 10:00'`, `'March 5, 2025'`) is read.
 //! - [`concat_bool`] (after type coercion): a boolean in `concat`, `concat_ws` or `format`
 //!   reads `t`/`f`.
+//! - [`int4_results`] (after type coercion): `array_length`, `cardinality` and
+//!   `array_position` are integers.
 //! - [`timestamp_text`] (after type coercion): a timestamp cast to text (or concatenated with
 //!   text) reads `2025-03-05 14:07:09`, as PostgreSQL writes it, not Arrow's
 //!   `2025-03-05T14:07:09`.
@@ -22,6 +24,8 @@
 //!   instead of wrapping around.
 //! - [`numeric_division`] (before type coercion): `numeric / numeric` and `avg(numeric)` keep
 //!   at least 16 significant digits, as PostgreSQL's do, instead of Arrow's 4 extra decimals.
+//! - [`float4_promotion`] (before type coercion): `real` with an integer or a numeric is
+//!   `double precision`.
 //! - [`extract_second`] (before type coercion): `EXTRACT(second …)` keeps the fraction of the
 //!   second (`15.500000`), not the whole seconds.
 //! - [`sort_subquery`] (before type coercion): a subquery in ORDER BY is computed in a
@@ -42,6 +46,8 @@ pub mod checked_arith;
 pub mod checked_sum;
 pub mod concat_bool;
 pub mod extract_second;
+pub mod float4_promotion;
+pub mod int4_results;
 pub mod interval_times;
 pub mod numeric_division;
 pub mod numeric_scale;
@@ -74,6 +80,7 @@ pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     rules.push(Arc::new(sort_subquery::SortSubquery));
     rules.push(Arc::new(value_subquery::ValueSubquery));
     rules.push(Arc::new(numeric_division::RULE));
+    rules.push(Arc::new(float4_promotion::RULE));
     rules.push(Arc::new(extract_second::RULE));
     rules.extend(datafusion);
     rules.push(Arc::new(checked_arith::RULE));
@@ -81,6 +88,7 @@ pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     rules.push(Arc::new(cast_round::RULE));
     rules.push(Arc::new(datetime_literal::RULE));
     rules.push(Arc::new(concat_bool::RULE));
+    rules.push(Arc::new(int4_results::RULE));
     rules.push(Arc::new(timestamp_text::RULE));
     rules.push(Arc::new(numeric_scale::RULE));
     rules
