@@ -135,22 +135,22 @@ impl ScalarUDFImpl for ToChar {
                 continue;
             }
             let t = templates.value(r);
+            template::check_template(t).map_err(external)?;
+            let out_of_range = || external(Error::new(ErrorKind::DatetimeOutOfRange, "timestamp out of range"));
             let text = match &value_type {
                 DataType::Date32 => {
                     let days = values.as_primitive::<datafusion::arrow::datatypes::Date32Type>().value(r);
-                    let date = epoch_date() + chrono::Duration::days(days as i64);
+                    let date = epoch_date().checked_add_signed(chrono::Duration::days(days as i64)).ok_or_else(out_of_range)?;
                     template::format_datetime(t, date.and_hms_opt(0, 0, 0).expect("midnight"), None)
                 }
                 DataType::Timestamp(..) => {
                     let micros = values.as_primitive::<TimestampMicrosecondType>().value(r);
-                    let utc = DateTime::from_timestamp_micros(micros)
-                        .ok_or_else(|| external(Error::new(ErrorKind::DatetimeOutOfRange, "timestamp out of range")))?
-                        .naive_utc();
+                    let utc = DateTime::from_timestamp_micros(micros).ok_or_else(out_of_range)?.naive_utc();
                     match &zone {
                         Some(tz) => {
                             let offset = tz.offset_from_utc_datetime(&utc).fix().local_minus_utc();
                             let abbreviation = if offset == 0 { "UTC".to_string() } else { offset_text(offset) };
-                            let local = utc + chrono::Duration::seconds(offset as i64);
+                            let local = utc.checked_add_signed(chrono::Duration::seconds(offset as i64)).ok_or_else(out_of_range)?;
                             template::format_datetime(t, local, Some(&Zone { abbreviation, offset_seconds: offset }))
                         }
                         None => template::format_datetime(t, utc, None),
@@ -158,6 +158,10 @@ impl ScalarUDFImpl for ToChar {
                 }
                 DataType::Time64(_) => {
                     let micros = values.as_primitive::<Time64MicrosecondType>().value(r);
+                    // A time of day: what is past a day (Arrow's cast does not check) is out of range.
+                    if !(0..86_400_000_000).contains(&micros) {
+                        return Err(out_of_range());
+                    }
                     let time = epoch_date().and_hms_opt(0, 0, 0).expect("midnight") + chrono::Duration::microseconds(micros);
                     template::format_datetime(t, time, None)
                 }
@@ -364,6 +368,9 @@ mod tests {
         assert_eq!(run("SELECT to_char(CAST(2.5 AS DOUBLE), '9')").await, " 2");
         assert_eq!(run("SELECT to_char(CAST(NULL AS DATE), 'YYYY')").await, "");
         assert_eq!(run("SELECT to_char('x', 'YYYY')").await.split(']').next(), Some("[42883"));
+        // Values past chrono's range are errors, not panics.
+        assert_eq!(run("SELECT to_char(CAST(100000000 AS DATE), 'YYYY')").await.split(']').next(), Some("[22008"));
+        assert_eq!(run("SELECT to_char(CAST(0 AS DATE), repeat('J', 5000))").await.split(']').next(), Some("[54000"));
     }
 
     #[tokio::test]

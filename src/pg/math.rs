@@ -115,7 +115,8 @@ impl ScalarUDFImpl for Div {
                 return Err(external(Error::new(ErrorKind::DivisionByZero, "division by zero")));
             } else {
                 // i128 division truncates towards zero, as div does.
-                out.append_value(a.value(r) / b.value(r));
+                let q = a.value(r).checked_div(b.value(r));
+                out.append_value(q.ok_or_else(|| external(Error::new(ErrorKind::NumericValueOutOfRange, "numeric field overflow")))?);
             }
         }
         let out: Arc<dyn Array> = Arc::new(out.finish().with_precision_and_scale(38, 0)?);

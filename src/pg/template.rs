@@ -402,8 +402,9 @@ fn out_of_range(message: impl Into<String>) -> Error {
 #[derive(Default)]
 struct Read {
     year: Option<i64>,
-    /// Digits the year was written with (`YY` reads 25 as 2025).
-    year_digits: usize,
+    /// The year field's width: `Y`, `YY` and `YYY` read a year near 2020 (`YY` reads 25 as
+    /// 2025), `YYYY` reads it as written.
+    year_width: u8,
     bc: bool,
     month: Option<u32>,
     day: Option<u32>,
@@ -419,6 +420,8 @@ struct Read {
     nanos: u32,
     julian: Option<i64>,
     offset_seconds: i32,
+    /// The zone's sign, apart: `-00` with 30 minutes is half an hour west.
+    offset_negative: bool,
 }
 
 /// `to_date(text, template)` and `to_timestamp(text, template)`: reads `text` with
@@ -428,6 +431,7 @@ struct Read {
 /// are read in any case, and text after the template's end is ignored. Returns the UTC time
 /// read (a zone read with `TZH`/`TZM`/`OF` is taken away).
 pub fn parse_datetime(text: &str, template: &str) -> Result<NaiveDateTime, Error> {
+    check_template(template)?;
     let mut r = Read::default();
     let mut input = text;
     let pieces = pieces(template);
@@ -463,13 +467,19 @@ pub fn parse_datetime(text: &str, template: &str) -> Result<NaiveDateTime, Error
     r.finish(text)
 }
 
-/// Reads up to `width` digits (any number with `width` 0), an optional sign first.
+/// Reads up to `width` digits (any number with `width` 0, at most 18), unsigned.
 fn digits<'a>(input: &'a str, width: usize, what: &str) -> Result<(i64, usize, &'a str), Error> {
+    digits_signed(input, width, what, false)
+}
+
+/// [`digits`], with a sign first when `signed` (years, zone offsets).
+fn digits_signed<'a>(input: &'a str, width: usize, what: &str, signed: bool) -> Result<(i64, usize, &'a str), Error> {
     let (negative, body) = match input.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, input.strip_prefix('+').unwrap_or(input)),
+        Some(b) if signed => (true, b),
+        _ => (false, if signed { input.strip_prefix('+').unwrap_or(input) } else { input }),
     };
-    let max = if width == 0 { usize::MAX } else { width };
+    // 18 digits always fit an i64.
+    let max = if width == 0 { 18 } else { width.min(18) };
     let len = body.bytes().take(max).take_while(u8::is_ascii_digit).count();
     if len == 0 {
         let shown: String = input.chars().take_while(|c| c.is_alphanumeric()).take(if width == 0 { 10 } else { width }).collect();
@@ -560,15 +570,15 @@ fn read_field<'a>(r: &mut Read, field: Field, input: &'a str, then_field: bool) 
             let (thousands, _, rest) = num(0, "Y,YYY")?;
             let rest = rest.strip_prefix(',').unwrap_or(rest);
             let (units, _, rest) = digits(rest, 3, "Y,YYY")?;
-            r.year = Some(thousands * 1000 + units);
-            r.year_digits = 4;
+            r.year = Some(thousands.checked_mul(1000).and_then(|t| t.checked_add(units)).ok_or_else(|| out_of_range("value for \"Y,YYY\" in source string is out of range"))?);
+            r.year_width = 4;
             rest
         }
         Field::Year(n) => {
             // YYYY reads more digits when there are (year 10000); the others read theirs.
-            let (y, len, rest) = num(open_width(n), "YYYY")?;
+            let (y, _, rest) = digits_signed(input, open_width(n), "YYYY", true)?;
             r.year = Some(y);
-            r.year_digits = len;
+            r.year_width = n;
             rest
         }
         Field::IsoYear(n) => {
@@ -645,21 +655,18 @@ fn read_field<'a>(r: &mut Read, field: Field, input: &'a str, then_field: bool) 
         Field::Zone { .. } => {
             return Err(Error::new(ErrorKind::FeatureNotSupported, "formatting field \"TZ\" is only supported in to_char"));
         }
-        Field::ZoneHours | Field::Offset => {
-            let (h, _, mut rest) = num(2, "TZH")?;
-            let negative = input.starts_with('-');
-            let mut seconds = h.abs() * 3600;
-            if field == Field::Offset && let Some(m) = rest.strip_prefix(':') {
-                let (mm, _, after) = digits(m, 2, "OF")?;
-                seconds += mm * 60;
-                rest = after;
-            }
-            r.offset_seconds = (if negative { -seconds } else { seconds }) as i32;
+        Field::Offset => {
+            return Err(Error::new(ErrorKind::FeatureNotSupported, "formatting field \"OF\" is only supported in to_char"));
+        }
+        Field::ZoneHours => {
+            let (h, _, rest) = digits_signed(input, 2, "TZH", true)?;
+            r.offset_negative = input.starts_with('-');
+            r.offset_seconds = (h.abs() * 3600) as i32 * if r.offset_negative { -1 } else { 1 };
             rest
         }
         Field::ZoneMinutes => {
             let (m, _, rest) = num(2, "TZM")?;
-            let sign = if r.offset_seconds < 0 { -1 } else { 1 };
+            let sign = if r.offset_negative { -1 } else { 1 };
             r.offset_seconds += sign * (m as i32) * 60;
             rest
         }
@@ -670,7 +677,8 @@ impl Read {
     fn finish(self, text: &str) -> Result<NaiveDateTime, Error> {
         let range = || out_of_range(format!("date/time field value out of range: \"{text}\""));
         let date = if let Some(j) = self.julian {
-            NaiveDate::from_num_days_from_ce_opt(i32::try_from(j - 1_721_425).map_err(|_| range())?).ok_or_else(range)?
+            let days = j.checked_sub(1_721_425).and_then(|d| i32::try_from(d).ok()).ok_or_else(range)?;
+            NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(range)?
         } else if let (Some(y), Some(w)) = (self.iso_year.or(self.year), self.iso_week) {
             let y = i32::try_from(y).map_err(|_| range())?;
             let weekday = chrono::Weekday::try_from((self.iso_weekday.unwrap_or(1) as u8 + 6) % 7).map_err(|_| range())?;
@@ -678,16 +686,18 @@ impl Read {
         } else {
             let mut year = self.year.unwrap_or(1);
             // Two- and three-digit years are the ones nearest 2020, as PostgreSQL reads them.
-            year = match self.year_digits {
-                1 => year + 2020,
-                2 if year < 70 => year + 2000,
-                2 => year + 1900,
-                3 if year < 100 => year + 2000,
-                3 => year + 1000,
-                _ => year,
-            };
+            // PostgreSQL's adjust_partial_year_to_2020, for the short year fields only.
+            if self.year_width < 4 {
+                year = match year {
+                    0..=69 => year + 2000,
+                    70..=99 => year + 1900,
+                    100..=519 => year + 2000,
+                    520..=999 => year + 1000,
+                    _ => year,
+                };
+            }
             if self.bc {
-                year = 1 - year;
+                year = 1i64.checked_sub(year).ok_or_else(range)?;
             }
             let year = i32::try_from(year).map_err(|_| range())?;
             match self.day_of_year {
@@ -707,7 +717,7 @@ impl Read {
             hour += 12;
         }
         let time = NaiveTime::from_hms_nano_opt(hour, self.minute, self.second, self.nanos).ok_or_else(range)?;
-        Ok(NaiveDateTime::new(date, time) - chrono::Duration::seconds(self.offset_seconds as i64))
+        NaiveDateTime::new(date, time).checked_sub_signed(chrono::Duration::seconds(self.offset_seconds as i64)).ok_or_else(range)
     }
 }
 
@@ -743,15 +753,18 @@ enum NumberItem {
 }
 
 fn number_template(template: &str) -> Result<NumberTemplate, Error> {
+    check_template(template)?;
     let mut t = NumberTemplate::default();
     let mut after_point = false;
     let mut rest = template;
+    // Matched in upper case; ASCII upper-casing keeps every byte offset.
+    let upper_template = template.to_ascii_uppercase();
     let unsupported = |p: &str| {
         Error::new(ErrorKind::FeatureNotSupported, format!("the number template pattern \"{p}\" is not supported"))
             .with_hint("lakecube's to_char and to_number read 9, 0, . (D), , (G), S, MI, PL, SG, PR, TH and FM.")
     };
     while let Some(ch) = rest.chars().next() {
-        let upper = rest.to_ascii_uppercase();
+        let upper = &upper_template[template.len() - rest.len()..];
         let (item, len) = if upper.starts_with("FM") {
             t.fill = true;
             rest = &rest[2..];
@@ -812,7 +825,28 @@ fn number_template(template: &str) -> Result<NumberTemplate, Error> {
         t.items.push(item);
         rest = &rest[len..];
     }
+    if t.frac_digits > MAX_DECIMALS {
+        return Err(Error::new(ErrorKind::FeatureNotSupported, format!("a number template with {} decimal places", t.frac_digits))
+            .with_hint(format!("lakecube's numeric holds at most {MAX_DECIMALS} decimal places.")));
+    }
     Ok(t)
+}
+
+/// The most decimal places a number template may have (lakecube's numeric holds 38 digits).
+const MAX_DECIMALS: usize = 38;
+
+/// The longest template lakecube reads, in bytes: each row's text is at most a few times
+/// longer, so a batch of rows stays far from Arrow's 2 GiB per column (and the work per row
+/// bounded).
+pub const MAX_TEMPLATE: usize = 4096;
+
+/// Refuses a template longer than [`MAX_TEMPLATE`] (54000, as PostgreSQL's limits are).
+pub fn check_template(template: &str) -> Result<(), Error> {
+    if template.len() > MAX_TEMPLATE {
+        return Err(Error::new(ErrorKind::ProgramLimitExceeded, format!("formatting template too long: {} bytes", template.len()))
+            .with_hint(format!("A template holds at most {MAX_TEMPLATE} bytes.")));
+    }
+    Ok(())
 }
 
 /// A number as its sign and decimal digits: `int` without leading zeros (empty for a zero
@@ -884,6 +918,15 @@ pub fn number_template_decimals(template: &str) -> Result<usize, Error> {
 /// [`number_template_decimals`]) as PostgreSQL prints them.
 pub fn format_number(template: &str, digits: &Digits) -> Result<String, Error> {
     let t = number_template(template)?;
+    // A zero integer part is written `0` when no decimals follow it (`to_char(0, '9999')` is
+    // `    0`), as PostgreSQL does; with decimals it is left blank (`    .50`).
+    let zero_int;
+    let digits = if digits.int.is_empty() && t.frac_digits == 0 && t.int_digits > 0 {
+        zero_int = Digits { negative: digits.negative, int: "0".to_string(), frac: digits.frac.clone() };
+        &zero_int
+    } else {
+        digits
+    };
     let overflow = digits.int.len() > t.int_digits;
     let mut out = String::new();
     let mut int_pos = 0;
@@ -987,6 +1030,13 @@ pub fn format_number(template: &str, digits: &Digits) -> Result<String, Error> {
                 c => Some(c),
             })
             .collect();
+    }
+    // Fill mode writes a zero as `0.`, not a bare point (PostgreSQL's last_relevant rule).
+    if t.fill && digits.int.is_empty() && out.trim_start_matches(['-', '+', '<']).starts_with('.')
+        && !out.bytes().any(|b| b.is_ascii_digit())
+    {
+        let point = out.find('.').expect("checked above");
+        out.insert(point, '0');
     }
     Ok(out)
 }
@@ -1127,6 +1177,19 @@ mod tests {
         assert_eq!(read("x025-03-05", "YYYY-MM-DD"), "[22007] invalid value \"x025\" for \"YYYY\"");
         assert_eq!(read("Foo 2025", "Mon YYYY"), "[22007] invalid value \"Foo\" for \"Mon\"");
         assert_eq!(read("13 pm", "HH12 AM").split(']').next(), Some("[22008"));
+        // Short year fields read the year nearest 2020; YYYY reads it as written.
+        assert_eq!(read("01/01/15", "DD/MM/YYYY"), "0015-01-01 00:00:00");
+        assert_eq!(read("5", "Y"), "2005-01-01 00:00:00");
+        assert_eq!(read("300", "YYY"), "2300-01-01 00:00:00");
+        assert_eq!(read("075", "YYY"), "1975-01-01 00:00:00");
+        // A zone of minus zero hours and 30 minutes is west of UTC.
+        assert_eq!(read("2025-03-05 10:00 -00 30", "YYYY-MM-DD HH24:MI TZH TZM"), "2025-03-05 10:30:00");
+        assert_eq!(read("x", "OF").split(']').next(), Some("[0A000"));
+        // No panic at chrono's ends, nor on signs where PostgreSQL reads none.
+        assert_eq!(read("262142-12-31 23 -12", "YYYY-MM-DD HH24 TZH").split(']').next(), Some("[22008"));
+        assert_eq!(read("-1", "MS").split(']').next(), Some("[22007"));
+        assert_eq!(read("99999999999999999999", "J").split(']').next(), Some("[22008"));
+        assert_eq!(read("999999999999999999,999", "Y,YYY").split(']').next(), Some("[22008"));
     }
 
     fn num(value: f64, template: &str) -> String {
@@ -1161,6 +1224,18 @@ mod tests {
         assert_eq!(num(1234.5, "\"EUR \"9G999D99"), "EUR  1,234.50");
         assert_eq!(num(0.0, "9999.99"), "     .00");
         assert_eq!(num(3.0, "FM99th"), "3rd");
+        // Zero, as PostgreSQL 15 writes it.
+        assert_eq!(num(0.0, "9999"), "    0");
+        assert_eq!(num(0.0, "FM9999"), "0");
+        assert_eq!(num(0.0, "FM999.99"), "0.");
+        assert_eq!(num(0.5, "FM999.99"), ".5");
+        assert_eq!(num(0.0, "FM999,999"), "0");
+        assert_eq!(num(-0.4, "9"), " 0");
+        assert_eq!(num(0.0, "S9999"), "   +0");
+        assert_eq!(num(5.0, "FM999.99"), "5.");
+        let long = "9".repeat(MAX_TEMPLATE + 1);
+        assert_eq!(format_number(&long, &Digits::from_decimal(1, 0, 0)).map_err(|e| e.sqlstate()), Err("54000"));
+        assert_eq!(number_template_decimals(&format!("9.{}", "9".repeat(39))).map_err(|e| e.sqlstate()), Err("0A000"));
         assert_eq!(num(112.0, "999TH"), " 112TH");
         // A float rounds as C's printf (half to even on its binary value), a numeric half away from zero.
         assert_eq!(num(2.5, "9"), " 2");

@@ -2,14 +2,14 @@
 //! boolean's output form (`concat('x', true)` is `xt`), where Arrow's cast to text gives
 //! `true`. (A cast `true::text` and `'x' || true` give `true` in PostgreSQL too, and stay.)
 //!
-//! After type coercion, each boolean argument of those functions (or a cast of one to text)
-//! becomes `CASE WHEN b THEN 't' WHEN NOT b THEN 'f' END`, NULL staying NULL.
+//! Before type coercion (which casts these functions' arguments to text, a boolean to `true`),
+//! each boolean argument becomes `CASE WHEN b THEN 't' WHEN NOT b THEN 'f' END`, NULL staying NULL.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result;
-use datafusion::logical_expr::expr::{Case, Cast, ScalarFunction};
+use datafusion::logical_expr::expr::{Case, ScalarFunction};
 use datafusion::logical_expr::{Expr, ExprSchemable};
 
 pub const RULE: super::ExprRule = super::ExprRule { name: "pg_concat_bool", rewrite };
@@ -23,13 +23,7 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         _ => return Ok(Transformed::no(e)),
     };
     let boolean = |a: &Expr| a.get_type(schema).is_ok_and(|t| t == DataType::Boolean);
-    let value = |a: &Expr| -> Option<Expr> {
-        match a {
-            Expr::Cast(Cast { expr, .. }) if boolean(expr) => Some(expr.as_ref().clone()),
-            a if boolean(a) => Some(a.clone()),
-            _ => None,
-        }
-    };
+    let value = |a: &Expr| boolean(a).then(|| a.clone());
     if !args.iter().skip(first_value).any(|a| value(a).is_some()) {
         return Ok(Transformed::no(e));
     }
@@ -61,7 +55,8 @@ mod tests {
         assert_eq!(answer("SELECT concat('x', true, 2.50)").await, "xt2.50");
         assert_eq!(answer("SELECT concat_ws(',', true, false, CAST(NULL AS BOOLEAN))").await, "t,f");
         assert_eq!(answer("SELECT concat('x', b) FROM (VALUES (false)) AS t(b)").await, "xf");
-        // A cast to text stays PostgreSQL's `true`.
+        // A cast to text stays PostgreSQL's `true`, inside concat too.
         assert_eq!(answer("SELECT CAST(true AS TEXT)").await, "true");
+        assert_eq!(answer("SELECT concat('x', CAST(true AS TEXT))").await, "xtrue");
     }
 }

@@ -80,7 +80,7 @@ pub fn iso_form(text: &str) -> Option<String> {
     let zone = match zone {
         "" => String::new(),
         "UTC" | "Z" | "GMT" => "+00:00".to_string(),
-        z if z.len() == 3 && z[1..].bytes().all(|b| b.is_ascii_digit()) => format!("{z}:00"),
+        z if z.len() == 3 && z.starts_with(['+', '-']) && z.as_bytes()[1..].iter().all(u8::is_ascii_digit) => format!("{z}:00"),
         z => z.to_string(),
     };
     Some(format!("{} {}{zone}", date.format("%Y-%m-%d"), time.format("%H:%M:%S%.f")))
@@ -109,6 +109,8 @@ mod tests {
         assert_eq!(answer("SELECT TIMESTAMP '2025-03-01 10:00'").await, "2025-03-01T10:00:00");
         assert_eq!(answer("SELECT CAST('March 5, 2025' AS DATE)").await, "2025-03-05");
         assert_eq!(answer("SELECT d FROM (VALUES (DATE '2025-03-05')) AS t(d) WHERE d = '03/05/2025'").await, "2025-03-05");
+        // A zone that starts with a character of several bytes is no zone: an error, no panic.
+        assert!(answer("SELECT TIMESTAMP '2025-03-05 10:00 €'").await.starts_with("[22007]"), "{}", answer("SELECT TIMESTAMP '2025-03-05 10:00 €'").await);
         // What PostgreSQL cannot read either stays an error.
         assert!(answer("SELECT CAST('nope' AS DATE)").await.starts_with("[22007]"), "{}", answer("SELECT CAST('nope' AS DATE)").await);
     }

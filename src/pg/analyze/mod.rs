@@ -11,7 +11,7 @@
 //!   (numeric half away from zero, floats half to even) instead of truncating.
 //! - [`datetime_literal`] (after type coercion): a quoted date or timestamp in one of
 //!   PostgreSQL's other input forms (`'2025-03-01 10:00'`, `'March 5, 2025'`) is read.
-//! - [`concat_bool`] (after type coercion): a boolean in `concat`, `concat_ws` or `format`
+//! - [`concat_bool`] (before type coercion): a boolean in `concat`, `concat_ws` or `format`
 //!   reads `t`/`f`.
 //! - [`int4_results`] (after type coercion): `array_length`, `cardinality` and
 //!   `array_position` are integers.
@@ -81,13 +81,13 @@ pub fn around_coercion(first: Vec<Rule>, datafusion: Vec<Rule>) -> Vec<Rule> {
     rules.push(Arc::new(value_subquery::ValueSubquery));
     rules.push(Arc::new(numeric_division::RULE));
     rules.push(Arc::new(float4_promotion::RULE));
+    rules.push(Arc::new(concat_bool::RULE));
     rules.push(Arc::new(extract_second::RULE));
     rules.extend(datafusion);
     rules.push(Arc::new(checked_arith::RULE));
     rules.push(Arc::new(checked_sum::RULE));
     rules.push(Arc::new(cast_round::RULE));
     rules.push(Arc::new(datetime_literal::RULE));
-    rules.push(Arc::new(concat_bool::RULE));
     rules.push(Arc::new(int4_results::RULE));
     rules.push(Arc::new(timestamp_text::RULE));
     rules.push(Arc::new(numeric_scale::RULE));
