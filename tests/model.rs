@@ -138,6 +138,34 @@ fn hierarchies_and_pre_aggregations_reference_real_members() {
     assert!(p.iter().any(|m| m.contains("a time_dimension needs a granularity")), "{p:?}");
 }
 
+/// Rollups name members as Cube does (`member`, `CUBE.member`, `stores.region` through a
+/// many-to-one join), hold whole periods in a partition, and store only what can be rolled up.
+#[test]
+fn pre_aggregations_name_rollable_members_and_whole_periods() {
+    let with = |rollups: &str| {
+        let extra = "      - name: raw_ratio\n        sql: \"SUM(transactions) / SUM(footfall)\"\n        type: number\n";
+        let yaml = BASE.replacen("    measures:\n", &format!("    pre_aggregations:\n{rollups}    measures:\n{extra}"), 1);
+        problems(&yaml)
+    };
+    let good = "      - name: daily_region\n        measures: [CUBE.footfall, traffic.conversion]\n        dimensions: [stores.region]\n        time_dimension: CUBE.period\n        granularity: day\n        partition_granularity: month\n        build_range_start: { sql: \"SELECT now() - INTERVAL '2 years'\" }\n";
+    assert_eq!(with(good), Vec::<String>::new());
+    let p = with("      - name: bad\n        measures: [raw_ratio, stores.store_id]\n        dimensions: [store.region, stores.regoin]\n        time_dimension: period\n        granularity: week\n        partition_granularity: month\n");
+    let expect = [
+        "pre-aggregation `bad`: measure `raw_ratio` cannot be rolled up: it aggregates with `SUM`",
+        "pre-aggregation `bad`: `stores.store_id` is a member of `stores`: a rollup's measures are its own cube's",
+        "pre-aggregation `bad`: `store.region`: there is no cube `store`, did you mean `stores`?",
+        "pre-aggregation `bad`: `stores.regoin` is not a dimension, did you mean `region`?",
+        "pre-aggregation `bad`: a `month` partition does not hold whole `week` periods",
+    ];
+    for e in expect {
+        assert!(p.iter().any(|m| m.contains(e)), "missing {e:?} in {p:?}");
+    }
+    // Each problem points at the line of its key.
+    assert!(p.iter().any(|m| m.starts_with("m.yaml:") && m.contains("partition does not hold")), "{p:?}");
+    let p = with("      - name: flat\n        measures: [footfall]\n        granularity: day\n");
+    assert!(p.iter().any(|m| m.contains("`granularity` needs a time_dimension")), "{p:?}");
+}
+
 #[test]
 fn the_checked_in_json_schema_is_current() {
     let checked_in: serde_json::Value =

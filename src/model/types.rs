@@ -171,6 +171,17 @@ pub struct PreAggregation {
     pub granularity: Option<Granularity>,
     pub partition_granularity: Option<Granularity>,
     pub refresh_key: Option<RefreshKey>,
+    /// The first instant of the time dimension the rollup holds (`sql:` returning a timestamp).
+    pub build_range_start: Option<BuildRange>,
+    /// The instant after the last one it holds.
+    pub build_range_end: Option<BuildRange>,
+}
+
+/// One end of a rollup's time range, as Cube writes it: `{ sql: "SELECT now() - INTERVAL '2 years'" }`.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRange {
+    pub sql: String,
 }
 
 fn rollup() -> PreAggregationType {
@@ -201,6 +212,41 @@ pub enum Granularity {
     Month,
     Quarter,
     Year,
+}
+
+impl Granularity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+            Granularity::Week => "week",
+            Granularity::Month => "month",
+            Granularity::Quarter => "quarter",
+            Granularity::Year => "year",
+        }
+    }
+
+    /// Whether every `self` period lies whole inside one `coarser` period, so that values at
+    /// `self` add up to values at `coarser`: hour → day → month → quarter → year, and hours and
+    /// days into ISO weeks; a week rolls up into no month, quarter or year (it may straddle
+    /// two).
+    pub fn rolls_into(self, coarser: Granularity) -> bool {
+        use Granularity::*;
+        let rank = |g: Granularity| match g {
+            Hour => 0,
+            Day => 1,
+            Week => 2,
+            Month => 3,
+            Quarter => 4,
+            Year => 5,
+        };
+        match (self, coarser) {
+            (a, b) if a == b => true,
+            (Week, _) => false,
+            (_, Week) => matches!(self, Hour | Day),
+            _ => rank(self) < rank(coarser),
+        }
+    }
 }
 
 /// A view: a facade over cubes joined from a root.

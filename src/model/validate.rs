@@ -103,15 +103,21 @@ fn members(c: &Cube) -> Vec<(&str, Kind)> {
     v
 }
 
-/// Parses `sql` as a SQL expression after replacing references by plain identifiers.
-fn parse_expr(sql: &str) -> Result<(), String> {
-    let plain = refs::substitute(sql, |r| {
+/// `sql` with its references replaced by plain identifiers (`{footfall}` is `ref_footfall`,
+/// `{CUBE}` is `cube_`), so that it parses as SQL.
+fn with_placeholders(sql: &str) -> Result<String, String> {
+    refs::substitute(sql, |r| {
         Ok(match r {
             Ref::ThisCube => "cube_".to_string(),
             Ref::Name(n) => format!("ref_{n}"),
             Ref::Qualified(c, m) => format!("ref_{c}.ref_{m}"),
         })
-    })?;
+    })
+}
+
+/// Parses `sql` as a SQL expression after replacing references by plain identifiers.
+fn parse_expr(sql: &str) -> Result<(), String> {
+    let plain = with_placeholders(sql)?;
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(&plain)
         .and_then(|mut p| {
@@ -374,26 +380,178 @@ fn check_cube_members(ck: &mut Checker, model: &Model, sc: &super::Sourced<Cube>
         }
     }
     for p in &c.pre_aggregations {
-        let at = || Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&p.name), key: None, nth: 0 };
-        for m in &p.measures {
-            if !matches!(kind_of(&c.name, m), Some(Kind::Measure(_))) {
-                let ms: Vec<&str> = c.measures.iter().map(|m| m.name.as_str()).collect();
-                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: `{m}` is not a measure{}", c.name, p.name, did_you_mean(m, &ms)));
+        check_pre_aggregation(ck, model, sc, p, cube_names);
+    }
+}
+
+/// The cubes a rollup of `c` may take dimensions from: `c` and the cubes it reaches through
+/// many-to-one (or one-to-one) joins, which do not multiply its rows.
+fn rollup_cubes<'m>(model: &'m Model, c: &'m Cube) -> Vec<&'m Cube> {
+    let mut out = vec![c];
+    let mut i = 0;
+    while i < out.len() {
+        for j in &out[i].joins {
+            if matches!(j.relationship, super::Relationship::ManyToOne | super::Relationship::OneToOne)
+                && let Some(next) = model.cube(&j.name)
+                && !out.iter().any(|o| o.name == next.name)
+            {
+                out.push(next);
             }
         }
-        for d in p.dimensions.iter().chain(p.time_dimension.iter()) {
-            if kind_of(&c.name, d) != Some(Kind::Dimension) {
-                let ds: Vec<&str> = c.dimensions.iter().map(|d| d.name.as_str()).collect();
-                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: `{d}` is not a dimension{}", c.name, p.name, did_you_mean(d, &ds)));
+        i += 1;
+    }
+    out
+}
+
+/// Checks one pre-aggregation of cube `sc`: its members (`member`, `CUBE.member`,
+/// `cube.member` of a cube joined many-to-one), its time dimension and granularities, its
+/// build range, and that every measure can be rolled up.
+fn check_pre_aggregation(ck: &mut Checker, model: &Model, sc: &super::Sourced<Cube>, p: &super::PreAggregation, cube_names: &[&str]) {
+    let c = &sc.item;
+    let at = |key: Option<&'static str>| Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&p.name), key, nth: 0 };
+    let who = format!("cube `{}`, pre-aggregation `{}`", c.name, p.name);
+    let reachable = rollup_cubes(model, c);
+    // The cube and member a reference names, or why it names none.
+    let resolve = |r: &str| -> Result<(&Cube, Option<Kind>), String> {
+        let (cube, member) = match r.split_once('.') {
+            None => (c, r),
+            Some(("CUBE", m)) => (c, m),
+            Some((name, m)) => match reachable.iter().find(|o| o.name == name) {
+                Some(o) => (*o, m),
+                None => {
+                    let names: Vec<&str> = reachable.iter().map(|o| o.name.as_str()).collect();
+                    let why = if cube_names.contains(&name) {
+                        format!("cube `{}` does not join `{name}` many-to-one (a rollup's dimensions come from cubes that do not multiply its rows)", c.name)
+                    } else {
+                        format!("there is no cube `{name}`{}", did_you_mean(name, &names))
+                    };
+                    return Err(format!("`{r}`: {why}"));
+                }
+            },
+        };
+        Ok((cube, members(cube).into_iter().find(|(n, _)| *n == member).map(|(_, k)| k)))
+    };
+    let names_of = |cube: &Cube, want: fn(&Kind) -> bool| -> Vec<String> {
+        members(cube).into_iter().filter(|(_, k)| want(k)).map(|(n, _)| n.to_string()).collect()
+    };
+    for m in &p.measures {
+        match resolve(m) {
+            Err(e) => ck.report(at(Some("measures")), format!("{who}: {e}")),
+            Ok((cube, _)) if cube.name != c.name => ck.report(at(Some("measures")), format!(
+                "{who}: `{m}` is a member of `{}`: a rollup's measures are its own cube's (add the rollup to `{}`)", cube.name, cube.name
+            )),
+            Ok((cube, Some(Kind::Measure(_)))) => {
+                let member = m.rsplit('.').next().unwrap_or(m);
+                if let Some(why) = not_rollable(cube, member) {
+                    ck.report(at(Some("measures")), format!("{who}: measure `{m}` cannot be rolled up: {why}"));
+                }
             }
-        }
-        if let Some(td) = &p.time_dimension {
-            if c.dimensions.iter().any(|d| &d.name == td && d.kind != super::DimensionType::Time) {
-                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: time_dimension `{td}` is not of type time", c.name, p.name));
-            }
-            if p.granularity.is_none() {
-                ck.report(at(), format!("cube `{}`, pre-aggregation `{}`: a time_dimension needs a granularity", c.name, p.name));
+            Ok((cube, _)) => {
+                let ms = names_of(cube, |k| matches!(k, Kind::Measure(_)));
+                let ms: Vec<&str> = ms.iter().map(String::as_str).collect();
+                ck.report(at(Some("measures")), format!("{who}: `{m}` is not a measure{}", did_you_mean(m.rsplit('.').next().unwrap_or(m), &ms)));
             }
         }
     }
+    for d in p.dimensions.iter().chain(p.time_dimension.iter()) {
+        let key = if p.time_dimension.as_ref() == Some(d) { "time_dimension" } else { "dimensions" };
+        match resolve(d) {
+            Err(e) => ck.report(at(Some(key)), format!("{who}: {e}")),
+            Ok((_, Some(Kind::Dimension))) => {}
+            Ok((cube, _)) => {
+                let ds = names_of(cube, |k| *k == Kind::Dimension);
+                let ds: Vec<&str> = ds.iter().map(String::as_str).collect();
+                ck.report(at(Some(key)), format!("{who}: `{d}` is not a dimension{}", did_you_mean(d.rsplit('.').next().unwrap_or(d), &ds)));
+            }
+        }
+    }
+    for sg in &p.segments {
+        match resolve(sg) {
+            Err(e) => ck.report(at(Some("segments")), format!("{who}: {e}")),
+            Ok((_, Some(Kind::Segment))) => {}
+            Ok(_) => ck.report(at(Some("segments")), format!("{who}: `{sg}` is not a segment")),
+        }
+    }
+    match &p.time_dimension {
+        Some(td) => {
+            let member = td.rsplit('.').next().unwrap_or(td);
+            if let Ok((cube, Some(Kind::Dimension))) = resolve(td)
+                && cube.dimensions.iter().any(|d| d.name == member && d.kind != super::DimensionType::Time)
+            {
+                ck.report(at(Some("time_dimension")), format!("{who}: time_dimension `{td}` is not of type time"));
+            }
+            match (p.granularity, p.partition_granularity) {
+                (None, _) => ck.report(at(Some("time_dimension")), format!("{who}: a time_dimension needs a granularity")),
+                (Some(g), Some(pg)) if !g.rolls_into(pg) => ck.report(at(Some("partition_granularity")), format!(
+                    "{who}: a `{}` partition does not hold whole `{}` periods (a {} may straddle two {}s): use a partition_granularity the granularity rolls up into",
+                    pg.name(), g.name(), g.name(), pg.name()
+                )),
+                _ => {}
+            }
+        }
+        None => {
+            for (key, set) in [
+                ("granularity", p.granularity.is_some()),
+                ("partition_granularity", p.partition_granularity.is_some()),
+                ("build_range_start", p.build_range_start.is_some()),
+                ("build_range_end", p.build_range_end.is_some()),
+            ] {
+                if set {
+                    ck.report(at(Some(key)), format!("{who}: `{key}` needs a time_dimension"));
+                }
+            }
+        }
+    }
+    for (key, range) in [("build_range_start", &p.build_range_start), ("build_range_end", &p.build_range_end)] {
+        if let Some(r) = range
+            && let Err(e) = Parser::new(&PostgreSqlDialect {}).try_with_sql(&r.sql).and_then(|mut p| p.parse_statements())
+        {
+            ck.report(at(Some(key)), format!("{who}: `{key}` does not parse: {e}"));
+        }
+    }
+}
+
+/// Why a measure of `cube` cannot be rolled up, if it cannot: a `number` measure must be an
+/// expression over other measures (`{transactions} / NULLIF({footfall}, 0)`), whose leaves a
+/// rollup stores; one over raw columns or with its own aggregates cannot be recomputed from
+/// them. Every other type is stored as its mergeable leaves (sums, counts, min, max, sets of
+/// distinct keys).
+fn not_rollable(cube: &Cube, measure: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{Expr, Visit, Visitor};
+    use std::ops::ControlFlow;
+    let m = cube.measures.iter().find(|m| m.name == measure)?;
+    if m.kind != MeasureType::Number {
+        return None;
+    }
+    let sql = m.sql.as_deref()?;
+    let plain = with_placeholders(sql).ok()?;
+    let expr = Parser::new(&PostgreSqlDialect {}).try_with_sql(&plain).and_then(|mut p| p.parse_expr()).ok()?;
+    struct Raw(Option<String>);
+    impl Visitor for Raw {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            let found = match e {
+                Expr::Identifier(i) if !i.value.starts_with("ref_") => Some(format!("it reads the column `{}`", i.value)),
+                Expr::CompoundIdentifier(ids) if !ids.iter().all(|i| i.value.starts_with("ref_") || i.value == "cube_") => {
+                    Some(format!("it reads the column `{}`", ids.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(".")))
+                }
+                Expr::Function(f)
+                    if matches!(f.name.to_string().to_ascii_lowercase().as_str(), "sum" | "count" | "avg" | "min" | "max" | "stddev" | "variance" | "percentile_cont" | "median" | "array_agg" | "string_agg") =>
+                {
+                    Some(format!("it aggregates with `{}`", f.name))
+                }
+                _ => None,
+            };
+            match found {
+                Some(why) => {
+                    self.0 = Some(why);
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            }
+        }
+    }
+    let mut raw = Raw(None);
+    let _ = expr.visit(&mut raw);
+    raw.0.map(|why| format!("{why}; write a `number` measure over other measures ({{revenue}} / NULLIF({{transactions}}, 0)) so that a rollup can recompute it"))
 }
