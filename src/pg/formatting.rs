@@ -129,19 +129,40 @@ impl ScalarUDFImpl for ToChar {
             DataType::Timestamp(_, Some(tz)) => Some(Tz::from_str(tz)?),
             _ => None,
         };
+        let numeric = !matches!(value_type, DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_));
+        // The template read once, and again only where a row's template differs.
+        let mut compiled: Option<(&str, Compiled)> = None;
         for r in 0..values.len() {
             if values.is_null(r) || templates.is_null(r) {
                 out.append_null();
                 continue;
             }
             let t = templates.value(r);
-            template::check_template(t).map_err(external)?;
+            if compiled.as_ref().is_none_or(|(text, _)| *text != t) {
+                template::check_template(t).map_err(external)?;
+                let c = if numeric {
+                    Compiled::Number(template::NumberTemplate::parse(t).map_err(external)?)
+                } else {
+                    Compiled::Date(template::DateTemplate::new(t))
+                };
+                compiled = Some((t, c));
+            }
+            let (date_template, number_template) = match compiled.as_ref().map(|(_, c)| c) {
+                Some(Compiled::Date(d)) => (Some(d), None),
+                Some(Compiled::Number(n)) => (None, Some(n)),
+                None => unreachable!("compiled above"),
+            };
+            let datetime = |dt: NaiveDateTime, zone: Option<&Zone>| date_template.expect("a date template").format(dt, zone);
+            let number = |digits: &dyn Fn(usize) -> Digits| -> Result<String> {
+                let n = number_template.expect("a number template");
+                n.format(&digits(n.decimals())).map_err(external)
+            };
             let out_of_range = || external(Error::new(ErrorKind::DatetimeOutOfRange, "timestamp out of range"));
             let text = match &value_type {
                 DataType::Date32 => {
                     let days = values.as_primitive::<datafusion::arrow::datatypes::Date32Type>().value(r);
                     let date = epoch_date().checked_add_signed(chrono::Duration::days(days as i64)).ok_or_else(out_of_range)?;
-                    template::format_datetime(t, date.and_hms_opt(0, 0, 0).expect("midnight"), None)
+                    datetime(date.and_hms_opt(0, 0, 0).expect("midnight"), None)
                 }
                 DataType::Timestamp(..) => {
                     let micros = values.as_primitive::<TimestampMicrosecondType>().value(r);
@@ -151,9 +172,9 @@ impl ScalarUDFImpl for ToChar {
                             let offset = tz.offset_from_utc_datetime(&utc).fix().local_minus_utc();
                             let abbreviation = if offset == 0 { "UTC".to_string() } else { offset_text(offset) };
                             let local = utc.checked_add_signed(chrono::Duration::seconds(offset as i64)).ok_or_else(out_of_range)?;
-                            template::format_datetime(t, local, Some(&Zone { abbreviation, offset_seconds: offset }))
+                            datetime(local, Some(&Zone { abbreviation, offset_seconds: offset }))
                         }
-                        None => template::format_datetime(t, utc, None),
+                        None => datetime(utc, None),
                     }
                 }
                 DataType::Time64(_) => {
@@ -163,25 +184,22 @@ impl ScalarUDFImpl for ToChar {
                         return Err(out_of_range());
                     }
                     let time = epoch_date().and_hms_opt(0, 0, 0).expect("midnight") + chrono::Duration::microseconds(micros);
-                    template::format_datetime(t, time, None)
+                    datetime(time, None)
                 }
                 DataType::Int64 => {
                     let v = values.as_primitive::<Int64Type>().value(r);
-                    let decimals = template::number_template_decimals(t).map_err(external)?;
-                    template::format_number(t, &Digits::from_decimal(v as i128, 0, decimals)).map_err(external)?
+                    number(&|decimals| Digits::from_decimal(v as i128, 0, decimals))?
                 }
                 DataType::Float64 => {
                     let v = values.as_primitive::<Float64Type>().value(r);
-                    let decimals = template::number_template_decimals(t).map_err(external)?;
                     // NaN and infinities fill every digit position with '#', as PostgreSQL does.
-                    let digits = Digits::from_float(v, decimals)
-                        .unwrap_or(Digits { negative: v < 0.0, int: "9".repeat(1000), frac: String::new() });
-                    template::format_number(t, &digits).map_err(external)?
+                    number(&|decimals| {
+                        Digits::from_float(v, decimals).unwrap_or(Digits { negative: v < 0.0, int: "9".repeat(1000), frac: String::new() })
+                    })?
                 }
                 DataType::Decimal128(_, scale) => {
                     let v = values.as_primitive::<Decimal128Type>().value(r);
-                    let decimals = template::number_template_decimals(t).map_err(external)?;
-                    template::format_number(t, &Digits::from_decimal(v, *scale, decimals)).map_err(external)?
+                    number(&|decimals| Digits::from_decimal(v, *scale, decimals))?
                 }
                 other => return exec_err!("to_char of {other}"),
             };
@@ -189,6 +207,12 @@ impl ScalarUDFImpl for ToChar {
         }
         result_shape(&args.args, Arc::new(out.finish()))
     }
+}
+
+/// A template read for the rows of one batch.
+enum Compiled {
+    Date(template::DateTemplate),
+    Number(template::NumberTemplate),
 }
 
 fn epoch_date() -> NaiveDate {

@@ -281,113 +281,128 @@ fn ordinal_suffix(n: i64, upper: bool) -> &'static str {
 
 /// `to_char(timestamp, template)`: `dt` as PostgreSQL prints it with `template`.
 pub fn format_datetime(template: &str, dt: NaiveDateTime, zone: Option<&Zone>) -> String {
-    let mut out = String::new();
-    let date = dt.date();
-    // Years before 1 are written as positive years BC (chrono's year 0 is 1 BC).
-    let year = if date.year() <= 0 { 1 - date.year() as i64 } else { date.year() as i64 };
-    let iso = date.iso_week();
-    let iso_year = iso.year() as i64;
-    for piece in pieces(template) {
-        let (field, fill, ordinal) = match piece {
-            Piece::Literal(c) | Piece::Quoted(c) => {
-                out.push(c);
+    DateTemplate::new(template).format(dt, zone)
+}
+
+/// A datetime template read once, to format many values (a column's rows).
+#[derive(Debug)]
+pub struct DateTemplate(Vec<Piece>);
+
+impl DateTemplate {
+    pub fn new(template: &str) -> DateTemplate {
+        DateTemplate(pieces(template))
+    }
+
+    /// `dt` as PostgreSQL prints it with this template.
+    pub fn format(&self, dt: NaiveDateTime, zone: Option<&Zone>) -> String {
+        let mut out = String::new();
+        let date = dt.date();
+        // Years before 1 are written as positive years BC (chrono's year 0 is 1 BC).
+        let year = if date.year() <= 0 { 1 - date.year() as i64 } else { date.year() as i64 };
+        let iso = date.iso_week();
+        let iso_year = iso.year() as i64;
+        for piece in &self.0 {
+            let (field, fill, ordinal) = match *piece {
+                Piece::Literal(c) | Piece::Quoted(c) => {
+                    out.push(c);
+                    continue;
+                }
+                Piece::Field { field, fill, ordinal } => (field, fill, ordinal),
+            };
+            // A number and its zero-padded width.
+            let number: Option<(i64, usize)> = match field {
+                Field::Hour24 => Some((dt.hour() as i64, 2)),
+                Field::Hour12 => Some((((dt.hour() + 11) % 12 + 1) as i64, 2)),
+                Field::Minute => Some((dt.minute() as i64, 2)),
+                Field::Second => Some((dt.second() as i64, 2)),
+                Field::Milli => Some(((dt.nanosecond() % 1_000_000_000 / 1_000_000) as i64, 3)),
+                Field::Micro => Some(((dt.nanosecond() % 1_000_000_000 / 1_000) as i64, 6)),
+                Field::Fraction(n) => {
+                    Some(((dt.nanosecond() % 1_000_000_000) as i64 / 10i64.pow(9 - n as u32), n as usize))
+                }
+                Field::SecondsOfDay => Some((dt.num_seconds_from_midnight() as i64, 0)),
+                Field::Year(4) => Some((year, 4)),
+                Field::Year(n) => Some((year % 10i64.pow(n as u32), n as usize)),
+                Field::IsoYear(4) => Some((iso_year, 4)),
+                Field::IsoYear(n) => Some((iso_year.rem_euclid(10i64.pow(n as u32)), n as usize)),
+                Field::Month => Some((date.month() as i64, 2)),
+                Field::DayOfYear => Some((date.ordinal() as i64, 3)),
+                Field::IsoDayOfYear => Some((((iso.week() - 1) * 7 + date.weekday().number_from_monday()) as i64, 3)),
+                Field::Day => Some((date.day() as i64, 2)),
+                Field::Weekday => Some((date.weekday().number_from_sunday() as i64, 1)),
+                Field::IsoWeekday => Some((date.weekday().number_from_monday() as i64, 1)),
+                Field::WeekOfMonth => Some((((date.day() - 1) / 7 + 1) as i64, 1)),
+                Field::WeekOfYear => Some((((date.ordinal() - 1) / 7 + 1) as i64, 2)),
+                Field::IsoWeek => Some((iso.week() as i64, 2)),
+                Field::Century => {
+                    let century = if date.year() > 0 { (date.year() as i64 - 1) / 100 + 1 } else { -((year - 1) / 100 + 1) };
+                    Some((century, 2))
+                }
+                Field::Julian => Some((date.num_days_from_ce() as i64 + 1_721_425, 0)),
+                Field::Quarter => Some((((date.month() - 1) / 3 + 1) as i64, 1)),
+                _ => None,
+            };
+            if let Some((n, width)) = number {
+                let text = if fill { n.to_string() } else { format!("{n:0width$}") };
+                out.push_str(&text);
+                if let Some(upper) = ordinal {
+                    out.push_str(ordinal_suffix(n.abs(), upper));
+                }
                 continue;
             }
-            Piece::Field { field, fill, ordinal } => (field, fill, ordinal),
-        };
-        // A number and its zero-padded width.
-        let number: Option<(i64, usize)> = match field {
-            Field::Hour24 => Some((dt.hour() as i64, 2)),
-            Field::Hour12 => Some((((dt.hour() + 11) % 12 + 1) as i64, 2)),
-            Field::Minute => Some((dt.minute() as i64, 2)),
-            Field::Second => Some((dt.second() as i64, 2)),
-            Field::Milli => Some(((dt.nanosecond() % 1_000_000_000 / 1_000_000) as i64, 3)),
-            Field::Micro => Some(((dt.nanosecond() % 1_000_000_000 / 1_000) as i64, 6)),
-            Field::Fraction(n) => {
-                Some(((dt.nanosecond() % 1_000_000_000) as i64 / 10i64.pow(9 - n as u32), n as usize))
-            }
-            Field::SecondsOfDay => Some((dt.num_seconds_from_midnight() as i64, 0)),
-            Field::Year(4) => Some((year, 4)),
-            Field::Year(n) => Some((year % 10i64.pow(n as u32), n as usize)),
-            Field::IsoYear(4) => Some((iso_year, 4)),
-            Field::IsoYear(n) => Some((iso_year.rem_euclid(10i64.pow(n as u32)), n as usize)),
-            Field::Month => Some((date.month() as i64, 2)),
-            Field::DayOfYear => Some((date.ordinal() as i64, 3)),
-            Field::IsoDayOfYear => Some((((iso.week() - 1) * 7 + date.weekday().number_from_monday()) as i64, 3)),
-            Field::Day => Some((date.day() as i64, 2)),
-            Field::Weekday => Some((date.weekday().number_from_sunday() as i64, 1)),
-            Field::IsoWeekday => Some((date.weekday().number_from_monday() as i64, 1)),
-            Field::WeekOfMonth => Some((((date.day() - 1) / 7 + 1) as i64, 1)),
-            Field::WeekOfYear => Some((((date.ordinal() - 1) / 7 + 1) as i64, 2)),
-            Field::IsoWeek => Some((iso.week() as i64, 2)),
-            Field::Century => {
-                let century = if date.year() > 0 { (date.year() as i64 - 1) / 100 + 1 } else { -((year - 1) / 100 + 1) };
-                Some((century, 2))
-            }
-            Field::Julian => Some((date.num_days_from_ce() as i64 + 1_721_425, 0)),
-            Field::Quarter => Some((((date.month() - 1) / 3 + 1) as i64, 1)),
-            _ => None,
-        };
-        if let Some((n, width)) = number {
-            let text = if fill { n.to_string() } else { format!("{n:0width$}") };
+            let pad = |name: String, width: usize| if fill { name } else { format!("{name:<width$}") };
+            let text = match field {
+                Field::YearComma => format!("{},{:03}", year / 1000, year % 1000),
+                Field::Meridiem { upper, dots } => {
+                    let am = dt.hour() < 12;
+                    let t = match (am, dots) {
+                        (true, false) => "am",
+                        (false, false) => "pm",
+                        (true, true) => "a.m.",
+                        (false, true) => "p.m.",
+                    };
+                    if upper { t.to_uppercase() } else { t.to_string() }
+                }
+                Field::Era { upper, dots } => {
+                    let bc = date.year() <= 0;
+                    let t = match (bc, dots) {
+                        (true, false) => "bc",
+                        (false, false) => "ad",
+                        (true, true) => "b.c.",
+                        (false, true) => "a.d.",
+                    };
+                    if upper { t.to_uppercase() } else { t.to_string() }
+                }
+                Field::MonthName(case) => pad(case.apply(MONTHS[date.month0() as usize]), 9),
+                Field::MonthAbbr(case) => case.apply(&MONTHS[date.month0() as usize][..3]),
+                Field::DayName(case) => pad(case.apply(DAYS[date.weekday().num_days_from_sunday() as usize]), 9),
+                Field::DayAbbr(case) => case.apply(&DAYS[date.weekday().num_days_from_sunday() as usize][..3]),
+                Field::RomanMonth { upper } => {
+                    let r = ROMAN_MONTHS[date.month0() as usize];
+                    pad(if upper { r.to_string() } else { r.to_lowercase() }, 4)
+                }
+                Field::Zone { upper } => match zone {
+                    Some(z) if upper => z.abbreviation.to_uppercase(),
+                    Some(z) => z.abbreviation.to_lowercase(),
+                    None => String::new(),
+                },
+                Field::ZoneHours => {
+                    let s = zone.map_or(0, |z| z.offset_seconds);
+                    format!("{}{:02}", if s < 0 { '-' } else { '+' }, s.abs() / 3600)
+                }
+                Field::ZoneMinutes => format!("{:02}", zone.map_or(0, |z| z.offset_seconds).abs() % 3600 / 60),
+                Field::Offset => {
+                    let s = zone.map_or(0, |z| z.offset_seconds);
+                    let sign = if s < 0 { '-' } else { '+' };
+                    let (h, m) = (s.abs() / 3600, s.abs() % 3600 / 60);
+                    if m == 0 { format!("{sign}{h:02}") } else { format!("{sign}{h:02}:{m:02}") }
+                }
+                _ => unreachable!("numeric fields are written above"),
+            };
             out.push_str(&text);
-            if let Some(upper) = ordinal {
-                out.push_str(ordinal_suffix(n.abs(), upper));
-            }
-            continue;
         }
-        let pad = |name: String, width: usize| if fill { name } else { format!("{name:<width$}") };
-        let text = match field {
-            Field::YearComma => format!("{},{:03}", year / 1000, year % 1000),
-            Field::Meridiem { upper, dots } => {
-                let am = dt.hour() < 12;
-                let t = match (am, dots) {
-                    (true, false) => "am",
-                    (false, false) => "pm",
-                    (true, true) => "a.m.",
-                    (false, true) => "p.m.",
-                };
-                if upper { t.to_uppercase() } else { t.to_string() }
-            }
-            Field::Era { upper, dots } => {
-                let bc = date.year() <= 0;
-                let t = match (bc, dots) {
-                    (true, false) => "bc",
-                    (false, false) => "ad",
-                    (true, true) => "b.c.",
-                    (false, true) => "a.d.",
-                };
-                if upper { t.to_uppercase() } else { t.to_string() }
-            }
-            Field::MonthName(case) => pad(case.apply(MONTHS[date.month0() as usize]), 9),
-            Field::MonthAbbr(case) => case.apply(&MONTHS[date.month0() as usize][..3]),
-            Field::DayName(case) => pad(case.apply(DAYS[date.weekday().num_days_from_sunday() as usize]), 9),
-            Field::DayAbbr(case) => case.apply(&DAYS[date.weekday().num_days_from_sunday() as usize][..3]),
-            Field::RomanMonth { upper } => {
-                let r = ROMAN_MONTHS[date.month0() as usize];
-                pad(if upper { r.to_string() } else { r.to_lowercase() }, 4)
-            }
-            Field::Zone { upper } => match zone {
-                Some(z) if upper => z.abbreviation.to_uppercase(),
-                Some(z) => z.abbreviation.to_lowercase(),
-                None => String::new(),
-            },
-            Field::ZoneHours => {
-                let s = zone.map_or(0, |z| z.offset_seconds);
-                format!("{}{:02}", if s < 0 { '-' } else { '+' }, s.abs() / 3600)
-            }
-            Field::ZoneMinutes => format!("{:02}", zone.map_or(0, |z| z.offset_seconds).abs() % 3600 / 60),
-            Field::Offset => {
-                let s = zone.map_or(0, |z| z.offset_seconds);
-                let sign = if s < 0 { '-' } else { '+' };
-                let (h, m) = (s.abs() / 3600, s.abs() % 3600 / 60);
-                if m == 0 { format!("{sign}{h:02}") } else { format!("{sign}{h:02}:{m:02}") }
-            }
-            _ => unreachable!("numeric fields are written above"),
-        };
-        out.push_str(&text);
+        out
     }
-    out
 }
 
 fn invalid_format(message: String) -> Error {
@@ -721,9 +736,10 @@ impl Read {
     }
 }
 
-/// A number template (`9,999.99`, `FM990.0`, `S9999`, `99G999D9S`) read once.
+/// A number template (`9,999.99`, `FM990.0`, `S9999`, `99G999D9S`) read once
+/// ([`NumberTemplate::parse`]), to format many values.
 #[derive(Debug, Default)]
-struct NumberTemplate {
+pub struct NumberTemplate {
     items: Vec<NumberItem>,
     /// Digit positions before the decimal point, and after it.
     int_digits: usize,
@@ -917,128 +933,145 @@ pub fn number_template_decimals(template: &str) -> Result<usize, Error> {
 /// `to_char(number, template)`: `digits` (already rounded to the template's decimals, see
 /// [`number_template_decimals`]) as PostgreSQL prints them.
 pub fn format_number(template: &str, digits: &Digits) -> Result<String, Error> {
-    let t = number_template(template)?;
-    // A zero integer part is written `0` when no decimals follow it (`to_char(0, '9999')` is
-    // `    0`), as PostgreSQL does; with decimals it is left blank (`    .50`).
-    let zero_int;
-    let digits = if digits.int.is_empty() && t.frac_digits == 0 && t.int_digits > 0 {
-        zero_int = Digits { negative: digits.negative, int: "0".to_string(), frac: digits.frac.clone() };
-        &zero_int
-    } else {
-        digits
-    };
-    let overflow = digits.int.len() > t.int_digits;
-    let mut out = String::new();
-    let mut int_pos = 0;
-    let mut frac_pos = 0;
-    let mut printed_digit = false;
-    let mut sign_done = false;
-    let mut after_point = false;
-    // The sign PostgreSQL puts right before the number: `-`, or a blank for a positive one
-    // (none in fill mode); `S` before the number puts `+` there; `PR` puts `<`.
-    let anchored_sign = |items: &[NumberItem]| -> Option<String> {
-        let first_digit = items.iter().position(|i| matches!(i, NumberItem::Digit { .. } | NumberItem::Point));
-        let sign_at = items.iter().position(|i| matches!(i, NumberItem::Sign));
-        match sign_at {
-            Some(s) if first_digit.is_none_or(|d| s < d) => Some(if digits.negative { "-" } else { "+" }.to_string()),
-            Some(_) => None,
-            None if items.contains(&NumberItem::Angle) => Some(if digits.negative { "<" } else if t.fill { "" } else { " " }.to_string()),
-            None if t.signed => None,
-            None => Some(if digits.negative { "-" } else if t.fill { "" } else { " " }.to_string()),
-        }
-    };
-    let lead_sign = anchored_sign(&t.items);
-    for item in &t.items {
-        match *item {
-            NumberItem::Digit { .. } if !after_point => {
-                let leading = t.int_digits - int_pos > digits.int.len();
-                let shows = !leading || t.zero_start.is_some_and(|z| int_pos >= z);
-                if overflow {
+    number_template(template)?.format(digits)
+}
+
+impl NumberTemplate {
+    /// Reads a number template.
+    pub fn parse(template: &str) -> Result<NumberTemplate, Error> {
+        number_template(template)
+    }
+
+    /// How many decimals it prints: a number is rounded to them before [`Self::format`].
+    pub fn decimals(&self) -> usize {
+        self.frac_digits
+    }
+
+    /// `digits` (rounded to [`Self::decimals`]) as PostgreSQL prints them.
+    pub fn format(&self, digits: &Digits) -> Result<String, Error> {
+        let t = self;
+        // A zero integer part is written `0` when no decimals follow it (`to_char(0, '9999')` is
+        // `    0`), as PostgreSQL does; with decimals it is left blank (`    .50`).
+        let zero_int;
+        let digits = if digits.int.is_empty() && t.frac_digits == 0 && t.int_digits > 0 {
+            zero_int = Digits { negative: digits.negative, int: "0".to_string(), frac: digits.frac.clone() };
+            &zero_int
+        } else {
+            digits
+        };
+        let overflow = digits.int.len() > t.int_digits;
+        let mut out = String::new();
+        let mut int_pos = 0;
+        let mut frac_pos = 0;
+        let mut printed_digit = false;
+        let mut sign_done = false;
+        let mut after_point = false;
+        // The sign PostgreSQL puts right before the number: `-`, or a blank for a positive one
+        // (none in fill mode); `S` before the number puts `+` there; `PR` puts `<`.
+        let anchored_sign = |items: &[NumberItem]| -> Option<String> {
+            let first_digit = items.iter().position(|i| matches!(i, NumberItem::Digit { .. } | NumberItem::Point));
+            let sign_at = items.iter().position(|i| matches!(i, NumberItem::Sign));
+            match sign_at {
+                Some(s) if first_digit.is_none_or(|d| s < d) => Some(if digits.negative { "-" } else { "+" }.to_string()),
+                Some(_) => None,
+                None if items.contains(&NumberItem::Angle) => Some(if digits.negative { "<" } else if t.fill { "" } else { " " }.to_string()),
+                None if t.signed => None,
+                None => Some(if digits.negative { "-" } else if t.fill { "" } else { " " }.to_string()),
+            }
+        };
+        let lead_sign = anchored_sign(&t.items);
+        for item in &t.items {
+            match *item {
+                NumberItem::Digit { .. } if !after_point => {
+                    let leading = t.int_digits - int_pos > digits.int.len();
+                    let shows = !leading || t.zero_start.is_some_and(|z| int_pos >= z);
+                    if overflow {
+                        if !sign_done && let Some(s) = &lead_sign {
+                            out.push_str(s);
+                            sign_done = true;
+                        }
+                        out.push('#');
+                    } else if shows {
+                        if !sign_done && let Some(s) = &lead_sign {
+                            out.push_str(s);
+                            sign_done = true;
+                        }
+                        let d = if leading { '0' } else { digits.int.as_bytes()[digits.int.len() - (t.int_digits - int_pos)] as char };
+                        out.push(d);
+                        printed_digit = true;
+                    } else if !t.fill {
+                        out.push(' ');
+                    }
+                    int_pos += 1;
+                }
+                NumberItem::Digit { zero } => {
+                    if overflow {
+                        out.push('#');
+                    } else if let Some(&d) = digits.frac.as_bytes().get(frac_pos) {
+                        // (A float has fewer decimals than the template when its 15 significant
+                        // digits run out: the positions past them print nothing, as in PostgreSQL.)
+                        // Fill mode drops trailing zeros of 9 positions (marked for trimming).
+                        out.push(if t.fill && !zero && d == b'0' { '\u{0}' } else { d as char });
+                    }
+                    frac_pos += 1;
+                }
+                NumberItem::Point => {
                     if !sign_done && let Some(s) = &lead_sign {
                         out.push_str(s);
                         sign_done = true;
                     }
-                    out.push('#');
-                } else if shows {
-                    if !sign_done && let Some(s) = &lead_sign {
-                        out.push_str(s);
-                        sign_done = true;
+                    after_point = true;
+                    out.push('.');
+                }
+                NumberItem::Group => {
+                    if printed_digit || overflow {
+                        out.push(',');
+                    } else if !t.fill {
+                        out.push(' ');
                     }
-                    let d = if leading { '0' } else { digits.int.as_bytes()[digits.int.len() - (t.int_digits - int_pos)] as char };
-                    out.push(d);
-                    printed_digit = true;
-                } else if !t.fill {
-                    out.push(' ');
                 }
-                int_pos += 1;
-            }
-            NumberItem::Digit { zero } => {
-                if overflow {
-                    out.push('#');
-                } else if let Some(&d) = digits.frac.as_bytes().get(frac_pos) {
-                    // (A float has fewer decimals than the template when its 15 significant
-                    // digits run out: the positions past them print nothing, as in PostgreSQL.)
-                    // Fill mode drops trailing zeros of 9 positions (marked for trimming).
-                    out.push(if t.fill && !zero && d == b'0' { '\u{0}' } else { d as char });
+                NumberItem::Sign => {
+                    if lead_sign.is_none() {
+                        out.push(if digits.negative { '-' } else { '+' });
+                    }
                 }
-                frac_pos += 1;
-            }
-            NumberItem::Point => {
-                if !sign_done && let Some(s) = &lead_sign {
-                    out.push_str(s);
-                    sign_done = true;
+                NumberItem::Minus => out.push_str(if digits.negative { "-" } else if t.fill { "" } else { " " }),
+                NumberItem::Plus => out.push_str(if digits.negative { if t.fill { "" } else { " " } } else { "+" }),
+                NumberItem::SignAlways => out.push(if digits.negative { '-' } else { '+' }),
+                NumberItem::Angle => out.push_str(if digits.negative { ">" } else if t.fill { "" } else { " " }),
+                NumberItem::Ordinal { upper } => {
+                    let tail = &digits.int[digits.int.len().saturating_sub(2)..];
+                    out.push_str(ordinal_suffix(tail.parse().unwrap_or(0), upper));
                 }
-                after_point = true;
-                out.push('.');
+                NumberItem::Literal(c) => out.push(c),
             }
-            NumberItem::Group => {
-                if printed_digit || overflow {
-                    out.push(',');
-                } else if !t.fill {
-                    out.push(' ');
-                }
-            }
-            NumberItem::Sign => {
-                if lead_sign.is_none() {
-                    out.push(if digits.negative { '-' } else { '+' });
-                }
-            }
-            NumberItem::Minus => out.push_str(if digits.negative { "-" } else if t.fill { "" } else { " " }),
-            NumberItem::Plus => out.push_str(if digits.negative { if t.fill { "" } else { " " } } else { "+" }),
-            NumberItem::SignAlways => out.push(if digits.negative { '-' } else { '+' }),
-            NumberItem::Angle => out.push_str(if digits.negative { ">" } else if t.fill { "" } else { " " }),
-            NumberItem::Ordinal { upper } => {
-                let tail = &digits.int[digits.int.len().saturating_sub(2)..];
-                out.push_str(ordinal_suffix(tail.parse().unwrap_or(0), upper));
-            }
-            NumberItem::Literal(c) => out.push(c),
         }
+        if !sign_done && let Some(s) = &lead_sign {
+            // A template without digit positions or point: the sign leads.
+            out.insert_str(0, s);
+        }
+        // Fill mode: trailing zeros of 9 positions after the point go (the point stays); a
+        // marked zero with a digit after it is a zero.
+        if out.contains('\u{0}') {
+            let last_digit = out.rfind(|c: char| c.is_ascii_digit() || c == '.');
+            out = out
+                .char_indices()
+                .filter_map(|(i, c)| match c {
+                    '\u{0}' if last_digit.is_some_and(|l| i < l) => Some('0'),
+                    '\u{0}' => None,
+                    c => Some(c),
+                })
+                .collect();
+        }
+        // Fill mode writes a zero as `0.`, not a bare point (PostgreSQL's last_relevant rule).
+        if t.fill && digits.int.is_empty() && out.trim_start_matches(['-', '+', '<']).starts_with('.')
+            && !out.bytes().any(|b| b.is_ascii_digit())
+        {
+            let point = out.find('.').expect("checked above");
+            out.insert(point, '0');
+        }
+        Ok(out)
     }
-    if !sign_done && let Some(s) = &lead_sign {
-        // A template without digit positions or point: the sign leads.
-        out.insert_str(0, s);
-    }
-    // Fill mode: trailing zeros of 9 positions after the point go (the point stays); a
-    // marked zero with a digit after it is a zero.
-    if out.contains('\u{0}') {
-        let last_digit = out.rfind(|c: char| c.is_ascii_digit() || c == '.');
-        out = out
-            .char_indices()
-            .filter_map(|(i, c)| match c {
-                '\u{0}' if last_digit.is_some_and(|l| i < l) => Some('0'),
-                '\u{0}' => None,
-                c => Some(c),
-            })
-            .collect();
-    }
-    // Fill mode writes a zero as `0.`, not a bare point (PostgreSQL's last_relevant rule).
-    if t.fill && digits.int.is_empty() && out.trim_start_matches(['-', '+', '<']).starts_with('.')
-        && !out.bytes().any(|b| b.is_ascii_digit())
-    {
-        let point = out.find('.').expect("checked above");
-        out.insert(point, '0');
-    }
-    Ok(out)
 }
 
 /// `to_number(text, template)`: the number `text` holds, read position by position with
