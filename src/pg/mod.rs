@@ -13,8 +13,10 @@
 //! - [`analyze`]: PostgreSQL's literal typing and arithmetic as DataFusion analyzer rules on
 //!   the logical plan (unknown-type literals, integer overflow, numeric division).
 //! - [`catalog`]: `pg_catalog` and `information_schema` as PostgreSQL clients read them.
-//! - [`functions`]: PostgreSQL functions DataFusion lacks; [`bounded`]: PostgreSQL's 1 GB
-//!   limit on what a function may allocate.
+//! - [`functions`]: PostgreSQL functions DataFusion lacks; [`template`]: PostgreSQL's
+//!   formatting templates (pure), which [`formatting`] applies in `to_char`, `to_date`,
+//!   `to_timestamp` and `to_number`; [`calendar`]: `age`; [`math`]: `div` and checked
+//!   logarithms; [`bounded`]: PostgreSQL's 1 GB limit on what a function may allocate.
 //!
 //! [`parse_statement`] is the way in: text rules, parsing, then the statement and expression
 //! rules.
