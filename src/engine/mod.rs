@@ -3,7 +3,7 @@
 //! The session's catalog is named `lakecube` (the database clients connect to). The lake's
 //! Delta tables are in schema `lake`; schema `public` is where the cubes are served;
 //! `pg_catalog` and `information_schema` describe them as PostgreSQL would ([`catalog`]).
-//! [`Engine::plan_sql`] turns one statement into a plan over the lake ([`sql`] parses it the
+//! [`Engine::plan_sql`] turns one statement into a plan over the lake (`sql` parses it the
 //! PostgreSQL way and applies the session's settings); [`Engine::execute_planned`] runs it as a
 //! stream of record batches, so that results flow to the client batch by batch and memory does
 //! not grow with the result.

@@ -89,8 +89,8 @@ impl ScalarUDFImpl for JsonBuildObject {
 }
 
 /// `array[i]` as PostgreSQL reads it, on lists and on the catalogs' int2vector/oidvector
-/// columns, which the static catalog holds as text ("1 2"): pg_constraint.conkey[i] in pgjdbc's
-/// getImportedKeys, pg_index.indkey[i] in psqlODBC's SQLPrimaryKeys. Lists go to DataFusion's
+/// columns, which the static catalog holds as text ("1 2"): `pg_constraint.conkey[i]` in pgjdbc's
+/// getImportedKeys, `pg_index.indkey[i]` in psqlODBC's SQLPrimaryKeys. Lists go to DataFusion's
 /// own array_element.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PgSubscript {
