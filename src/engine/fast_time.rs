@@ -145,7 +145,7 @@ impl ScalarUDFImpl for FastDatePartUdf {
         let values = raw.as_primitive::<Int64Type>();
         let out: Int32Array = values.unary(|v| part_of(self.part, v, per_s));
         let out: ArrayRef = Arc::new(out);
-        Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+        crate::pg::functions::scalar_if(scalar, out)
     }
 }
 

@@ -126,14 +126,7 @@ fn any_expression(plan: &LogicalPlan, pred: impl Fn(&Expr) -> bool) -> bool {
 /// be kept ([`super::constant`]): it reads no table, or only catalog tables whose rows are
 /// made from what is fixed for the engine (not [`LIVE_CATALOG_TABLES`]).
 pub(crate) fn answer_is_fixed(plan: &LogicalPlan) -> bool {
-    !any_node(plan, |node| match node {
-        LogicalPlan::TableScan(scan) => {
-            !scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s))
-                || LIVE_CATALOG_TABLES.contains(&scan.table_name.table())
-        }
-        LogicalPlan::Extension(_) => true,
-        _ => false,
-    })
+    !reads_tables_other_than(plan, |table| !LIVE_CATALOG_TABLES.contains(&table))
 }
 
 /// Catalog tables whose rows describe the server's live state rather than its fixed model
@@ -155,8 +148,16 @@ const LIVE_CATALOG_TABLES: &[&str] = &[
 
 /// Whether a plan, or a subquery of it, reads a table that is not a catalog's.
 fn reads_non_catalog_tables(plan: &LogicalPlan) -> bool {
+    reads_tables_other_than(plan, |_| true)
+}
+
+/// Whether a plan, or a subquery of it, reads a table that is not a catalog table `keep` accepts
+/// (a cube's extension node counts as such a table).
+fn reads_tables_other_than(plan: &LogicalPlan, keep: impl Fn(&str) -> bool) -> bool {
     any_node(plan, |node| match node {
-        LogicalPlan::TableScan(scan) => !scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s)),
+        LogicalPlan::TableScan(scan) => {
+            !scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s)) || !keep(scan.table_name.table())
+        }
         LogicalPlan::Extension(_) => true,
         _ => false,
     })

@@ -82,10 +82,13 @@ impl ScalarUDFImpl for Age {
         types
             .iter()
             .map(|t| match t {
-                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null => {
-                    Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
-                }
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(DataType::Timestamp(TimeUnit::Microsecond, None)),
+                DataType::Timestamp(..)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Null
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View => Ok(DataType::Timestamp(TimeUnit::Microsecond, None)),
                 other => Err(super::analyze::external(
                     crate::error::Error::new(crate::error::ErrorKind::UndefinedFunction, format!("function age({other}) does not exist"))
                         .with_hint("age takes timestamps or dates."),

@@ -321,7 +321,7 @@ impl Default for ToNumber {
 fn number_type(template: Option<&ScalarValue>) -> Result<DataType> {
     let decimals = match template {
         Some(ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t))) => {
-            template::number_template_decimals(t).map_err(external)?
+            template::NumberTemplate::parse(t).map_err(external)?.decimals()
         }
         // A NULL template gives NULL; the type does not matter.
         Some(s) if s.is_null() => 0,

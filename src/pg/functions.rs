@@ -510,11 +510,12 @@ fn all_scalar(args: &[ColumnarValue]) -> bool {
 
 /// A function's result computed as an array: a scalar when every argument was one.
 pub fn result_shape(args: &[ColumnarValue], out: datafusion::arrow::array::ArrayRef) -> Result<ColumnarValue> {
-    if all_scalar(args) && out.len() == 1 {
-        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-    } else {
-        Ok(ColumnarValue::Array(out))
-    }
+    scalar_if(all_scalar(args) && out.len() == 1, out)
+}
+
+/// `out`'s one value as a scalar when `scalar` (the function's input was one), else `out`.
+pub fn scalar_if(scalar: bool, out: datafusion::arrow::array::ArrayRef) -> Result<ColumnarValue> {
+    Ok(if scalar { ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
 }
 
 pub fn register(ctx: &datafusion::prelude::SessionContext) {

@@ -279,12 +279,7 @@ fn ordinal_suffix(n: i64, upper: bool) -> &'static str {
     }
 }
 
-/// `to_char(timestamp, template)`: `dt` as PostgreSQL prints it with `template`.
-pub fn format_datetime(template: &str, dt: NaiveDateTime, zone: Option<&Zone>) -> String {
-    DateTemplate::new(template).format(dt, zone)
-}
-
-/// A datetime template read once, to format many values (a column's rows).
+/// A datetime template (`to_char(timestamp, template)`) read once, to format many values (a column's rows).
 #[derive(Debug)]
 pub struct DateTemplate(Vec<Piece>);
 
@@ -924,18 +919,6 @@ impl Digits {
     }
 }
 
-/// How many decimals a number template prints: a number is rounded to them before
-/// [`format_number`].
-pub fn number_template_decimals(template: &str) -> Result<usize, Error> {
-    Ok(number_template(template)?.frac_digits)
-}
-
-/// `to_char(number, template)`: `digits` (already rounded to the template's decimals, see
-/// [`number_template_decimals`]) as PostgreSQL prints them.
-pub fn format_number(template: &str, digits: &Digits) -> Result<String, Error> {
-    number_template(template)?.format(digits)
-}
-
 impl NumberTemplate {
     /// Reads a number template.
     pub fn parse(template: &str) -> Result<NumberTemplate, Error> {
@@ -1166,7 +1149,7 @@ mod tests {
     }
 
     fn dt(template: &str) -> String {
-        format_datetime(template, at("2025-03-05 14:07:09.5"), None)
+        DateTemplate::new(template).format(at("2025-03-05 14:07:09.5"), None)
     }
 
     #[test]
@@ -1189,8 +1172,8 @@ mod tests {
         assert_eq!(dt("100% a.m."), "100% p.m.");
         assert_eq!(dt("TZ OF"), " +00");
         let utc = Zone { abbreviation: "UTC".into(), offset_seconds: 0 };
-        assert_eq!(format_datetime("TZ", at("2025-03-05 00:00:00"), Some(&utc)), "UTC");
-        assert_eq!(format_datetime("HH12 AM", at("2025-03-05 00:30:00"), None), "12 AM");
+        assert_eq!(DateTemplate::new("TZ").format(at("2025-03-05 00:00:00"), Some(&utc)), "UTC");
+        assert_eq!(DateTemplate::new("HH12 AM").format(at("2025-03-05 00:30:00"), None), "12 AM");
     }
 
     #[test]
@@ -1226,8 +1209,8 @@ mod tests {
     }
 
     fn num(value: f64, template: &str) -> String {
-        let decimals = number_template_decimals(template).expect("template");
-        format_number(template, &Digits::from_float(value, decimals).expect("finite")).expect("format")
+        let t = NumberTemplate::parse(template).expect("template");
+        t.format(&Digits::from_float(value, t.decimals()).expect("finite")).expect("format")
     }
 
     #[test]
@@ -1267,19 +1250,19 @@ mod tests {
         assert_eq!(num(0.0, "S9999"), "   +0");
         assert_eq!(num(5.0, "FM999.99"), "5.");
         let long = "9".repeat(MAX_TEMPLATE + 1);
-        assert_eq!(format_number(&long, &Digits::from_decimal(1, 0, 0)).map_err(|e| e.sqlstate()), Err("54000"));
-        assert_eq!(number_template_decimals(&format!("9.{}", "9".repeat(39))).map_err(|e| e.sqlstate()), Err("0A000"));
+        assert_eq!(NumberTemplate::parse(&long).map(|_| ()).map_err(|e| e.sqlstate()), Err("54000"));
+        assert_eq!(NumberTemplate::parse(&format!("9.{}", "9".repeat(39))).map(|t| t.decimals()).map_err(|e| e.sqlstate()), Err("0A000"));
         assert_eq!(num(112.0, "999TH"), " 112TH");
         // A float rounds as C's printf (half to even on its binary value), a numeric half away from zero.
         assert_eq!(num(2.5, "9"), " 2");
         let exact = Digits::from_decimal(25, 1, 0);
-        assert_eq!(format_number("9", &exact).expect("format"), " 3");
+        assert_eq!(NumberTemplate::parse("9").and_then(|t| t.format(&exact)).expect("format"), " 3");
         // A float has 15 significant digits (DBL_DIG); the template's decimals past them are dropped.
         assert_eq!(num(1.0 / 3.0, "0.99999999999999999999"), " 0.33333333333333");
         assert_eq!(Digits::from_decimal(-12345, 2, 1), Digits { negative: true, int: "123".into(), frac: "5".into() });
         assert_eq!(Digits::from_decimal(5, 0, 2), Digits { negative: false, int: "5".into(), frac: "00".into() });
         assert_eq!(Digits::from_decimal(-4, 2, 1), Digits { negative: false, int: "".into(), frac: "0".into() });
-        assert_eq!(format_number("9.9EEEE", &exact).map_err(|e| e.sqlstate()), Err("0A000"));
+        assert_eq!(NumberTemplate::parse("9.9EEEE").map(|_| ()).map_err(|e| e.sqlstate()), Err("0A000"));
     }
 
     #[test]

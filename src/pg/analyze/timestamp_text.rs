@@ -105,11 +105,7 @@ impl ScalarUDFImpl for TimestampText {
             }
         }
         let out: Arc<dyn Array> = Arc::new(out.finish());
-        Ok(if scalar {
-            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        crate::pg::functions::scalar_if(scalar, out)
     }
 }
 
