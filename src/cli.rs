@@ -45,6 +45,9 @@ pub enum Command {
     /// Manage the users who may connect (SCRAM-SHA-256 verifiers in the config file).
     #[command(subcommand)]
     User(UserCommand),
+    /// Build rollups and show their state (docs/cube-format.md, "Rollups").
+    #[command(subcommand)]
+    Rollups(RollupsCommand),
     /// Print the JSON Schema of cube definition files (for editors).
     #[command(after_help = "Examples:\n  lakecube schema > docs/cube-defs.schema.json\n\nIn a definitions file: # yaml-language-server: $schema=../docs/cube-defs.schema.json")]
     Schema,
@@ -181,8 +184,49 @@ pub struct ServeArgs {
     /// Seconds between two polls of --ingest-watch.
     #[arg(long = "ingest-interval", value_name = "SECONDS", default_value = "5")]
     pub ingest_interval: f64,
+    /// Seconds between two checks that the rollups are current (partitions behind the lake
+    /// are rebuilt); 0 turns the refresh off (rollups are then built by `lakecube rollups
+    /// build`, and queries over partitions behind the lake read the lake).
+    #[arg(long = "rollups-refresh", value_name = "SECONDS", default_value = "10")]
+    pub rollups_refresh: f64,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RollupsCommand {
+    /// Build the rollups (all, or those named): the partitions missing or behind the lake,
+    /// or every partition with --full. Each partition is one atomic Delta commit.
+    #[command(after_help = "Examples:\n  lakecube rollups build\n  lakecube rollups build daily_store_department --lake data/sf1\n  lakecube rollups build --full")]
+    Build(RollupsBuildArgs),
+    /// Show each rollup: partitions, rows, bytes, the lake version it was built from, stale
+    /// partitions.
+    #[command(after_help = "Examples:\n  lakecube rollups status\n  lakecube rollups status --lake data/sf1")]
+    Status(RollupsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RollupsArgs {
+    /// The lake holding the rollups (under `_rollups/`).
+    #[arg(long, env = "LAKECUBE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+    /// Folder of cube definitions.
+    #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
+    pub cube_defs: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct RollupsBuildArgs {
+    /// Rollup names (`daily_store_department` or `traffic/daily_store_department`); all when
+    /// none.
+    pub names: Vec<String>,
+    /// Rebuild every partition, current or not.
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub target: RollupsArgs,
 }
 
 /// `serve`'s resource and time limits (docs/config.md).
@@ -449,6 +493,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Ingest(a) => ingest(a).await,
         Command::Maintain(a) => maintain(a).await,
         Command::User(UserCommand::Add(a)) => user_add(a),
+        Command::Rollups(RollupsCommand::Build(a)) => rollups_build(a).await,
+        Command::Rollups(RollupsCommand::Status(a)) => rollups_status(a).await,
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::model::json_schema()).expect("schema serializes"));
             Ok(0)
@@ -612,6 +658,10 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         }
     });
     let watchers = spawn_ingest_watchers(&a, &s, engine.lake().clone(), &stop)?;
+    if a.rollups_refresh > 0.0 && !engine.rollups().defs().is_empty() {
+        let every = poll_interval("--rollups-refresh", a.rollups_refresh)?;
+        tokio::spawn(engine.rollups().clone().keep_current(engine.context().clone(), every, stop.clone()));
+    }
     crate::frontend::server::run(listener, engine, limits, security, stop.clone().cancelled_owned()).await?;
     stop.cancel();
     for w in watchers {
@@ -764,6 +814,74 @@ async fn ingest(a: IngestArgs) -> Result<i32> {
         (false, None) => "nothing new to commit\n".to_string(),
     });
     print!("{out}");
+    Ok(0)
+}
+
+/// An engine over the lake and cube definitions `a` names, for the rollup commands.
+async fn rollups_engine(a: &RollupsArgs) -> Result<Engine> {
+    let s = settings(&a.common, |o| {
+        o.lake = a.lake.clone();
+        o.cube_defs = a.cube_defs.clone();
+    })?;
+    let model = load_cube_defs(&s)?;
+    let lake = Lake::open(&s.lake, false)?;
+    Engine::open(lake, model.as_ref()).await
+}
+
+async fn rollups_build(a: RollupsBuildArgs) -> Result<i32> {
+    let engine = rollups_engine(&a.target).await?;
+    let rollups = engine.rollups().clone();
+    let defs: Vec<_> = rollups
+        .defs()
+        .iter()
+        .filter(|d| a.names.is_empty() || a.names.iter().any(|n| *n == d.name || *n == d.id))
+        .cloned()
+        .collect();
+    if let Some(unknown) = a.names.iter().find(|n| !rollups.defs().iter().any(|d| **n == d.name || **n == d.id)) {
+        let known: Vec<&str> = rollups.defs().iter().map(|d| d.name.as_str()).collect();
+        let mut e = Error::config(format!("there is no rollup `{unknown}`"));
+        e = match crate::error::closest(unknown, &known) {
+            Some(c) => e.with_hint(crate::error::did_you_mean_hint(c)),
+            None => e.with_hint(format!("the rollups are: {}", known.join(", "))),
+        };
+        return Err(e);
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    for def in defs {
+        let started = std::time::Instant::now();
+        let bar = terminal.then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").expect("template").progress_chars("=> "));
+            b.set_prefix(def.id.clone());
+            b
+        });
+        let progress = |name: &str, i: usize, n: usize| match &bar {
+            Some(b) => {
+                b.set_length(n as u64);
+                b.set_position(i as u64);
+                b.set_message(name.to_string());
+            }
+            None if !name.is_empty() => eprintln!("{}: partition {name} ({}/{n})", def.id, i + 1),
+            None => {}
+        };
+        let done = rollups.refresh(engine.context(), &def, a.full, &progress).await?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        eprintln!("{}: {} partition(s) built in {:.1} s", def.id, done.len(), started.elapsed().as_secs_f64());
+    }
+    Ok(0)
+}
+
+async fn rollups_status(a: RollupsArgs) -> Result<i32> {
+    let engine = rollups_engine(&a).await?;
+    let status = engine.rollups().status().await?;
+    println!("{:<40} {:>10} {:>12} {:>12} {:>10} {:>6} {:>6}  state", "rollup", "partitions", "rows", "bytes", "built_from", "stale", "hits");
+    for s in status {
+        let state = s.problem.clone().unwrap_or_else(|| if s.stale == 0 { "current".into() } else { format!("{} partition(s) behind the lake", s.stale) });
+        let built = s.built_from.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        println!("{:<40} {:>10} {:>12} {:>12} {:>10} {:>6} {:>6}  {state}", s.name, s.partitions, s.rows, s.bytes, built, s.stale, s.hits);
+    }
     Ok(0)
 }
 

@@ -16,6 +16,7 @@ mod hardening;
 mod ingest;
 mod model;
 mod replays;
+mod rollups;
 mod s3;
 mod security;
 mod semantic;

@@ -183,6 +183,9 @@ async fn explain_shows_the_cube_query_then_the_lake_plan() {
         "CubeQuery cube=retail measures=[sum(revenue)] dimensions=[period by month] filters=[retail.region = Utf8(\"Wallonie\")] order=[date_trunc(Utf8(\"month\"),retail.period) ] limit=12"
             .replace(" ]", "]")
     );
+    // Then which rollup answers: none is built in this lake.
+    assert_eq!(r[1][0], "rollup");
+    assert!(r[1][1].starts_with("none (daily_store_department: not built"), "{}", r[1][1]);
     assert!(r.iter().any(|x| x[0] == "physical_plan" && x[1].contains("traffic/month=")), "{r:?}");
 }
 

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod constant;
 pub mod plan_cache;
 pub mod priority;
+pub mod rollups;
 
 use std::sync::Arc;
 
@@ -30,6 +31,9 @@ use crate::semantic::provider::CubeTableProvider;
 use crate::semantic::query::CubeQuery;
 use crate::semantic::{Semantic, measure_fn::MeasureFn, rewrite};
 use crate::storage::{Lake, schema};
+
+/// The session setting that turns rollups off (`SET lakecube.rollups = off`).
+pub const ROLLUPS_SETTING: &str = "lakecube.rollups";
 
 /// The catalog (database) name clients see.
 pub const CATALOG: &str = "lakecube";
@@ -49,6 +53,7 @@ pub struct Engine {
     plan_cache: Arc<plan_cache::PlanCache>,
     memory: memory::Memory,
     priorities: priority::Priorities,
+    rollups: Arc<rollups::Rollups>,
 }
 
 /// How an engine is set up beyond its lake and cubes.
@@ -98,6 +103,8 @@ pub struct Planned {
     pub names: Option<Vec<String>>,
     /// Settings the statement changes for its session (`set_config(…)`).
     pub setting_changes: pg::rewrite::SettingChanges,
+    /// The rollups the plan reads (ids), each of whose partitions it takes as current.
+    pub rollups: Vec<String>,
     /// Whether `plan` has been through DataFusion's logical optimizer already (plans that
     /// [`plan_cache`] keeps are stored optimized).
     pub optimized: bool,
@@ -250,9 +257,12 @@ impl Engine {
         bounded::bound_functions(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
         let plan_cache = Arc::new(plan_cache::PlanCache::new(plan_cache::DEFAULT_ENTRIES));
+        // An eighth of the memory pool may keep rollups decoded in memory.
+        let hot_budget = memory.config().limit / 8;
+        let rollups = Arc::new(rollups::Rollups::new(lake.clone(), semantic.rollups().to_vec(), ctx.clone(), memory.runtime().memory_pool.clone(), hot_budget)?);
         let semantic = Arc::new(semantic);
         cube_rewrite.set(semantic.clone())?;
-        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities })
+        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities, rollups })
     }
 
     /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure
@@ -274,6 +284,11 @@ impl Engine {
 
     pub fn semantic(&self) -> &Semantic {
         &self.semantic
+    }
+
+    /// The rollups: their state, builds and refreshes.
+    pub fn rollups(&self) -> &Arc<rollups::Rollups> {
+        &self.rollups
     }
 
     pub fn lake(&self) -> &Lake {
@@ -320,8 +335,15 @@ impl Engine {
         if !self.plan_cache.enabled() {
             return Ok(None);
         }
-        let key = plan_cache::Key { sql: text.to_string(), user: session.user.clone(), settings: session.settings.clone() };
-        Ok(self.plan_cache.get(&key))
+        let key = plan_cache::Key { sql: text.to_string(), user: session.user.clone(), settings: session.settings.clone(), rollups: self.rollups.epoch() };
+        // A plan that reads rollups waits for the check that the lake has not moved
+        // ([`Engine::plan_uncached`]); a plan over the lake is right at any version.
+        Ok(self.plan_cache.get(&key).filter(|p| p.rollups.is_empty()))
+    }
+
+    /// Whether a session answers from rollups (`SET lakecube.rollups = off` turns it off).
+    fn rollups_enabled(session: &SessionInfo) -> bool {
+        !matches!(session.settings.get(ROLLUPS_SETTING).as_deref().map(str::to_ascii_lowercase).as_deref(), Some("off" | "false" | "0" | "no"))
     }
 
     /// Plans one statement for a session; `None` for an empty statement (only comments).
@@ -337,18 +359,23 @@ impl Engine {
     /// [`Engine::plan_sql`] for a statement [`Engine::cached_plan`] has just not found: plans
     /// it, and keeps the plan if it may be kept.
     pub async fn plan_uncached(&self, text: &str, session: &SessionInfo) -> Result<Option<Planned>> {
+        let (routing, epoch) = self.rollups.routing(Self::rollups_enabled(session)).await?;
         let key = self.plan_cache.enabled().then(|| plan_cache::Key {
             sql: text.to_string(),
             user: session.user.clone(),
             settings: session.settings.clone(),
+            rollups: epoch,
         });
+        if let Some(planned) = key.as_ref().and_then(|k| self.plan_cache.get(k)) {
+            return Ok(Some(planned));
+        }
         let Some((stmt, kept)) = pg::parse_statement(&self.parser, text)? else { return Ok(None) };
         let state = self.ctx.state();
         // The statement with its select lists' subqueries, if DataFusion can plan and
         // decorrelate them (an optimized plan left with a subquery expression cannot run);
         // else the compatibility parser's (pg::parse::with_select_list_subqueries).
         let kept = match kept {
-            Some(kept) => match self.plan_statement(kept, session, &state).await {
+            Some(kept) => match self.plan_statement(kept, session, &state, &routing).await {
                 // Whether it may be cached is seen before the optimizer folds `now()`.
                 Ok(planned) => {
                     let cacheable = plan_cache::cacheable(&planned);
@@ -365,7 +392,7 @@ impl Engine {
         let (mut planned, cacheable) = match kept {
             Some(kept) => kept,
             None => {
-                let planned = self.plan_statement(stmt, session, &state).await?;
+                let planned = self.plan_statement(stmt, session, &state, &routing).await?;
                 let cacheable = plan_cache::cacheable(&planned);
                 (planned, cacheable)
             }
@@ -399,6 +426,7 @@ impl Engine {
         mut stmt: datafusion::sql::sqlparser::ast::Statement,
         session: &SessionInfo,
         state: &datafusion::execution::SessionState,
+        routing: &crate::semantic::rollup::Routing,
     ) -> Result<Planned> {
         let pg_names = pg::names::pg_column_names(&stmt);
         let setting_changes = pg::rewrite::rewrite_session(&mut stmt, session)?;
@@ -407,12 +435,14 @@ impl Engine {
             .await
             .map_err(Error::from)?;
         Self::client_options().verify_plan(&plan).map_err(read_only_error)?;
-        let r = rewrite::rewrite(plan, &self.semantic)?;
+        let r = rewrite::rewrite(plan, &self.semantic, routing)?;
+        let mut rollups: Vec<String> = r.queries.iter().filter_map(|q| q.rollup_id.clone()).collect();
+        rollups.dedup();
         let names = pg_names.and_then(|pg| {
             let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
             pg::names::resolve_names(&pg, &df).filter(|n| *n != df)
         });
-        Ok(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, optimized: false, analyzed: None, constant: None })
+        Ok(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, rollups, optimized: false, analyzed: None, constant: None })
     }
 
     /// Runs a planned statement, returning its schema and a stream of batches.
@@ -474,6 +504,11 @@ impl Engine {
     /// plan_type `cube_query`, before DataFusion's plans over the lake.
     pub async fn execute_planned(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let is_explain = matches!(planned.plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+        if !is_explain {
+            for id in &planned.rollups {
+                self.rollups.hit(id);
+            }
+        }
         if !is_explain || planned.cube_queries.is_empty() {
             let Some(constant) = planned.constant.clone() else { return self.execute_named(planned).await };
             if let Some(kept) = constant.stream() {
@@ -486,9 +521,20 @@ impl Engine {
         use datafusion::arrow::record_batch::RecordBatch;
         use futures::StreamExt;
         let (schema, mut stream) = self.execute(planned.plan).await?;
-        let n = planned.cube_queries.len();
-        let kinds = StringArray::from(vec!["cube_query"; n]);
-        let texts = StringArray::from(planned.cube_queries.iter().map(|q| q.to_string()).collect::<Vec<_>>());
+        // Each cube query, then (for a table with rollups) the rollup that answers it or why
+        // none does.
+        let mut kinds = Vec::new();
+        let mut texts = Vec::new();
+        for q in &planned.cube_queries {
+            kinds.push("cube_query");
+            texts.push(q.to_string());
+            if let Some(r) = &q.rollup {
+                kinds.push("rollup");
+                texts.push(r.clone());
+            }
+        }
+        let kinds = StringArray::from(kinds);
+        let texts = StringArray::from(texts);
         let mut batches = vec![Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(kinds) as ArrayRef, Arc::new(texts) as ArrayRef])?)];
         while let Some(b) = stream.next().await {
             batches.push(b);

@@ -46,6 +46,9 @@ pub struct Key {
     pub sql: String,
     pub user: String,
     pub settings: Settings,
+    /// The rollups' epoch the plan was made in ([`super::rollups::Rollups::routing`]): a plan
+    /// that reads a rollup is only right while its partitions' freshness is what it was.
+    pub rollups: u64,
 }
 
 /// How many statements came from the cache, and how many plans were stored in it (for tests

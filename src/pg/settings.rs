@@ -45,6 +45,7 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("IntervalStyle", "postgres", "Sets the display format for interval values."),
     ("is_superuser", "off", "Shows whether the current user is a superuser."),
     ("jit", "off", "Allow JIT compilation."),
+    ("lakecube.rollups", "on", "Answers cube queries from rollups where one covers them; off: always from the lake (for comparisons)."),
     ("lc_collate", "C", "Shows the collation order locale."),
     ("lc_ctype", "C", "Shows the character classification and case conversion locale."),
     ("lc_messages", "C", "Sets the language in which messages are displayed."),
@@ -144,6 +145,17 @@ impl Settings {
                 }
                 "UTF8".to_string()
             }
+            "lakecube.rollups" => match value.trim_matches('\'').to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" | "1" => "on".to_string(),
+                "off" | "false" | "no" | "0" => "off".to_string(),
+                _ => {
+                    return Err(SetError::BadValue {
+                        name: key,
+                        value: value.to_string(),
+                        hint: "lakecube.rollups is on or off".into(),
+                    });
+                }
+            },
             "TimeZone" => match value.to_ascii_uppercase().as_str() {
                 "UTC" | "ETC/UTC" | "GMT" | "ETC/GMT" | "Z" | "ZULU" | "UCT" | "UNIVERSAL" | "DEFAULT" | "LOCAL" => {
                     "UTC".to_string()

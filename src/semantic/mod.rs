@@ -12,6 +12,7 @@ pub mod measure_fn;
 pub mod provider;
 pub mod query;
 pub mod rewrite;
+pub mod rollup;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ const KEY: &str = "__k_";
 #[derive(Debug, Default)]
 pub struct Semantic {
     tables: BTreeMap<String, Arc<CubeTable>>,
+    /// Every rollup of the model, in definition order.
+    rollups: Vec<Arc<rollup::RollupDef>>,
 }
 
 /// What a column of a cube table is.
@@ -103,6 +106,8 @@ pub struct CubeTable {
     pub members: Vec<Member>,
     pub schema: SchemaRef,
     leaves: BTreeMap<String, Leaf>,
+    /// The rollups that can answer reads of this table ([`rollup::TableRollup`]).
+    pub rollups: Vec<rollup::TableRollup>,
 }
 
 impl CubeTable {
@@ -247,28 +252,45 @@ impl Semantic {
         self.tables.is_empty()
     }
 
+    /// Every rollup of the model.
+    pub fn rollups(&self) -> &[Arc<rollup::RollupDef>] {
+        &self.rollups
+    }
+
     /// Compiles every public cube and view of the model against the lake tables registered
     /// in `ctx` (schema `lake`). Type mismatches and SQL errors are reported per member.
     pub async fn compile(model: &Model, ctx: &SessionContext) -> Result<Semantic> {
         let mut tables = BTreeMap::new();
         let mut errors = Vec::new();
+        let rollups = match rollup::compile(model, ctx).await {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e.message);
+                Vec::new()
+            }
+        };
+        let mut specs = Vec::new();
         for c in model.cubes.iter().map(|s| &s.item).filter(|c| c.public != Some(false)) {
-            let spec = TableSpec::for_cube(c);
-            match compile_table(ctx, &spec).await {
+            specs.push(Ok(TableSpec::for_cube(c)));
+        }
+        for v in model.views.iter().map(|s| &s.item).filter(|v| v.public != Some(false)) {
+            specs.push(TableSpec::for_view(model, v));
+        }
+        for spec in specs {
+            let compiled = match spec {
+                Ok(spec) => match compile_table(ctx, &spec).await {
+                    Ok(mut t) => rollup::for_table(ctx, &spec, &t, &rollups).await.map(|r| {
+                        t.rollups = r;
+                        t
+                    }),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match compiled {
                 Ok(t) => {
                     tables.insert(t.name.clone(), Arc::new(t));
                 }
-                Err(e) => errors.push(e.message),
-            }
-        }
-        for v in model.views.iter().map(|s| &s.item).filter(|v| v.public != Some(false)) {
-            match TableSpec::for_view(model, v) {
-                Ok(spec) => match compile_table(ctx, &spec).await {
-                    Ok(t) => {
-                        tables.insert(t.name.clone(), Arc::new(t));
-                    }
-                    Err(e) => errors.push(e.message),
-                },
                 Err(e) => errors.push(e.message),
             }
         }
@@ -276,7 +298,7 @@ impl Semantic {
             return Err(Error::config(format!("the cube definitions do not fit the lake: {}", errors.join("; ")))
                 .with_hint("fix the definitions (`lakecube validate --lake …` lists these problems) and start again"));
         }
-        Ok(Semantic { tables })
+        Ok(Semantic { tables, rollups })
     }
 }
 
@@ -426,6 +448,25 @@ fn key_column(alias: &str, dimension: &str) -> String {
     format!("{KEY}{alias}__{dimension}")
 }
 
+/// The ON condition of the join of cube `cube` (as `alias`) to its parent `parent_alias`:
+/// `{CUBE}.x` and `{x}` are the parent's dimension columns, `{cube.x}` the joined cube's.
+fn join_on(spec: &TableSpec<'_>, parent_alias: &str, alias: &str, cube: &Cube, sql: &str) -> Result<String> {
+    let parent = spec.cubes.iter().find(|(a, _, _)| a == parent_alias).map(|(_, c, _)| *c).expect("parent first");
+    refs::substitute(sql, |r| {
+        Ok(match r {
+            Ref::ThisCube => quote(parent_alias),
+            Ref::Name(n) if *n == cube.name => quote(alias),
+            Ref::Name(n) => format!("{}.{}", quote(parent_alias), quote(&format!("{DIM}{n}"))),
+            Ref::Qualified(c, m) if c == "CUBE" || *c == parent.name => {
+                format!("{}.{}", quote(parent_alias), quote(&format!("{DIM}{m}")))
+            }
+            Ref::Qualified(c, m) if *c == cube.name => format!("{}.{}", quote(alias), quote(&format!("{DIM}{m}"))),
+            Ref::Qualified(c, m) => return Err(format!("join condition references `{c}.{m}`, outside the join")),
+        })
+    })
+    .map_err(|e| Error::config(format!("`{}`: {e}", spec.name)))
+}
+
 /// SQL of the base relation with the root cube and the joined cubes in `joined`.
 fn base_sql(spec: &TableSpec<'_>, joined: &[String]) -> Result<String> {
     let included = |alias: &str| spec.cubes.first().is_some_and(|(a, _, _)| a == alias) || joined.iter().any(|j| j == alias);
@@ -435,20 +476,7 @@ fn base_sql(spec: &TableSpec<'_>, joined: &[String]) -> Result<String> {
         match join {
             None => from.push_str(&format!("{sub} AS {}", quote(alias))),
             Some((parent_alias, _, sql)) => {
-                let parent = spec.cubes.iter().find(|(a, _, _)| a == parent_alias).map(|(_, c, _)| *c).expect("parent first");
-                let on = refs::substitute(sql, |r| {
-                    Ok(match r {
-                        Ref::ThisCube => quote(parent_alias),
-                        Ref::Name(n) if *n == cube.name => quote(alias),
-                        Ref::Name(n) => format!("{}.{}", quote(parent_alias), quote(&format!("{DIM}{n}"))),
-                        Ref::Qualified(c, m) if c == "CUBE" || *c == parent.name => {
-                            format!("{}.{}", quote(parent_alias), quote(&format!("{DIM}{m}")))
-                        }
-                        Ref::Qualified(c, m) if *c == cube.name => format!("{}.{}", quote(alias), quote(&format!("{DIM}{m}"))),
-                        Ref::Qualified(c, m) => return Err(format!("join condition references `{c}.{m}`, outside the join")),
-                    })
-                })
-                .map_err(|e| Error::config(format!("`{}`: {e}", spec.name)))?;
+                let on = join_on(spec, parent_alias, alias, cube, sql)?;
                 from.push_str(&format!(" LEFT JOIN {sub} AS {} ON {on}", quote(alias)));
             }
         }
@@ -668,6 +696,7 @@ async fn compile_table(ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<Cub
         members,
         schema: Arc::new(Schema::new(fields)),
         leaves,
+        rollups: Vec::new(),
     })
 }
 

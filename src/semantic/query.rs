@@ -50,6 +50,10 @@ pub struct CubeQuery {
     /// LIMIT (and OFFSET) directly over the cube query's result.
     pub limit: Option<usize>,
     pub offset: Option<usize>,
+    /// For a table with rollups: the one that answers, or why none does (EXPLAIN shows it).
+    pub rollup: Option<String>,
+    /// The id of the rollup read (`traffic/daily_store_department`), if one is.
+    pub rollup_id: Option<String>,
 }
 
 impl fmt::Display for CubeQuery {

@@ -7,7 +7,9 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
 use super::super::CubeTable;
+use super::super::rollup::Routing;
 use super::fan_trap::Leaves;
+use super::route::{Noted, Route, route};
 use super::scope::Scope;
 use super::top_groups::TopGroups;
 use crate::error::{Error, Result};
@@ -26,7 +28,20 @@ pub(super) fn leaves_of<'a>(table: &CubeTable, measures: impl IntoIterator<Item 
 /// and any other aggregates (already aliased). Leaves of a cube whose rows repeat in that
 /// base are aggregated apart and joined on ([`Leaves::join_repeated`]); a [`TopGroups`]
 /// pre-filter applies when none does.
-pub(super) fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Expr>, top: Option<TopGroups>) -> Result<LogicalPlanBuilder> {
+/// A rollup answers instead when one covers the read ([`route`]); the second value is the
+/// routing note for EXPLAIN (for a table that has rollups).
+pub(super) fn aggregate_base(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Expr>, top: Option<TopGroups>, routing: &Routing) -> Result<(LogicalPlanBuilder, Option<Noted>)> {
+    let routed = route(s, groups, leaves, &others, routing)?;
+    let note = match routed {
+        Some(Route { plan: Some((plan, id)), note }) => return Ok((plan, Some((note, Some(id))))),
+        Some(Route { plan: None, note }) => Some((note, None)),
+        None => None,
+    };
+    aggregate_lake(s, groups, leaves, others, top).map(|b| (b, note))
+}
+
+/// [`aggregate_base`] over the lake.
+fn aggregate_lake(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Expr>, top: Option<TopGroups>) -> Result<LogicalPlanBuilder> {
     let table = &s.table;
     let mut cols: Vec<String> = groups
         .iter()

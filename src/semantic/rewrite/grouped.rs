@@ -7,6 +7,7 @@ use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams}
 use datafusion::logical_expr::{Aggregate, Cast, Expr, LogicalPlan};
 
 use super::super::MemberKind;
+use super::super::rollup::Routing;
 use super::super::query::{CubeQuery, DimensionUse, MeasureUse};
 use super::base::{aggregate_base, leaves_of};
 use super::scope::{Scope, measure_of, output_column, strip_alias, substitute};
@@ -52,7 +53,7 @@ enum Agg {
     Other(Expr),
 }
 
-pub(super) fn grouped(a: &Aggregate, s: Scope, shape: &Shaping) -> Result<(LogicalPlan, CubeQuery)> {
+pub(super) fn grouped(a: &Aggregate, s: Scope, shape: &Shaping, routing: &Routing) -> Result<(LogicalPlan, CubeQuery)> {
     if let Some(p) = s.post.first() {
         return Err(Error::new(ErrorKind::InvalidAggregate, format!("a measure cannot be filtered in WHERE: {p}"))
             .with_hint("filter measures in HAVING (HAVING SUM(revenue) > 1000)"));
@@ -130,13 +131,17 @@ pub(super) fn grouped(a: &Aggregate, s: Scope, shape: &Shaping) -> Result<(Logic
         },
         &s.table,
     );
-    let plan = build(&s, &groups, &aggs, a.schema.clone(), top)?;
+    let (plan, route) = build(&s, &groups, &aggs, a.schema.clone(), top, routing)?;
+    if let Some((note, id)) = route {
+        q.rollup = Some(note);
+        q.rollup_id = id;
+    }
     Ok((plan, q))
 }
 
 /// Builds Filter → Aggregate → Projection over the base relation for a grouped read. `output`
 /// is the client's aggregate schema: group keys first, then one column per aggregate.
-fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef, top: Option<TopGroups>) -> Result<LogicalPlan> {
+fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef, top: Option<TopGroups>, routing: &Routing) -> Result<(LogicalPlan, Option<super::route::Noted>)> {
     let table = &s.table;
     let leaves = leaves_of(table, aggs.iter().filter_map(|a| match a {
         Agg::Measure { measure } => Some(measure),
@@ -147,7 +152,7 @@ fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef, top: Opt
         .enumerate()
         .filter_map(|(i, a)| if let Agg::Other(e) = a { Some(e.clone().alias(format!("__a_{i}"))) } else { None })
         .collect();
-    let b = aggregate_base(s, groups, &leaves, others, top)?;
+    let (b, route) = aggregate_base(s, groups, &leaves, others, top, routing)?;
     let mut out = Vec::new();
     for (i, (qualifier, field)) in output.iter().enumerate() {
         let value = if i < groups.len() {
@@ -161,7 +166,7 @@ fn build(s: &Scope, groups: &[Expr], aggs: &[Agg], output: DFSchemaRef, top: Opt
         };
         out.push(output_column(value, qualifier, field));
     }
-    b.project(out).and_then(|b| b.build()).map_err(Error::from)
+    b.project(out).and_then(|b| b.build()).map(|p| (p, route)).map_err(Error::from)
 }
 
 

@@ -29,6 +29,7 @@
 mod base;
 mod fan_trap;
 mod grouped;
+mod route;
 mod scope;
 mod shaping;
 mod top_groups;
@@ -44,6 +45,7 @@ use datafusion::optimizer::AnalyzerRule;
 
 use super::Semantic;
 use super::query::CubeQuery;
+use super::rollup::Routing;
 use crate::error::{Error, Result};
 use scope::chain;
 use shaping::Shaping;
@@ -55,12 +57,12 @@ pub struct Rewritten {
     pub queries: Vec<CubeQuery>,
 }
 
-/// Rewrites every read of a cube table in `plan`.
-pub fn rewrite(plan: LogicalPlan, sem: &Semantic) -> Result<Rewritten> {
+/// Rewrites every read of a cube table in `plan`, answering from rollups as `routing` allows.
+pub fn rewrite(plan: LogicalPlan, sem: &Semantic, routing: &Routing) -> Result<Rewritten> {
     if sem.is_empty() {
         return Ok(Rewritten { plan, queries: vec![] });
     }
-    let mut walk = Walk { queries: vec![], failure: None };
+    let mut walk = Walk { queries: vec![], failure: None, routing };
     let out = walk.node(plan, &Shaping::default()).map_err(Error::from)?;
     match walk.failure {
         Some(e) => Err(e),
@@ -87,7 +89,9 @@ impl CubeRewrite {
 impl AnalyzerRule for CubeRewrite {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> datafusion::error::Result<LogicalPlan> {
         match self.semantic.get() {
-            Some(sem) => rewrite(plan, sem).map(|r| r.plan).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))),
+            // Plans the engine did not rewrite itself read the lake only: routing needs the
+            // rollups' state at the lake version read, which only the engine has.
+            Some(sem) => rewrite(plan, sem, &Routing::default()).map(|r| r.plan).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))),
             None => Ok(plan),
         }
     }
@@ -99,18 +103,19 @@ impl AnalyzerRule for CubeRewrite {
 
 /// The one walk: each node is a cube read (rewritten, with the shaping over it) or not (its
 /// subqueries and inputs walked, with the shaping that passes through it).
-struct Walk {
+struct Walk<'r> {
     queries: Vec<CubeQuery>,
     /// The first error; the walk stops there.
     failure: Option<Error>,
+    routing: &'r Routing,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn node(&mut self, node: LogicalPlan, shape: &Shaping) -> datafusion::error::Result<Transformed<LogicalPlan>> {
         if self.failure.is_some() {
             return Ok(Transformed::new(node, false, TreeNodeRecursion::Stop));
         }
-        match read(&node, shape) {
+        match read(&node, shape, self.routing) {
             Some(Ok((plan, mut q))) => {
                 shape.describe(&mut q);
                 self.queries.push(q);
@@ -138,13 +143,13 @@ impl Walk {
 }
 
 /// The read `node` is, rewritten at its grain; `None` when it is not a cube read.
-fn read(node: &LogicalPlan, shape: &Shaping) -> Option<Result<(LogicalPlan, CubeQuery)>> {
+fn read(node: &LogicalPlan, shape: &Shaping, routing: &Routing) -> Option<Result<(LogicalPlan, CubeQuery)>> {
     match node {
-        LogicalPlan::Aggregate(a) => Some(chain(&a.input)?.and_then(|s| grouped::grouped(a, s, shape))),
-        LogicalPlan::Projection(p) => Some(chain(&p.input)?.and_then(|s| ungrouped::ungrouped(&p.expr, p.schema.clone(), s, shape))),
+        LogicalPlan::Aggregate(a) => Some(chain(&a.input)?.and_then(|s| grouped::grouped(a, s, shape, routing))),
+        LogicalPlan::Projection(p) => Some(chain(&p.input)?.and_then(|s| ungrouped::ungrouped(&p.expr, p.schema.clone(), s, shape, routing))),
         LogicalPlan::TableScan(_) => Some(chain(node)?.and_then(|s| {
             let exprs: Vec<Expr> = node.schema().iter().map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name()))).collect();
-            ungrouped::ungrouped(&exprs, node.schema().clone(), s, shape)
+            ungrouped::ungrouped(&exprs, node.schema().clone(), s, shape, routing)
         })),
         _ => None,
     }

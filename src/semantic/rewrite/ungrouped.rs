@@ -12,10 +12,11 @@ use super::scope::{Item, Scope, output_column, strip_alias, substitute};
 use super::shaping::Shaping;
 use super::top_groups::TopGroups;
 use super::super::query::{CubeQuery, MeasureUse};
+use super::super::rollup::Routing;
 use crate::error::{Error, Result};
 
 /// The ungrouped read: measures at the grain of the dimensions the projection selects.
-pub(super) fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope, shape: &Shaping) -> Result<(LogicalPlan, CubeQuery)> {
+pub(super) fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope, shape: &Shaping, routing: &Routing) -> Result<(LogicalPlan, CubeQuery)> {
     let table = s.table.clone();
     let mut q = CubeQuery { cube: table.name.clone(), filters: s.filter_texts.clone(), ungrouped: true, ..Default::default() };
     // Group keys: every dimension-only projected expression, plus the dimensions used inside
@@ -75,7 +76,11 @@ pub(super) fn ungrouped(exprs: &[Expr], output: DFSchemaRef, s: Scope, shape: &S
     } else {
         None
     };
-    let mut b = aggregate_base(&s, &keys, &leaves, vec![], top)?;
+    let (mut b, route) = aggregate_base(&s, &keys, &leaves, vec![], top, routing)?;
+    if let Some((note, id)) = route {
+        q.rollup = Some(note);
+        q.rollup_id = id;
+    }
     // Over the aggregate: a dimension expression is its group key; a measure is its value.
     let over_groups = |e: &Expr| -> Result<Expr> {
         let (sub, _) = substitute(e, &s)?;
