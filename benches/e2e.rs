@@ -7,15 +7,18 @@
 //! [--queries DIR] [--only TEXT]` (`--only`: the queries whose name contains TEXT).
 //!
 //! What it does:
-//! - starts `target/release/lakecube serve` on the lake and times the first answer of a cube
-//!   query after the process starts;
+//! - builds the cube definitions' rollups (`lakecube rollups build`, timed), then starts
+//!   `target/release/lakecube serve` on the lake and times the first answer of a cube query
+//!   after the process starts;
 //! - starts a throwaway PostgreSQL 15 cluster, loads the lake's tables into it (the Parquet
 //!   files' rows, exported by DuckDB as CSV and read by `COPY`), with indexes on the keys and
 //!   on time, and `ANALYZE`;
 //! - runs every query of `benches/queries/` (`NAME.sql` against the `retail` cube as a BI tool
 //!   writes it, `NAME.star.sql` the same question over the star schema) through tokio-postgres,
 //!   with text results (simple query) and binary results (extended query), against lakecube
-//!   and PostgreSQL; DuckDB runs the star-schema SQL in-process (`benches/e2e/duck.py`);
+//!   and PostgreSQL, and against lakecube with `SET lakecube.rollups = off` (binary: the same
+//!   question from the lake); DuckDB runs the star-schema SQL in-process (`benches/e2e/duck.py`);
+//!   the rollup that answers each question is read from its `EXPLAIN`;
 //!   `-- cursor` queries are read as Tableau reads them, `DECLARE` then `FETCH 2048`;
 //! - checks that every engine returns the same rows (sorted; numbers to 1e-9 relative) and
 //!   exits non-zero, after writing the figures, when one does not;
@@ -411,6 +414,15 @@ async fn main() -> Result<()> {
         return Err(format!("no query in {} matches", a.queries.display()).into());
     }
     eprintln!("{} queries, lake {}, {} warm-up and {} timed runs each", qs.len(), a.lake.display(), a.warmup, a.runs);
+    let t = Instant::now();
+    let built = Command::new("target/release/lakecube").args(["rollups", "build", "--lake", a.lake.to_str().unwrap()]).stderr(Stdio::null()).status()?;
+    if !built.success() {
+        return Err("lakecube rollups build failed".into());
+    }
+    let rollup_build_s = t.elapsed().as_secs_f64();
+    let status = Command::new("target/release/lakecube").args(["rollups", "status", "--lake", a.lake.to_str().unwrap()]).output()?;
+    let rollup_status = String::from_utf8_lossy(&status.stdout).into_owned();
+    eprintln!("rollups built in {rollup_build_s:.1} s:\n{rollup_status}");
     let lc = Lakecube::start(&a.lake).await?;
     eprintln!("lakecube answered its first query {:.0} ms after starting", lc.time_to_first_query_ms);
     let pg = pg::LocalPostgres::start_with("-c shared_buffers=1GB -c work_mem=64MB -c max_parallel_workers_per_gather=2");
@@ -419,21 +431,34 @@ async fn main() -> Result<()> {
     eprintln!("PostgreSQL 15 loaded in {:.0} s", t.elapsed().as_secs_f64());
     let pg_url = pg.url();
     let (lcc, pgc) = (connect(&lc.url).await?, connect(&pg_url).await?);
+    // The same server, answering from the lake only.
+    let lake_only = connect(&lc.url).await?;
+    lake_only.simple_query("SET lakecube.rollups = off").await?;
 
     let mut figures: Vec<Value> = Vec::new();
     let mut answers: Vec<(String, &str, Vec<Vec<String>>)> = Vec::new();
     let mut table = vec![
-        "| query | lakecube text | lakecube binary | PostgreSQL text | PostgreSQL binary | DuckDB | lakecube / best peer | rows | lake MB read |".to_string(),
-        "|---|---|---|---|---|---|---|---|---|".to_string(),
+        "| query | rollup | lakecube text | lakecube binary | from the lake, binary | PostgreSQL text | PostgreSQL binary | DuckDB | lakecube / best peer | rows | lake MB read |".to_string(),
+        "|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
     ];
+    let mut routed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let duck = duckdb(&a.lake, &qs, &a)?;
     for (q, d) in qs.iter().zip(&duck) {
         eprintln!("{}", q.name);
         let mut p50 = std::collections::BTreeMap::new();
         let mut rows = 0;
-        for (engine, client, star) in [("lakecube", &lcc, false), ("postgresql", &pgc, true)] {
+        let rollup = text_rows(&lcc, &format!("EXPLAIN {}", q.sql))
+            .await?
+            .into_iter()
+            .filter(|r| r[0] == "rollup")
+            .map(|r| r[1].split(" (").next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rollup = if rollup.is_empty() { "none".to_string() } else { rollup };
+        routed.insert(q.name.clone(), rollup.clone());
+        for (engine, client, star) in [("lakecube", &lcc, false), ("lake-only", &lake_only, false), ("postgresql", &pgc, true)] {
             for binary in [false, true] {
-                if binary && q.cursor {
+                if (binary && q.cursor) || (engine == "lake-only" && !binary) {
                     continue;
                 }
                 let t = time_query(client, q, star, binary, &a).await.map_err(|e| format!("{} on {engine}: {e}", q.name))?;
@@ -459,10 +484,11 @@ async fn main() -> Result<()> {
         let cell = |k: &str| p50.get(k).map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
         let ratio = best("lakecube") / best("postgresql").min(best("duckdb"));
         table.push(format!(
-            "| {} | {} | {} | {} | {} | {} | {ratio:.2} | {rows} | {:.1} |",
+            "| {} | {rollup} | {} | {} | {} | {} | {} | {} | {ratio:.2} | {rows} | {:.1} |",
             q.name,
             cell("lakecube text"),
             cell("lakecube binary"),
+            cell("lake-only binary"),
             cell("postgresql text"),
             cell("postgresql binary"),
             cell("duckdb"),
@@ -508,6 +534,9 @@ async fn main() -> Result<()> {
         .filter(|q| !q.cursor && !q.name.contains("export") && !q.name.contains("ungrouped"))
         .map(|q| (q.sql.clone(), q.star.clone()))
         .collect();
+    let hits = qs.iter().filter(|q| mixed.iter().any(|m| m.0 == q.sql) && routed.get(&q.name).is_some_and(|r| !r.starts_with("none"))).count();
+    extra.push(format!("| mixed workload questions answered from a rollup | {hits} of {} | | |", mixed.len()));
+    extra.push(format!("| rollups build (all partitions, `lakecube rollups build`), s | {rollup_build_s:.1} | | |"));
     for clients in [1, 8, 32] {
         let (lq, ln) = throughput(&lc.url, &mixed.iter().map(|m| m.0.clone()).collect::<Vec<_>>(), clients, a.seconds).await?;
         let (pq, pn) = throughput(&pg_url, &mixed.iter().map(|m| m.1.clone()).collect::<Vec<_>>(), clients, a.seconds).await?;
@@ -528,7 +557,7 @@ async fn main() -> Result<()> {
         "{} cores, {} GiB, {}; lake {} ({}), {} warm-up and {} timed runs per query; p50 in ms.",
         m["machine"]["cores"], m["machine"]["memory_gib"], m["machine"]["cpu"].as_str().unwrap_or(""), a.lake.display(), a.scale, a.warmup, a.runs
     );
-    let report = format!("{facts}\n\n{}\n\n{}\n", table.join("\n"), extra.join("\n"));
+    let report = format!("{facts}\n\n{}\n\n{}\n\nRollups (`lakecube rollups status`):\n\n```text\n{rollup_status}```\n", table.join("\n"), extra.join("\n"));
     println!("{report}");
     let stem = format!("benches/results/e2e-{}-{}", today(), a.scale);
     std::fs::write(format!("{stem}.md"), &report)?;

@@ -162,6 +162,8 @@ fn pre_aggregations_name_rollable_members_and_whole_periods() {
     }
     // Each problem points at the line of its key.
     assert!(p.iter().any(|m| m.starts_with("m.yaml:") && m.contains("partition does not hold")), "{p:?}");
+    let p = with("      - name: hourly\n        measures: [footfall]\n        time_dimension: period\n        granularity: hour\n        partition_granularity: hour\n");
+    assert!(p.iter().any(|m| m.contains("partition_granularity `hour` is finer than a rollup partition can be")), "{p:?}");
     let p = with("      - name: flat\n        measures: [footfall]\n        granularity: day\n");
     assert!(p.iter().any(|m| m.contains("`granularity` needs a time_dimension")), "{p:?}");
 }

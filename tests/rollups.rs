@@ -226,8 +226,12 @@ async fn benchmark_statements_are_served_by_their_rollup() {
         (r#"select "region", "C1" from (select "region", sum("revenue") as "C1" from "public"."retail" "_" group by "region") "_" where "C1" > 0"#, &["traffic/monthly_region_department"]),
         ("SELECT region, date_trunc('month', period) AS m, COUNT(DISTINCT store_count) FROM retail GROUP BY 1, 2", &["traffic/monthly_region_department"]),
         ("SELECT store_format, country, MEASURE(average_basket) FROM retail GROUP BY 1, 2", &["traffic/daily_store_department"]),
-        // Minutes are finer than any rollup; count(*) counts lake rows.
-        ("SELECT date_trunc('minute', period), SUM(footfall) FROM retail GROUP BY 1", &[]),
+        // The lake's instants are whole hours: the hourly rollup holds them exactly, so any use
+        // of the time answers from it (Grafana's time range, minutes).
+        ("SELECT date_trunc('minute', period), SUM(footfall) FROM retail GROUP BY 1", &["traffic/hourly_store"]),
+        ("SELECT date_trunc('hour', period) AS \"time\", SUM(footfall) AS footfall FROM retail WHERE period BETWEEN '2025-12-01 00:00:00' AND '2025-12-07 23:59:59' GROUP BY 1 ORDER BY 1", &["traffic/hourly_store"]),
+        // Days are not: a day rollup never answers by minute. count(*) counts lake rows.
+        ("SELECT date_trunc('minute', period), department, SUM(footfall) FROM retail GROUP BY 1, 2", &[]),
         ("SELECT region, count(*) FROM retail GROUP BY 1", &[]),
     ];
     for (sql, want) in cases {
@@ -240,9 +244,10 @@ async fn benchmark_statements_are_served_by_their_rollup() {
         }
     }
     // EXPLAIN names the rollup, or each one's reason.
-    let text = rows(&engine, "EXPLAIN SELECT date_trunc('minute', period), SUM(footfall) FROM retail GROUP BY 1").await;
+    let text = rows(&engine, "EXPLAIN SELECT date_trunc('minute', period), department, SUM(footfall) FROM retail GROUP BY 1, 2").await;
     let route = text.iter().find(|r| r[0] == "rollup").map(|r| r[1].clone()).unwrap_or_default();
-    assert!(route.contains("hourly_store: `date_trunc(Utf8(\"minute\"), period)` needs `period` finer than its hour buckets"), "{route}");
+    assert!(route.contains("daily_store_department: `date_trunc(Utf8(\"minute\"), period)` needs `period` finer than its day buckets"), "{route}");
+    assert!(route.contains("hourly_store: it has no `department`"), "{route}");
 }
 
 /// A build killed half-way leaves the rollup serving correct answers (each partition is one

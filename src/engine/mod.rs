@@ -437,6 +437,7 @@ impl Engine {
         Self::client_options().verify_plan(&plan).map_err(read_only_error)?;
         let r = rewrite::rewrite(plan, &self.semantic, routing)?;
         let mut rollups: Vec<String> = r.queries.iter().filter_map(|q| q.rollup_id.clone()).collect();
+        rollups.sort();
         rollups.dedup();
         let names = pg_names.and_then(|pg| {
             let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();

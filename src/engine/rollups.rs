@@ -49,12 +49,21 @@ pub struct Record {
     /// Per partition (its first day, or `all`): the fact table's version it was built at
     /// and its rows.
     pub partitions: BTreeMap<String, Built>,
+    /// The Delta table id (`metaData.id`) of the fact table and of each source at the build: a
+    /// table deleted and written again starts at version 0 too, with another id.
+    #[serde(default)]
+    pub ids: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Built {
     pub version: u64,
     pub rows: u64,
+    /// Whether every instant of the partition starts its bucket ([`TimeSpec::exact_column`]).
+    ///
+    /// [`TimeSpec::exact_column`]: crate::semantic::rollup::TimeSpec::exact_column
+    #[serde(default)]
+    pub exact: bool,
 }
 
 /// A Delta table followed version by version (a lake table or a rollup).
@@ -65,12 +74,14 @@ struct Tracked {
     prefix: Path,
     table: tokio::sync::Mutex<Option<DeltaTable>>,
     version: RwLock<Option<u64>>,
+    /// The table's Delta id, once loaded.
+    id: RwLock<Option<String>>,
 }
 
 impl Tracked {
     fn new(lake: &Lake, name: &str) -> Result<Tracked> {
         let (store, prefix) = crate::storage::store_for_url(&lake.table_url(name))?;
-        Ok(Tracked { name: name.to_string(), store, prefix, table: tokio::sync::Mutex::new(None), version: RwLock::new(None) })
+        Ok(Tracked { name: name.to_string(), store, prefix, table: tokio::sync::Mutex::new(None), version: RwLock::new(None), id: RwLock::new(None) })
     }
 
     fn version(&self) -> Option<u64> {
@@ -93,8 +104,18 @@ impl Tracked {
             None => *guard = lake.open_table(&self.name).await?,
         }
         let v = guard.as_ref().and_then(|t| t.version()).map(|v| v as u64);
+        let id = guard
+            .as_ref()
+            .and_then(|t| t.snapshot().ok())
+            .and_then(|s| serde_json::to_value(s.metadata()).ok())
+            .and_then(|m| m.get("id").and_then(|i| i.as_str()).map(str::to_string));
+        *self.id.write().unwrap_or_else(|e| e.into_inner()) = id;
         *self.version.write().unwrap_or_else(|e| e.into_inner()) = v;
         Ok(v)
+    }
+
+    fn id(&self) -> Option<String> {
+        self.id.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     async fn table(&self) -> Option<DeltaTable> {
@@ -127,7 +148,13 @@ impl FileRanges {
                 // A file where every row has no time has no min/max but a null count.
                 out.nulls |= nulls.is_none_or(|n| n > 0);
             }
-            out.files.insert(f.path().to_string(), range);
+            // A delete through a deletion vector keeps the file's path: the vector is part of
+            // what the file holds.
+            let key = match f.deletion_vector_descriptor() {
+                Some(dv) => format!("{}#{}@{:?}", f.path(), dv.path_or_inline_dv, dv.offset),
+                None => f.path().to_string(),
+            };
+            out.files.insert(key, range);
         }
         Ok(out)
     }
@@ -305,10 +332,21 @@ impl Rollups {
         if self.defs.is_empty() {
             return Ok((Routing { enabled, states: Arc::default() }, 0));
         }
+        match self.current().await {
+            Ok(view) => Ok((Routing { enabled, states: view.routing.clone() }, view.epoch)),
+            // The lake answers, as it always can: an unreadable log must not fail queries.
+            Err(e) => {
+                tracing::warn!("the rollups' state cannot be read, queries read the lake: {}", e.message);
+                Ok((Routing { enabled, states: Arc::default() }, self.epoch()))
+            }
+        }
+    }
+
+    /// The state at the lake's latest versions.
+    async fn current(&self) -> Result<Arc<View>> {
         let key = self.versions().await?;
         let view = self.view.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let view = if view.key == key && view.epoch > 0 { view } else { self.recompute(key).await? };
-        Ok((Routing { enabled, states: view.routing.clone() }, view.epoch))
+        if view.key == key && view.epoch > 0 { Ok(view) } else { self.recompute(key).await }
     }
 
     async fn versions(&self) -> Result<Vec<Option<u64>>> {
@@ -324,7 +362,13 @@ impl Rollups {
         let mut states = HashMap::new();
         let mut records = HashMap::new();
         for def in &self.defs {
-            let (state, record) = self.state_of(def).await?;
+            let (state, record) = match self.state_of(def).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(rollup = %def.id, "the rollup's state cannot be read, its queries read the lake: {}", e.message);
+                    (RollupState { unusable: Some(format!("its state cannot be read: {}", e.message)), ..Default::default() }, None)
+                }
+            };
             states.insert(def.id.clone(), Arc::new(state));
             records.insert(def.id.clone(), record);
         }
@@ -376,34 +420,35 @@ impl Rollups {
     async fn state_of(&self, def: &RollupDef) -> Result<(RollupState, Option<Record>)> {
         let unusable = |why: String| RollupState { unusable: Some(why), ..Default::default() };
         let Some((record, table)) = self.record_of(def).await? else {
-            def.slot.set(None);
             return Ok((unusable("not built (`lakecube rollups build`)".into()), None));
         };
         if record.fingerprint != def.fingerprint {
-            def.slot.set(None);
             return Ok((unusable("built from another definition; the refresh rebuilds it".into()), Some(record)));
+        }
+        for (source, id) in &record.ids {
+            if self.tracked(source).and_then(|t| t.id()).as_ref() != Some(id) {
+                return Ok((unusable(format!("`{source}` was written anew since it was built")), Some(record)));
+            }
         }
         for (source, v) in &record.sources {
             if self.tracked(source).and_then(|t| t.version()) != Some(*v) {
-                def.slot.set(None);
                 return Ok((unusable(format!("`{source}` changed since it was built")), Some(record)));
             }
         }
         let provider = table.table_provider().await.map_err(Error::from)?;
         let stored = provider.schema();
         if stored.fields().len() != def.schema.fields().len() || stored.fields().iter().zip(def.schema.fields()).any(|(s, f)| s.name() != f.name() || s.data_type() != f.data_type()) {
-            def.slot.set(None);
             tracing::debug!(rollup = %def.id, stored = ?stored, defined = ?def.schema, "rollup schema differs");
             return Ok((unusable("its files' schema is not the definition's; the refresh rebuilds it".into()), Some(record)));
         }
         let file_bytes = table.snapshot().map(|s| s.log_data().iter().map(|f| f.size().max(0) as u64).sum::<u64>()).unwrap_or(u64::MAX);
         let provider = self.hot.provider(&self.ctx, def, table.version().unwrap_or_default(), provider, file_bytes).await;
-        def.slot.set(Some(provider));
+        let pinned: Option<Arc<dyn datafusion::catalog::TableProvider>> = Some(Arc::new(rollup::RollupTable::pinned(def, provider)));
         let rows = record.partitions.values().map(|b| b.rows).sum();
         let Some(time) = &def.time else {
             let current = record.partitions.get(rollup::WHOLE).is_some_and(|b| Some(b.version) == self.root_version(def));
             let fresh = if current { vec![(i64::MIN, i64::MAX)] } else { vec![] };
-            return Ok((RollupState { fresh, rows, ..Default::default() }, Some(record)));
+            return Ok((RollupState { fresh, rows, table: pinned, ..Default::default() }, Some(record)));
         };
         let Some(root) = &def.root_table else {
             return Ok((unusable("its cube reads no lake table by name, so its freshness is unknown".into()), Some(record)));
@@ -418,6 +463,7 @@ impl Rollups {
             None => (None, true),
         };
         let mut fresh = Vec::new();
+        let mut exact_time = true;
         // Changes since each version partitions were built at.
         let mut since: HashMap<u64, Option<Vec<(i64, i64)>>> = HashMap::new();
         for (name, built) in &record.partitions {
@@ -446,10 +492,28 @@ impl Rollups {
             };
             if changes.is_some_and(|c| c.iter().all(|(a, b)| *b < start || *a >= end)) {
                 fresh.push((start, end));
+                exact_time &= built.exact;
             }
         }
-        let state = RollupState { unusable: None, fresh: rollup::merge_ranges(fresh), lake_bounds, lake_time_nulls, rows };
+        let state = RollupState { unusable: None, fresh: rollup::merge_ranges(fresh), lake_bounds, lake_time_nulls, exact_time, rows, table: pinned };
         Ok((state, Some(record)))
+    }
+
+    /// Whether the fact table has moved past `version` with a commit touching `range` (or
+    /// anything, when it cannot tell).
+    async fn moved_into(&self, def: &RollupDef, version: u64, range: Option<(i64, i64)>) -> Result<bool> {
+        let (Some(root), Some(tracked)) = (&def.root_table, def.root_table.as_deref().and_then(|r| self.tracked(r))) else { return Ok(false) };
+        let now = tracked.refresh(&self.lake).await?;
+        if now == Some(version) || now.is_none() {
+            return Ok(false);
+        }
+        let (Some(column), Some((start, end))) = (def.time.as_ref().and_then(|t| t.source_column.clone()), range) else { return Ok(true) };
+        let before = self.ranges_at(root, &column, version).await?;
+        let after = self.ranges_at(root, &column, now.unwrap_or(version)).await?;
+        Ok(match changed(&before, &after) {
+            Some(c) => c.iter().any(|(a, b)| *b >= start && *a < end),
+            None => true,
+        })
     }
 
     fn root_version(&self, def: &RollupDef) -> Option<u64> {
@@ -469,8 +533,7 @@ impl Rollups {
     /// `full`, or when the rollup was built from another definition), one Delta commit each.
     /// Returns the partitions built.
     pub async fn refresh(&self, ctx: &SessionContext, def: &RollupDef, full: bool, progress: &(dyn Fn(&str, usize, usize) + Send + Sync)) -> Result<Vec<String>> {
-        let _ = self.routing(true).await?;
-        let view = self.view.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let view = self.current().await?;
         let record = view.records.get(&def.id).cloned().flatten();
         let state = view.routing.get(&def.id).cloned().unwrap_or_default();
         let rebuild_all = full || record.as_ref().is_none_or(|r| r.fingerprint != def.fingerprint) || state.unusable.is_some();
@@ -514,14 +577,35 @@ impl Rollups {
         let todo: Vec<&(String, Option<(i64, i64)>)> = wanted.iter().filter(|(_, r)| rebuild_all || !fresh(r)).collect();
         let mut record = if rebuild_all { Record { fingerprint: def.fingerprint.clone(), ..Default::default() } } else { record.unwrap_or_default() };
         record.sources = sources;
+        record.ids = def
+            .sources
+            .iter()
+            .chain(def.root_table.iter())
+            .filter_map(|s| self.tracked(s).and_then(|t| t.id()).map(|id| (s.clone(), id)))
+            .collect();
         let mut first = rebuild_all;
         let mut done = Vec::new();
         for (i, (name, range)) in todo.iter().enumerate() {
             progress(name, i, todo.len());
             let plan = def.build_plan(*range)?;
             let batches: Vec<RecordBatch> = ctx.execute_logical_plan(plan).await.map_err(Error::from)?.collect().await.map_err(Error::from)?;
+            // The build read the fact table's latest version, which a commit may have moved
+            // past `lake_version` meanwhile: if that commit touched this partition, which
+            // version the rows are from is unknown, and the partition is left for the next
+            // refresh.
+            if self.moved_into(def, lake_version, *range).await? {
+                tracing::info!(rollup = %def.id, partition = name.as_str(), "the lake changed this partition during its build; it is built again at the next refresh");
+                continue;
+            }
             let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-            record.partitions.insert(name.clone(), Built { version: lake_version, rows });
+            let exact = def.time.as_ref().is_some_and(|t| {
+                batches.iter().all(|b| {
+                    b.column_by_name(&t.exact_column)
+                        .and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().map(|a| a.iter().all(|v| v != Some(false))))
+                        .unwrap_or(false)
+                })
+            });
+            record.partitions.insert(name.clone(), Built { version: lake_version, rows, exact });
             self.commit(def, batches, name, range.is_some(), first, &record).await?;
             first = false;
             done.push(name.clone());
@@ -604,8 +688,7 @@ impl Rollups {
 
     /// One line per rollup for `lakecube rollups status`.
     pub async fn status(&self) -> Result<Vec<Status>> {
-        let _ = self.routing(true).await?;
-        let view = self.view.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let view = self.current().await?;
         let mut out = Vec::new();
         for def in &self.defs {
             let record = view.records.get(&def.id).cloned().flatten();

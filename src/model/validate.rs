@@ -482,6 +482,9 @@ fn check_pre_aggregation(ck: &mut Checker, model: &Model, sc: &super::Sourced<Cu
             }
             match (p.granularity, p.partition_granularity) {
                 (None, _) => ck.report(at(Some("time_dimension")), format!("{who}: a time_dimension needs a granularity")),
+                (_, Some(super::Granularity::Hour)) => ck.report(at(Some("partition_granularity")), format!(
+                    "{who}: partition_granularity `hour` is finer than a rollup partition can be (partitions are named by the day they start): use day or coarser"
+                )),
                 (Some(g), Some(pg)) if !g.rolls_into(pg) => ck.report(at(Some("partition_granularity")), format!(
                     "{who}: a `{}` partition does not hold whole `{}` periods (a {} may straddle two {}s): use a partition_granularity the granularity rolls up into",
                     pg.name(), g.name(), g.name(), pg.name()

@@ -23,7 +23,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, LogicalPlanBuilder, Operator, TryCast, lit};
 
 use super::super::CubeTable;
-use super::super::rollup::{Partial, RollupState, Routing, TableRollup, Variant, finish, leaf_value, partial_column};
+use super::super::rollup::{Partial, RollupState, Routing, TableRollup, Variant, finish, leaf_value, partial_column, pin};
 use super::scope::Scope;
 use crate::error::{Error, Result};
 use crate::model::Granularity;
@@ -109,6 +109,7 @@ fn covers<'a>(tr: &'a TableRollup, s: &Scope, groups: &[Expr], leaves: &[String]
         if missing.is_empty() { "it has no one relation with all of the read's columns".to_string() } else { format!("it has no `{}`", missing.join("`, `")) }
     })?;
     if let (Some(t), Some(time)) = (&tr.def.time, &tr.time_column)
+        && !state.exact_time
         && let Some(e) = groups.iter().chain(&s.pre).find(|e| !time_safe(e, time, t.granularity))
     {
         return Err(format!("`{e}` needs `{time}` finer than its {} buckets", t.granularity.name()));
@@ -147,7 +148,8 @@ fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, g
     if let Some(t) = time {
         rollup_filters.push(within(t, &state.fresh));
     }
-    let rollup_rows = LogicalPlanBuilder::from(variant.plan.clone());
+    let table = state.table.clone().ok_or_else(|| Error::internal(format!("rollup `{}` is routed to without its rows", tr.def.id)))?;
+    let rollup_rows = LogicalPlanBuilder::from(pin(&variant.plan, &tr.def.id, table).map_err(Error::from)?);
     let rollup_rows = match conjunction(rollup_filters) {
         Some(f) => rollup_rows.filter(f).map_err(Error::from)?,
         None => rollup_rows,
@@ -245,8 +247,9 @@ pub(super) fn time_safe(e: &Expr, time: &str, g: Granularity) -> bool {
 fn is_time(e: &Expr, time: &str) -> bool {
     match e {
         Expr::Column(c) => c.name == time,
+        // Without a zone: a cast to a zoned timestamp moves the buckets' edges.
         Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
-            matches!(field.data_type(), datafusion::arrow::datatypes::DataType::Timestamp(_, _)) && is_time(expr, time)
+            matches!(field.data_type(), datafusion::arrow::datatypes::DataType::Timestamp(_, None)) && is_time(expr, time)
         }
         Expr::Alias(a) => is_time(&a.expr, time),
         _ => false,
@@ -292,10 +295,10 @@ fn field_fixed(field: &str, g: Granularity) -> bool {
 fn instant(e: &Expr) -> Option<i64> {
     match e {
         Expr::Literal(v, _) => match v {
-            ScalarValue::TimestampSecond(Some(s), _) => s.checked_mul(1_000_000),
-            ScalarValue::TimestampMillisecond(Some(s), _) => s.checked_mul(1_000),
-            ScalarValue::TimestampMicrosecond(Some(s), _) => Some(*s),
-            ScalarValue::TimestampNanosecond(Some(s), _) => (s % 1000 == 0).then_some(s / 1000),
+            ScalarValue::TimestampSecond(Some(s), None) => s.checked_mul(1_000_000),
+            ScalarValue::TimestampMillisecond(Some(s), None) => s.checked_mul(1_000),
+            ScalarValue::TimestampMicrosecond(Some(s), None) => Some(*s),
+            ScalarValue::TimestampNanosecond(Some(s), None) => (s % 1000 == 0).then_some(s / 1000),
             ScalarValue::Date32(Some(d)) => (*d as i64).checked_mul(86_400_000_000),
             ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => parse_instant(s),
             _ => None,

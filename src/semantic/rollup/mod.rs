@@ -140,6 +140,10 @@ pub struct TimeSpec {
     pub column: String,
     /// The partition column (`period_month`, a date).
     pub partition_column: String,
+    /// Whether each row's instants all start its bucket (`period_exact`): where every row of a
+    /// partition says so, the bucket is the instant itself, and any use of the time dimension
+    /// (`BETWEEN` two instants, `date_trunc('minute', …)`) is answered exactly.
+    pub exact_column: String,
     /// The lake column the dimension is, when it is one (`ts`): its file statistics say which
     /// partitions a lake commit touched.
     pub source_column: Option<String>,
@@ -177,8 +181,9 @@ impl RollupLeaf {
     }
 }
 
-/// Where a built rollup is read from: the engine sets the provider of its Delta table's
-/// version in use.
+/// Where a rollup table reads its rows from: a fixed version of them for the tables routing
+/// pins into a statement ([`RollupTable::pinned`]); empty for the table its relations are
+/// planned over, which nothing reads unpinned.
 #[derive(Debug, Default)]
 pub struct RollupSlot {
     provider: RwLock<Option<Arc<dyn TableProvider>>>,
@@ -252,6 +257,36 @@ pub struct RollupTable {
     pub def_id: String,
     schema: SchemaRef,
     slot: Arc<RollupSlot>,
+}
+
+impl RollupTable {
+    /// The rows of one version of a rollup's table (`rows`: its Delta provider or its rows
+    /// in memory), under the rollup's schema.
+    pub fn pinned(def: &RollupDef, rows: Arc<dyn TableProvider>) -> RollupTable {
+        let slot = RollupSlot::default();
+        slot.set(Some(rows));
+        RollupTable { def_id: def.id.clone(), schema: def.schema.clone(), slot: Arc::new(slot) }
+    }
+}
+
+/// `plan` reading `table` wherever it reads rollup `def_id`: a statement reads the version
+/// of the rollup its routing saw, whatever commits land while it runs.
+pub fn pin(plan: &LogicalPlan, def_id: &str, table: Arc<dyn TableProvider>) -> datafusion::error::Result<LogicalPlan> {
+    use datafusion::common::tree_node::Transformed;
+    plan.clone()
+        .transform_up(|n| match n {
+            LogicalPlan::TableScan(scan)
+                if datafusion::datasource::source_as_provider(&scan.source)
+                    .ok()
+                    .and_then(|p| p.downcast_ref::<RollupTable>().map(|r| r.def_id == def_id))
+                    .unwrap_or(false) =>
+            {
+                let source = datafusion::datasource::provider_as_source(table.clone());
+                Ok(Transformed::yes(LogicalPlan::TableScan(datafusion::logical_expr::TableScan { source, ..scan })))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
 }
 
 #[async_trait]
@@ -410,7 +445,12 @@ async fn compile_one(model: &Model, c: &Cube, p: &crate::model::PreAggregation, 
                 return Err(Error::config(format!("{who}: its time_dimension `{td}` must be a dimension of `{}` itself", c.name)));
             }
             let granularity = p.granularity.ok_or_else(|| Error::config(format!("{who}: a time_dimension needs a granularity")))?;
-            let partition = p.partition_granularity.unwrap_or(granularity);
+            // Partitions are named by the date they start: a day at the finest.
+            let partition = p.partition_granularity.unwrap_or(if granularity == Granularity::Hour { Granularity::Day } else { granularity });
+            if partition == Granularity::Hour {
+                return Err(Error::config(format!("{who}: partition_granularity `hour` is finer than a rollup partition can be"))
+                    .with_hint("use partition_granularity: day (or coarser)"));
+            }
             if !spec.exposed.iter().any(|(n, _, _)| *n == member) {
                 spec.exposed.push((member.clone(), c.name.clone(), member.clone()));
             }
@@ -422,6 +462,7 @@ async fn compile_one(model: &Model, c: &Cube, p: &crate::model::PreAggregation, 
                 } else {
                     format!("{member}_{}", partition.name())
                 },
+                exact_column: format!("{member}_exact"),
                 member,
                 granularity,
                 partition,
@@ -468,6 +509,10 @@ async fn compile_one(model: &Model, c: &Cube, p: &crate::model::PreAggregation, 
         groups.push(Expr::Cast(Cast::new(Box::new(trunc(t.partition)), DataType::Date32)).alias(&t.partition_column));
     }
     let mut aggs = Vec::new();
+    if let Some(t) = &time {
+        let bucket = datafusion::functions::expr_fn::date_trunc(lit(t.granularity.name()), column(&t.member));
+        aggs.push(datafusion::functions_aggregate::expr_fn::bool_and(column(&t.member).eq(bucket)).alias(&t.exact_column));
+    }
     for l in &leaves {
         for part in l.partials() {
             aggs.push(part.over_rows(column(&CubeTable::leaf_input(&l.key))).alias(l.column(*part)));
@@ -596,10 +641,15 @@ pub(super) async fn for_table(ctx: &SessionContext, spec: &TableSpec<'_>, table:
         let joined: Vec<String> = spec.cubes.iter().skip(1).map(|(a, _, _)| a.clone()).collect();
         let parent_of: BTreeMap<&str, &str> =
             spec.cubes.iter().filter_map(|(a, _, j)| j.as_ref().map(|(p, _, _)| (a.as_str(), p.as_str()))).collect();
+        // Only cubes joined many-to-one (or one-to-one) all the way from the root: a
+        // one-to-many join would repeat the rollup's rows.
+        let unmultiplied = |a: &str| {
+            spec.cubes.iter().find(|(x, _, _)| x == a).and_then(|(_, _, j)| j.as_ref()).is_some_and(|(_, r, _)| matches!(r, Relationship::ManyToOne | Relationship::OneToOne))
+        };
         let mut variants = Vec::new();
         for mask in 0..(1u32 << joined.len().min(4)) {
             let set: Vec<String> = joined.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, a)| a.clone()).collect();
-            if !set.iter().all(|a| parent_of.get(a.as_str()).is_some_and(|p| *p == root_alias || set.iter().any(|s| s == p))) {
+            if !set.iter().all(|a| unmultiplied(a) && parent_of.get(a.as_str()).is_some_and(|p| *p == root_alias || set.iter().any(|s| s == p))) {
                 continue;
             }
             if let Some(v) = variant(&scratch, spec, table, &def, time_column.as_deref(), &set).await {
@@ -719,6 +769,11 @@ pub struct RollupState {
     pub lake_bounds: Option<(i64, i64)>,
     /// Whether some lake rows may have no time (their rows are never in a partition).
     pub lake_time_nulls: bool,
+    /// Whether, in every current partition, each instant starts its bucket (the lake's data
+    /// is no finer than the rollup): then any use of the time dimension is answered exactly.
+    pub exact_time: bool,
+    /// The rollup's rows at the version this state describes ([`RollupTable::pinned`]).
+    pub table: Option<Arc<dyn TableProvider>>,
     pub rows: u64,
 }
 
