@@ -164,6 +164,10 @@ fn pre_aggregations_name_rollable_members_and_whole_periods() {
     assert!(p.iter().any(|m| m.starts_with("m.yaml:") && m.contains("partition does not hold")), "{p:?}");
     let p = with("      - name: hourly\n        measures: [footfall]\n        time_dimension: period\n        granularity: hour\n        partition_granularity: hour\n");
     assert!(p.iter().any(|m| m.contains("partition_granularity `hour` is finer than a rollup partition can be")), "{p:?}");
+    let by_sql = BASE.replacen("    sql_table: lake.traffic\n", "    sql: \"SELECT * FROM lake.traffic\"\n", 1)
+        .replacen("    measures:\n", "    pre_aggregations:\n      - name: daily\n        measures: [footfall]\n        time_dimension: period\n        granularity: day\n    measures:\n", 1);
+    let p = problems(&by_sql);
+    assert!(p.iter().any(|m| m.contains("pre-aggregation `daily`: a rollup's cube must read a lake table by name")), "{p:?}");
     let p = with("      - name: flat\n        measures: [footfall]\n        granularity: day\n");
     assert!(p.iter().any(|m| m.contains("`granularity` needs a time_dimension")), "{p:?}");
 }

@@ -411,6 +411,13 @@ fn check_pre_aggregation(ck: &mut Checker, model: &Model, sc: &super::Sourced<Cu
     let at = |key: Option<&'static str>| Place { file: &sc.file, section: "cubes", owner: &c.name, member: Some(&p.name), key, nth: 0 };
     let who = format!("cube `{}`, pre-aggregation `{}`", c.name, p.name);
     let reachable = rollup_cubes(model, c);
+    // Which partitions a lake commit touched is read from the commits of the cube's table.
+    if c.sql_table.is_none() {
+        ck.report(at(None), format!(
+            "{who}: a rollup's cube must read a lake table by name (`sql_table: lake.<table>`), whose commits say which partitions are behind the lake; `{}` is defined by `sql`",
+            c.name
+        ));
+    }
     // The cube and member a reference names, or why it names none.
     let resolve = |r: &str| -> Result<(&Cube, Option<Kind>), String> {
         let (cube, member) = match r.split_once('.') {
