@@ -256,20 +256,28 @@ async fn benchmark_statements_are_served_by_their_rollup() {
 async fn a_killed_build_leaves_correct_answers() {
     let (dir, _) = lake_with_exports("rollups-killed");
     let lake = dir.to_str().unwrap().to_string();
-    for delay_ms in [150u64, 400, 900] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakecube"))
-            .args(["rollups", "build", "--full", "--lake", &lake])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        let engine = engine(&dir).await;
-        differential(&engine, delay_ms, 20).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakecube"))
+        .args(["rollups", "build", "--full", "--lake", &lake])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed (SIGKILL) as soon as the first partition is committed, with the others to come.
+    let first_commit = dir.join("_rollups/traffic/daily_store_department/_delta_log/00000000000000000000.json");
+    let started = std::time::Instant::now();
+    while !first_commit.exists() && started.elapsed() < std::time::Duration::from_secs(120) {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first_commit.exists(), "the build committed no partition in 120 s");
     let engine = engine(&dir).await;
+    let status = engine.rollups().status().await.unwrap();
+    let of = |name: &str| status.iter().find(|s| s.name == name).unwrap();
+    assert!(of("traffic/daily_store_department").partitions < 5, "the build was not cut short: {status:?}");
+    assert!(of("traffic/hourly_store").problem.as_deref().is_some_and(|p| p.starts_with("not built")), "{status:?}");
+    differential(&engine, 150, 20).await;
     build_all(&engine).await;
     let status = engine.rollups().status().await.unwrap();
     assert!(status.iter().all(|s| s.stale == 0 && s.problem.is_none()), "{status:?}");
+    differential(&engine, 151, 20).await;
 }

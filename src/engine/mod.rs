@@ -105,6 +105,8 @@ pub struct Planned {
     pub setting_changes: pg::rewrite::SettingChanges,
     /// The rollups the plan reads (ids), each of whose partitions it takes as current.
     pub rollups: Vec<String>,
+    /// The rollups' epoch it was planned in (the plan cache keys it by it).
+    pub rollups_epoch: u64,
     /// Whether `plan` has been through DataFusion's logical optimizer already (plans that
     /// [`plan_cache`] keeps are stored optimized).
     pub optimized: bool,
@@ -359,15 +361,18 @@ impl Engine {
     /// [`Engine::plan_sql`] for a statement [`Engine::cached_plan`] has just not found: plans
     /// it, and keeps the plan if it may be kept.
     pub async fn plan_uncached(&self, text: &str, session: &SessionInfo) -> Result<Option<Planned>> {
-        let (routing, epoch) = self.rollups.routing(Self::rollups_enabled(session)).await?;
-        let key = self.plan_cache.enabled().then(|| plan_cache::Key {
+        let enabled = Self::rollups_enabled(session);
+        let mut key = self.plan_cache.enabled().then(|| plan_cache::Key {
             sql: text.to_string(),
             user: session.user.clone(),
             settings: session.settings.clone(),
-            rollups: epoch,
+            rollups: self.rollups.epoch(),
         });
-        if let Some(planned) = key.as_ref().and_then(|k| self.plan_cache.get(k)) {
-            return Ok(Some(planned));
+        if let Some((planned, k)) = key.as_ref().and_then(|k| self.plan_cache.get(k).map(|p| (p, k))) {
+            // A kept plan that reads rollups is used while the lake has not moved since.
+            if planned.rollups.is_empty() || self.rollups.routing(enabled).await?.1 == k.rollups {
+                return Ok(Some(planned));
+            }
         }
         let Some((stmt, kept)) = pg::parse_statement(&self.parser, text)? else { return Ok(None) };
         let state = self.ctx.state();
@@ -375,7 +380,7 @@ impl Engine {
         // decorrelate them (an optimized plan left with a subquery expression cannot run);
         // else the compatibility parser's (pg::parse::with_select_list_subqueries).
         let kept = match kept {
-            Some(kept) => match self.plan_statement(kept, session, &state, &routing).await {
+            Some(kept) => match self.plan_statement(kept, session, &state, enabled).await {
                 // Whether it may be cached is seen before the optimizer folds `now()`.
                 Ok(planned) => {
                     let cacheable = plan_cache::cacheable(&planned);
@@ -392,11 +397,14 @@ impl Engine {
         let (mut planned, cacheable) = match kept {
             Some(kept) => kept,
             None => {
-                let planned = self.plan_statement(stmt, session, &state, &routing).await?;
+                let planned = self.plan_statement(stmt, session, &state, enabled).await?;
                 let cacheable = plan_cache::cacheable(&planned);
                 (planned, cacheable)
             }
         };
+        if let Some(key) = key.as_mut() {
+            key.rollups = planned.rollups_epoch;
+        }
         if let Some(key) = key
             && cacheable
         {
@@ -426,7 +434,7 @@ impl Engine {
         mut stmt: datafusion::sql::sqlparser::ast::Statement,
         session: &SessionInfo,
         state: &datafusion::execution::SessionState,
-        routing: &crate::semantic::rollup::Routing,
+        rollups_enabled: bool,
     ) -> Result<Planned> {
         let pg_names = pg::names::pg_column_names(&stmt);
         let setting_changes = pg::rewrite::rewrite_session(&mut stmt, session)?;
@@ -435,7 +443,14 @@ impl Engine {
             .await
             .map_err(Error::from)?;
         Self::client_options().verify_plan(&plan).map_err(read_only_error)?;
-        let r = rewrite::rewrite(plan, &self.semantic, routing)?;
+        // The rollups' state (a `head` per followed table) only for a statement that reads a
+        // cube table with rollups.
+        let (routing, rollups_epoch) = if self.semantic.reads_rollups(&plan) {
+            self.rollups.routing(rollups_enabled).await?
+        } else {
+            (crate::semantic::rollup::Routing { enabled: rollups_enabled, states: Arc::default() }, self.rollups.epoch())
+        };
+        let r = rewrite::rewrite(plan, &self.semantic, &routing)?;
         let mut rollups: Vec<String> = r.queries.iter().filter_map(|q| q.rollup_id.clone()).collect();
         rollups.sort();
         rollups.dedup();
@@ -443,7 +458,7 @@ impl Engine {
             let df: Vec<String> = r.plan.schema().fields().iter().map(|f| f.name().clone()).collect();
             pg::names::resolve_names(&pg, &df).filter(|n| *n != df)
         });
-        Ok(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, rollups, optimized: false, analyzed: None, constant: None })
+        Ok(Planned { plan: r.plan, cube_queries: r.queries, names, setting_changes, rollups, rollups_epoch, optimized: false, analyzed: None, constant: None })
     }
 
     /// Runs a planned statement, returning its schema and a stream of batches.

@@ -92,11 +92,11 @@ impl Tracked {
     async fn refresh(&self, lake: &Lake) -> Result<Option<u64>> {
         let seen = self.version();
         let next = seen.map_or(0, |v| v + 1);
-        let file = Path::from(format!("{}/_delta_log/{next:020}.json", self.prefix.as_ref().trim_end_matches('/')));
-        match object_store::ObjectStoreExt::head(self.store.as_ref(), &file).await {
-            Err(object_store::Error::NotFound { .. }) => return Ok(seen),
-            Err(e) => return Err(Error::lake(format!("cannot read the log of {}: {e}", self.name))),
-            Ok(_) => {}
+        let committed = crate::storage::latest::commit_exists(self.store.as_ref(), &self.prefix, next)
+            .await
+            .map_err(|e| Error::lake(format!("cannot read the log of {}: {e}", self.name)))?;
+        if !committed {
+            return Ok(seen);
         }
         let mut guard = self.table.lock().await;
         match guard.as_mut() {
@@ -140,7 +140,7 @@ impl FileRanges {
             let stats: Option<serde_json::Value> = f.stats().and_then(|s| serde_json::from_str(&s).ok());
             let value = |key: &str| stats.as_ref().and_then(|s| s.get(key)).and_then(|m| m.get(column)).cloned();
             let range = match (value("minValues"), value("maxValues")) {
-                (Some(serde_json::Value::String(a)), Some(serde_json::Value::String(b))) => parse_stat(&a).zip(parse_stat(&b)),
+                (Some(serde_json::Value::String(a)), Some(serde_json::Value::String(b))) => rollup::parse_instant(&a).zip(rollup::parse_instant(&b)),
                 _ => None,
             };
             let nulls = value("nullCount").and_then(|v| v.as_u64());
@@ -172,23 +172,13 @@ impl FileRanges {
     }
 }
 
-/// A statistics value of a timestamp column (`2025-03-01T10:00:00.000Z` or without zone).
-fn parse_stat(s: &str) -> Option<i64> {
-    let t = s.trim_end_matches('Z');
-    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f"))
-        .map(|d| d.and_utc().timestamp_micros())
-        .ok()
-        .or_else(|| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc().timestamp_micros()))
-}
-
 /// What changed in a table between two versions: the time ranges of the files added or
 /// removed, or `None` when some file's range is unknown (everything may have changed).
 fn changed(before: &FileRanges, after: &FileRanges) -> Option<Vec<(i64, i64)>> {
     let mut out = Vec::new();
-    for (path, r) in after.files.iter().filter(|(p, _)| !before.files.contains_key(*p)).chain(before.files.iter().filter(|(p, _)| !after.files.contains_key(*p))) {
-        let _ = path;
-        out.push((*r)?);
+    let only_in = |a: &FileRanges, b: &FileRanges| a.files.iter().filter(|(p, _)| !b.files.contains_key(*p)).map(|(_, r)| *r).collect::<Vec<_>>();
+    for r in only_in(after, before).into_iter().chain(only_in(before, after)) {
+        out.push(r?);
     }
     Some(out)
 }
@@ -441,7 +431,7 @@ impl Rollups {
             tracing::debug!(rollup = %def.id, stored = ?stored, defined = ?def.schema, "rollup schema differs");
             return Ok((unusable("its files' schema is not the definition's; the refresh rebuilds it".into()), Some(record)));
         }
-        let file_bytes = table.snapshot().map(|s| s.log_data().iter().map(|f| f.size().max(0) as u64).sum::<u64>()).unwrap_or(u64::MAX);
+        let file_bytes = crate::storage::latest::file_bytes(&table);
         let provider = self.hot.provider(&self.ctx, def, table.version().unwrap_or_default(), provider, file_bytes).await;
         let pinned: Option<Arc<dyn datafusion::catalog::TableProvider>> = Some(Arc::new(rollup::RollupTable::pinned(def, provider)));
         let rows = record.partitions.values().map(|b| b.rows).sum();
@@ -699,7 +689,7 @@ impl Rollups {
             };
             let bytes = table
                 .as_ref()
-                .and_then(|t| t.snapshot().ok().map(|s| s.log_data().iter().map(|f| f.size().max(0) as u64).sum::<u64>()))
+                .map(crate::storage::latest::file_bytes)
                 .unwrap_or(0);
             let partitions = record.as_ref().map_or(0, |r| r.partitions.len());
             let stale = match (&record, &def.time) {
@@ -778,10 +768,10 @@ mod tests {
 
     #[test]
     fn statistics_timestamps_parse() {
-        assert_eq!(parse_stat("1970-01-01T00:00:01.000Z"), Some(1_000_000));
-        assert_eq!(parse_stat("1970-01-01T00:00:01.000"), Some(1_000_000));
-        assert_eq!(parse_stat("1970-01-02"), Some(86_400_000_000));
-        assert_eq!(parse_stat("soon"), None);
+        assert_eq!(rollup::parse_instant("1970-01-01T00:00:01.000Z"), Some(1_000_000));
+        assert_eq!(rollup::parse_instant("1970-01-01T00:00:01.000"), Some(1_000_000));
+        assert_eq!(rollup::parse_instant("1970-01-02"), Some(86_400_000_000));
+        assert_eq!(rollup::parse_instant("soon"), None);
     }
 
     #[test]

@@ -257,6 +257,23 @@ impl Semantic {
         &self.rollups
     }
 
+    /// Whether `plan` (subqueries included) reads a cube table some rollup may answer.
+    pub fn reads_rollups(&self, plan: &LogicalPlan) -> bool {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        let mut found = false;
+        let _ = plan.apply_with_subqueries(|n| {
+            if let LogicalPlan::TableScan(s) = n
+                && let Ok(p) = datafusion::datasource::source_as_provider(&s.source)
+                && p.downcast_ref::<provider::CubeTableProvider>().is_some_and(|c| !c.table.rollups.is_empty())
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
+    }
+
     /// Compiles every public cube and view of the model against the lake tables registered
     /// in `ctx` (schema `lake`). Type mismatches and SQL errors are reported per member.
     pub async fn compile(model: &Model, ctx: &SessionContext) -> Result<Semantic> {
@@ -313,6 +330,25 @@ struct TableSpec<'a> {
 }
 
 impl<'a> TableSpec<'a> {
+    /// The sets of joined cubes (besides the root) a base relation may join: all of them,
+    /// and, for up to 4 joined cubes, every proper subset closed under "its parent is in it".
+    fn join_subsets(&self) -> Vec<Vec<String>> {
+        let root = &self.cubes[0].0;
+        let joined: Vec<String> = self.cubes.iter().skip(1).map(|(a, _, _)| a.clone()).collect();
+        let parent = |a: &str| self.cubes.iter().find(|(x, _, _)| x == a).and_then(|(_, _, j)| j.as_ref()).map(|(p, _, _)| p);
+        let mut subsets: Vec<Vec<String>> = vec![joined.clone()];
+        if joined.len() <= 4 {
+            for mask in 0..(1u32 << joined.len()) {
+                let set: Vec<String> = joined.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, a)| a.clone()).collect();
+                let closed = set.iter().all(|a| parent(a).is_none_or(|p| p == root || set.contains(p)));
+                if closed && set.len() < joined.len() {
+                    subsets.push(set);
+                }
+            }
+        }
+        subsets
+    }
+
     fn for_cube(c: &'a Cube) -> Self {
         let alias = c.name.clone();
         let mut exposed = Vec::new();
@@ -512,19 +548,8 @@ async fn compile_table(ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<Cub
         .iter()
         .filter_map(|(a, _, j)| j.as_ref().map(|(p, _, _)| (a.clone(), p.clone())))
         .collect();
-    let joined: Vec<String> = spec.cubes.iter().skip(1).map(|(a, _, _)| a.clone()).collect();
-    let mut subsets: Vec<Vec<String>> = vec![joined.clone()];
-    if joined.len() <= 4 {
-        for mask in 0..(1u32 << joined.len()) {
-            let set: Vec<String> = joined.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, a)| a.clone()).collect();
-            let closed = set.iter().all(|a| parent_of.get(a).is_none_or(|p| *p == spec.cubes[0].0 || set.contains(p)));
-            if closed && set.len() < joined.len() {
-                subsets.push(set);
-            }
-        }
-    }
     let mut bases = Vec::new();
-    for set in &subsets {
+    for set in &spec.join_subsets() {
         let sql = base_sql(spec, set)?;
         let plan = ctx
             .state()

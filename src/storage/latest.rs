@@ -30,8 +30,20 @@ pub struct LatestTable {
     bytes: std::sync::atomic::AtomicU64,
 }
 
-/// The bytes of a Delta table's data files at its loaded version.
-fn file_bytes(table: &DeltaTable) -> u64 {
+/// Whether commit `version` of the Delta table in `store` under `prefix` exists: one `head`
+/// of its commit file (cheap on a local disk, one request on S3).
+pub async fn commit_exists(store: &dyn object_store::ObjectStore, prefix: &object_store::path::Path, version: u64) -> object_store::Result<bool> {
+    let file = deltalake::logstore::commit_uri_from_version(Some(version));
+    let path = prefix.parts().chain(file.parts()).collect::<object_store::path::Path>();
+    match object_store::ObjectStoreExt::head(store, &path).await {
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+        Ok(_) => Ok(true),
+    }
+}
+
+/// The bytes of a Delta table's data files at its loaded version (0 when not loaded).
+pub fn file_bytes(table: &DeltaTable) -> u64 {
     table.snapshot().map(|s| s.log_data().iter().map(|f| f.size().max(0) as u64).sum()).unwrap_or(0)
 }
 
@@ -59,13 +71,10 @@ impl LatestTable {
     /// request on S3; only then is the log read and the provider rebuilt.
     async fn latest(&self) -> Result<Arc<dyn TableProvider>> {
         let (seen, provider) = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(v) = seen {
-            let next = deltalake::logstore::commit_uri_from_version(Some(v + 1));
-            match object_store::ObjectStoreExt::head(self.store.as_ref(), &next).await {
-                Err(object_store::Error::NotFound { .. }) => return Ok(provider),
-                Err(e) => return Err(DataFusionError::External(Box::new(e))),
-                Ok(_) => {}
-            }
+        if let Some(v) = seen
+            && !commit_exists(self.store.as_ref(), &object_store::path::Path::default(), v + 1).await.map_err(|e| DataFusionError::External(Box::new(e)))?
+        {
+            return Ok(provider);
         }
         let mut table = self.table.lock().await;
         table.update_incremental(None).await.map_err(|e| DataFusionError::External(Box::new(e)))?;

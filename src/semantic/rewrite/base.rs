@@ -97,7 +97,7 @@ fn aggregate_lake(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
 /// The alias of a base relation filtered by a subquery.
 const BASE: &str = "__base";
 
-fn has_subquery(e: &Expr) -> bool {
+pub(super) fn has_subquery(e: &Expr) -> bool {
     e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::SetComparison(_))))
         .unwrap_or(true)
 }

@@ -23,7 +23,8 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, LogicalPlanBuilder, Operator, TryCast, lit};
 
 use super::super::CubeTable;
-use super::super::rollup::{Partial, RollupState, Routing, TableRollup, Variant, finish, leaf_value, partial_column, pin};
+use super::super::rollup::{Partial, RollupState, Routing, TableRollup, Variant, finish, leaf_value, parse_instant, partial_column, pin};
+use super::base::has_subquery;
 use super::scope::Scope;
 use crate::error::{Error, Result};
 use crate::model::Granularity;
@@ -115,10 +116,6 @@ fn covers<'a>(tr: &'a TableRollup, s: &Scope, groups: &[Expr], leaves: &[String]
         return Err(format!("`{e}` needs `{time}` finer than its {} buckets", t.granularity.name()));
     }
     Ok((variant, state))
-}
-
-fn has_subquery(e: &Expr) -> bool {
-    e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::SetComparison(_)))).unwrap_or(true)
 }
 
 fn column(name: &str) -> Expr {
@@ -310,17 +307,6 @@ fn instant(e: &Expr) -> Option<i64> {
         }
         _ => None,
     }
-}
-
-fn parse_instant(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00")).or_else(|| s.strip_suffix("+00:00")).unwrap_or(s);
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
-            return Some(t.and_utc().timestamp_micros());
-        }
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc().timestamp_micros())
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@
 
 pub mod sets;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -109,13 +109,12 @@ pub fn leaf_value(kind: MeasureType, partials: Vec<Expr>, data_type: &DataType) 
     let mut p = partials.into_iter();
     let mut next = || p.next().expect("one expression per partial");
     let value = match kind {
-        MeasureType::Sum | MeasureType::Number | MeasureType::Min | MeasureType::Max => next(),
         MeasureType::Count => datafusion::functions::expr_fn::coalesce(vec![next(), lit(0i64)]),
         MeasureType::Avg => {
             let (s, c) = (next(), next());
             Expr::Cast(Cast::new(Box::new(s), DataType::Float64)) / Expr::Cast(Cast::new(Box::new(c), DataType::Float64))
         }
-        MeasureType::CountDistinct => next(),
+        MeasureType::Sum | MeasureType::Number | MeasureType::Min | MeasureType::Max | MeasureType::CountDistinct => next(),
     };
     Expr::Cast(Cast::new(Box::new(value), data_type.clone()))
 }
@@ -181,24 +180,6 @@ impl RollupLeaf {
     }
 }
 
-/// Where a rollup table reads its rows from: a fixed version of them for the tables routing
-/// pins into a statement ([`RollupTable::pinned`]); empty for the table its relations are
-/// planned over, which nothing reads unpinned.
-#[derive(Debug, Default)]
-pub struct RollupSlot {
-    provider: RwLock<Option<Arc<dyn TableProvider>>>,
-}
-
-impl RollupSlot {
-    pub fn set(&self, provider: Option<Arc<dyn TableProvider>>) {
-        *self.provider.write().unwrap_or_else(|e| e.into_inner()) = provider;
-    }
-
-    pub fn get(&self) -> Option<Arc<dyn TableProvider>> {
-        self.provider.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// A rollup, compiled.
 #[derive(Debug)]
 pub struct RollupDef {
@@ -219,12 +200,9 @@ pub struct RollupDef {
     pub root_table: Option<String>,
     /// SQL giving the first and the last instant to build (`build_range_start`/`_end`).
     pub build_range: (Option<String>, Option<String>),
-    /// `refresh_key.every`, as written.
-    pub refresh_every: Option<String>,
     /// Changes whenever what the rollup stores or how it is computed changes: a rollup built
     /// under another fingerprint is rebuilt, never read.
     pub fingerprint: String,
-    pub slot: Arc<RollupSlot>,
 }
 
 impl RollupDef {
@@ -251,21 +229,21 @@ impl RollupDef {
     }
 }
 
-/// The provider clients never see: a rollup's rows, as its slot has them.
+/// The provider clients never see: a rollup's rows at one version, or (`rows: None`) the
+/// table its relations are planned over, which routing replaces by a pinned one ([`pin`])
+/// before anything reads it.
 #[derive(Debug)]
 pub struct RollupTable {
     pub def_id: String,
     schema: SchemaRef,
-    slot: Arc<RollupSlot>,
+    rows: Option<Arc<dyn TableProvider>>,
 }
 
 impl RollupTable {
     /// The rows of one version of a rollup's table (`rows`: its Delta provider or its rows
     /// in memory), under the rollup's schema.
     pub fn pinned(def: &RollupDef, rows: Arc<dyn TableProvider>) -> RollupTable {
-        let slot = RollupSlot::default();
-        slot.set(Some(rows));
-        RollupTable { def_id: def.id.clone(), schema: def.schema.clone(), slot: Arc::new(slot) }
+        RollupTable { def_id: def.id.clone(), schema: def.schema.clone(), rows: Some(rows) }
     }
 }
 
@@ -300,14 +278,14 @@ impl TableProvider for RollupTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        match self.slot.get() {
+        match &self.rows {
             Some(p) => p.supports_filters_pushdown(filters),
             None => Ok(vec![datafusion::logical_expr::TableProviderFilterPushDown::Unsupported; filters.len()]),
         }
     }
 
     async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        match self.slot.get() {
+        match &self.rows {
             Some(p) => p.scan(state, projection, filters, limit).await,
             None => Err(datafusion::error::DataFusionError::Execution(format!("rollup `{}` is not built", self.def_id))),
         }
@@ -555,9 +533,7 @@ async fn compile_one(model: &Model, c: &Cube, p: &crate::model::PreAggregation, 
         root_table: lake_table(c),
         build,
         build_range: (p.build_range_start.as_ref().map(|r| r.sql.clone()), p.build_range_end.as_ref().map(|r| r.sql.clone())),
-        refresh_every: p.refresh_key.as_ref().and_then(|k| k.every.clone()),
         fingerprint,
-        slot: Arc::default(),
     })
 }
 
@@ -612,7 +588,7 @@ fn scratch_context(ctx: &SessionContext, defs: &[Arc<RollupDef>]) -> Result<Sess
     let rollups = Arc::new(MemorySchemaProvider::new());
     for d in defs {
         rollups
-            .register_table(d.scratch_name(), Arc::new(RollupTable { def_id: d.id.clone(), schema: d.schema.clone(), slot: d.slot.clone() }))
+            .register_table(d.scratch_name(), Arc::new(RollupTable { def_id: d.id.clone(), schema: d.schema.clone(), rows: None }))
             .map_err(Error::from)?;
     }
     catalog.register_schema(ROLLUP_SCHEMA, rollups).map_err(Error::from)?;
@@ -638,18 +614,14 @@ pub(super) async fn for_table(ctx: &SessionContext, spec: &TableSpec<'_>, table:
         if def.time.is_some() && time_column.is_none() {
             continue; // the table does not show the time dimension: no way to split by freshness
         }
-        let joined: Vec<String> = spec.cubes.iter().skip(1).map(|(a, _, _)| a.clone()).collect();
-        let parent_of: BTreeMap<&str, &str> =
-            spec.cubes.iter().filter_map(|(a, _, j)| j.as_ref().map(|(p, _, _)| (a.as_str(), p.as_str()))).collect();
         // Only cubes joined many-to-one (or one-to-one) all the way from the root: a
         // one-to-many join would repeat the rollup's rows.
         let unmultiplied = |a: &str| {
             spec.cubes.iter().find(|(x, _, _)| x == a).and_then(|(_, _, j)| j.as_ref()).is_some_and(|(_, r, _)| matches!(r, Relationship::ManyToOne | Relationship::OneToOne))
         };
         let mut variants = Vec::new();
-        for mask in 0..(1u32 << joined.len().min(4)) {
-            let set: Vec<String> = joined.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, a)| a.clone()).collect();
-            if !set.iter().all(|a| unmultiplied(a) && parent_of.get(a.as_str()).is_some_and(|p| *p == root_alias || set.iter().any(|s| s == p))) {
+        for set in spec.join_subsets() {
+            if !set.iter().all(|a| unmultiplied(a)) {
                 continue;
             }
             if let Some(v) = variant(&scratch, spec, table, &def, time_column.as_deref(), &set).await {
@@ -836,6 +808,19 @@ pub fn partition_name(start: i64) -> String {
 /// The start of the partition a name gives.
 pub fn partition_start(name: &str) -> Option<i64> {
     chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc().timestamp_micros())
+}
+
+/// An instant in ISO form (`2025-03-01`, `2025-03-01 10:00[:00[.000]]`, with `T`, with `Z`
+/// or `+00`), as µs since 1970, naive UTC.
+pub fn parse_instant(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00")).or_else(|| s.strip_suffix("+00:00")).unwrap_or(s);
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc().timestamp_micros())
 }
 
 /// Merges `[start, end)` ranges into ordered, disjoint ones.
