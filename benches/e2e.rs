@@ -49,10 +49,12 @@ struct Args {
     seconds: u64,
     queries: PathBuf,
     only: Option<String>,
+    /// Leave PostgreSQL out (sf10: loading it and its minutes-long answers would take hours).
+    no_postgres: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { lake: PathBuf::from("data/sf1"), scale: "sf1".into(), runs: 10, warmup: 2, seconds: 10, queries: PathBuf::from("benches/queries"), only: None };
+    let mut a = Args { lake: PathBuf::from("data/sf1"), scale: "sf1".into(), runs: 10, warmup: 2, seconds: 10, queries: PathBuf::from("benches/queries"), only: None, no_postgres: false };
     let argv: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -65,17 +67,20 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("--seconds S"),
             "--queries" => a.queries = PathBuf::from(value()),
             "--only" => a.only = Some(value()),
+            "--no-postgres" => a.no_postgres = true,
             other => panic!("unknown argument {other}; see the header of benches/e2e.rs"),
         }
     }
     a
 }
 
-/// One question: the cube SQL, the star-schema SQL, and whether clients read it by cursor.
+/// One question: the cube SQL, the star-schema SQL, the same question over a rollup's own
+/// files for DuckDB (`NAME.rollup.sql`, if there is one), and whether clients read it by cursor.
 struct Query {
     name: String,
     sql: String,
     star: String,
+    rollup: Option<String>,
     cursor: bool,
 }
 
@@ -83,7 +88,7 @@ fn queries(dir: &Path) -> Vec<Query> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("benches/queries")
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql") && !p.to_string_lossy().ends_with(".star.sql"))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql") && !p.to_string_lossy().ends_with(".star.sql") && !p.to_string_lossy().ends_with(".rollup.sql"))
         .collect();
     names.sort();
     names
@@ -97,6 +102,7 @@ fn queries(dir: &Path) -> Vec<Query> {
                 cursor: sql.starts_with("-- cursor"),
                 sql: body(&sql),
                 star: body(&star),
+                rollup: std::fs::read_to_string(p.with_extension("rollup.sql")).ok().map(|r| body(&r)),
             }
         })
         .collect()
@@ -270,14 +276,22 @@ async fn stream(c: &Client, sql: &str, binary: bool) -> Result<(usize, f64)> {
     Ok((n, n as f64 / t.elapsed().as_secs_f64()))
 }
 
-/// Queries/s of a mixed workload: `clients` connections each running `sqls` in turn (each
-/// client from its own offset) for `seconds`, binary results.
-async fn throughput(url: &str, sqls: &[String], clients: usize, seconds: u64) -> Result<(f64, usize)> {
+/// Queries/s of a mixed workload: `clients` connections (each first running `setup`, if
+/// any) each running `sqls` in turn (each client from its own offset) for `seconds`, binary
+/// results.
+async fn throughput(url: &str, setup: Option<&str>, sqls: &[String], clients: usize, seconds: u64) -> Result<(f64, usize)> {
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        let c = connect(url).await?;
+        if let Some(setup) = setup {
+            c.simple_query(setup).await?;
+        }
+        conns.push(c);
+    }
     let mut tasks = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
-    for k in 0..clients {
-        let c = connect(url).await?;
+    for (k, c) in conns.into_iter().enumerate() {
         let sqls = sqls.to_vec();
         tasks.push(tokio::spawn(async move {
             let mut done = 0usize;
@@ -373,9 +387,10 @@ fn load_postgres(pg: &pg::LocalPostgres, lake: &Path) -> Result<()> {
 }
 
 /// DuckDB's timings and answers, from benches/e2e/duck.py.
-fn duckdb(lake: &Path, qs: &[Query], a: &Args) -> Result<Vec<Value>> {
+/// DuckDB's times and answers for each `(name, sql)`.
+fn duckdb(lake: &Path, qs: &[(String, String)], a: &Args) -> Result<Vec<Value>> {
     let file = tempfile::NamedTempFile::new()?;
-    let list: Vec<Value> = qs.iter().map(|q| json!({"name": q.name, "sql": q.star})).collect();
+    let list: Vec<Value> = qs.iter().map(|(name, sql)| json!({"name": name, "sql": sql})).collect();
     std::fs::write(file.path(), serde_json::to_string(&list)?)?;
     let out = Command::new("python3")
         .args(["benches/e2e/duck.py", "run", lake.to_str().unwrap(), file.path().to_str().unwrap(), &a.warmup.to_string(), &a.runs.to_string()])
@@ -414,23 +429,36 @@ async fn main() -> Result<()> {
         return Err(format!("no query in {} matches", a.queries.display()).into());
     }
     eprintln!("{} queries, lake {}, {} warm-up and {} timed runs each", qs.len(), a.lake.display(), a.warmup, a.runs);
+    let lake = a.lake.to_str().unwrap();
+    // A cold build: the rollups of an earlier run (or of other definitions) go first.
+    let _ = std::fs::remove_dir_all(a.lake.join("_rollups"));
     let t = Instant::now();
-    let built = Command::new("target/release/lakecube").args(["rollups", "build", "--lake", a.lake.to_str().unwrap()]).stderr(Stdio::null()).status()?;
+    let built = Command::new("target/release/lakecube").args(["rollups", "build", "--lake", lake]).stderr(Stdio::null()).status()?;
     if !built.success() {
         return Err("lakecube rollups build failed".into());
     }
     let rollup_build_s = t.elapsed().as_secs_f64();
-    let status = Command::new("target/release/lakecube").args(["rollups", "status", "--lake", a.lake.to_str().unwrap()]).output()?;
+    let status = Command::new("target/release/lakecube").args(["rollups", "status", "--lake", lake]).output()?;
     let rollup_status = String::from_utf8_lossy(&status.stdout).into_owned();
     eprintln!("rollups built in {rollup_build_s:.1} s:\n{rollup_status}");
     let lc = Lakecube::start(&a.lake).await?;
     eprintln!("lakecube answered its first query {:.0} ms after starting", lc.time_to_first_query_ms);
-    let pg = pg::LocalPostgres::start_with("-c shared_buffers=1GB -c work_mem=64MB -c max_parallel_workers_per_gather=2");
-    let t = Instant::now();
-    load_postgres(&pg, &a.lake)?;
-    eprintln!("PostgreSQL 15 loaded in {:.0} s", t.elapsed().as_secs_f64());
-    let pg_url = pg.url();
-    let (lcc, pgc) = (connect(&lc.url).await?, connect(&pg_url).await?);
+    let pg = (!a.no_postgres).then(|| pg::LocalPostgres::start_with("-c shared_buffers=1GB -c work_mem=64MB -c max_parallel_workers_per_gather=2"));
+    if let Some(pg) = &pg {
+        let t = Instant::now();
+        load_postgres(pg, &a.lake)?;
+        eprintln!("PostgreSQL 15 loaded in {:.0} s", t.elapsed().as_secs_f64());
+    }
+    let pg_url = pg.as_ref().map(|p| p.url());
+    let pgc = match &pg_url {
+        Some(u) => Some(connect(u).await?),
+        None => None,
+    };
+    // Each question's own work: answers are not reused on this connection.
+    let lcc = connect(&lc.url).await?;
+    lcc.simple_query("SET lakecube.answer_reuse = off").await?;
+    // As clients get it by default: a rollup's answer reused while nothing moved.
+    let reuse = connect(&lc.url).await?;
     // The same server, answering from the lake only.
     let lake_only = connect(&lc.url).await?;
     lake_only.simple_query("SET lakecube.rollups = off").await?;
@@ -438,11 +466,13 @@ async fn main() -> Result<()> {
     let mut figures: Vec<Value> = Vec::new();
     let mut answers: Vec<(String, &str, Vec<Vec<String>>)> = Vec::new();
     let mut table = vec![
-        "| query | rollup | lakecube text | lakecube binary | from the lake, binary | PostgreSQL text | PostgreSQL binary | DuckDB | lakecube / best peer | rows | lake MB read |".to_string(),
-        "|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
+        "| query | rollup | lakecube text | lakecube binary | answer reused, binary | from the lake, binary | PostgreSQL text | PostgreSQL binary | DuckDB | DuckDB over the rollup | lakecube / best peer | rows | lake MB read |".to_string(),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_string(),
     ];
     let mut routed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let duck = duckdb(&a.lake, &qs, &a)?;
+    let duck = duckdb(&a.lake, &qs.iter().map(|q| (q.name.clone(), q.star.clone())).collect::<Vec<_>>(), &a)?;
+    let over_rollups: Vec<(String, String)> = qs.iter().filter_map(|q| Some((q.name.clone(), q.rollup.clone()?))).collect();
+    let duck_rollups = duckdb(&a.lake, &over_rollups, &a)?;
     for (q, d) in qs.iter().zip(&duck) {
         eprintln!("{}", q.name);
         let mut p50 = std::collections::BTreeMap::new();
@@ -456,9 +486,13 @@ async fn main() -> Result<()> {
             .join(", ");
         let rollup = if rollup.is_empty() { "none".to_string() } else { rollup };
         routed.insert(q.name.clone(), rollup.clone());
-        for (engine, client, star) in [("lakecube", &lcc, false), ("lake-only", &lake_only, false), ("postgresql", &pgc, true)] {
+        let mut clients = vec![("lakecube", &lcc, false), ("reused", &reuse, false), ("lake-only", &lake_only, false)];
+        if let Some(pgc) = &pgc {
+            clients.push(("postgresql", pgc, true));
+        }
+        for (engine, client, star) in clients {
             for binary in [false, true] {
-                if (binary && q.cursor) || (engine == "lake-only" && !binary) {
+                if (binary && q.cursor) || (matches!(engine, "lake-only" | "reused") && !binary) {
                     continue;
                 }
                 let t = time_query(client, q, star, binary, &a).await.map_err(|e| format!("{} on {engine}: {e}", q.name))?;
@@ -471,63 +505,88 @@ async fn main() -> Result<()> {
                 }
             }
         }
-        let samples: Vec<f64> = d["times_ms"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let duck_rows: Vec<Vec<String>> = serde_json::from_value(d["rows"].clone())?;
-        figures.push(figure(&q.name, "duckdb", &a.scale, &samples, duck_rows.len()));
-        p50.insert("duckdb".into(), stats(&samples).0);
-        answers.push((q.name.clone(), "duckdb", duck_rows));
+        for (engine, results) in [("duckdb", std::slice::from_ref(d)), ("duckdb-rollup", &duck_rollups[..])] {
+            let Some(d) = results.iter().find(|d| d["name"] == q.name.as_str()) else { continue };
+            let samples: Vec<f64> = d["times_ms"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let duck_rows: Vec<Vec<String>> = serde_json::from_value(d["rows"].clone())?;
+            figures.push(figure(&q.name, engine, &a.scale, &samples, duck_rows.len()));
+            p50.insert(engine.into(), stats(&samples).0);
+            answers.push((q.name.clone(), engine, duck_rows));
+        }
         let bytes = bytes_read(&lcc, &q.sql).await?;
         if let Some(f) = figures.iter_mut().rev().find(|f| f["query"] == q.name.as_str() && f["engine"] == "lakecube text") {
             f["bytes_read"] = json!(bytes);
         }
         let best = |prefix: &str| p50.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
         let cell = |k: &str| p50.get(k).map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
-        let ratio = best("lakecube") / best("postgresql").min(best("duckdb"));
+        // lakecube's own work (answers not reused) against the best peer over the raw files.
+        let ratio = best("lakecube") / best("postgresql").min(p50.get("duckdb").copied().unwrap_or(f64::INFINITY));
         table.push(format!(
-            "| {} | {rollup} | {} | {} | {} | {} | {} | {} | {ratio:.2} | {rows} | {:.1} |",
+            "| {} | {rollup} | {} | {} | {} | {} | {} | {} | {} | {} | {ratio:.2} | {rows} | {:.1} |",
             q.name,
             cell("lakecube text"),
             cell("lakecube binary"),
+            cell("reused binary"),
             cell("lake-only binary"),
             cell("postgresql text"),
             cell("postgresql binary"),
             cell("duckdb"),
+            cell("duckdb-rollup"),
             bytes as f64 / 1e6
         ));
     }
 
-    // Answers: lakecube's against PostgreSQL's and DuckDB's.
+    // Answers: lakecube's against PostgreSQL's and DuckDB's (over the raw files and over the
+    // rollup's files).
     let mut wrong = Vec::new();
     for q in &qs {
         let of = |e: &str| answers.iter().find(|(n, en, _)| *n == q.name && *en == e).map(|(_, _, r)| r);
         let mine = of("lakecube").unwrap();
-        for peer in ["postgresql", "duckdb"] {
-            if let Some(d) = differ(mine, of(peer).unwrap()) {
+        for peer in ["postgresql", "duckdb", "duckdb-rollup"] {
+            if let Some(theirs) = of(peer)
+                && let Some(d) = differ(mine, theirs)
+            {
                 wrong.push(format!("{}: lakecube and {peer} differ: {d}", q.name));
             }
         }
     }
 
     let mut extra = vec!["| measure | lakecube | PostgreSQL 15 | ratio |".to_string(), "|---|---|---|---|".to_string()];
-    let (lp, pp) = (pings(&lcc, 2000).await?, pings(&pgc, 2000).await?);
+    let ratio = |l: f64, p: Option<f64>| p.map(|p| format!("{p:.3} | {:.2}", l / p)).unwrap_or_else(|| "– | –".into());
+    let lp = pings(&lcc, 2000).await?;
     figures.push(figure("select_1", "lakecube text", &a.scale, &lp, 1));
-    figures.push(figure("select_1", "postgresql text", &a.scale, &pp, 1));
-    extra.push(format!("| `SELECT 1` round trip, p50 ms | {:.3} | {:.3} | {:.2} |", stats(&lp).0, stats(&pp).0, stats(&lp).0 / stats(&pp).0));
+    let pp = match &pgc {
+        Some(pgc) => {
+            let pp = pings(pgc, 2000).await?;
+            figures.push(figure("select_1", "postgresql text", &a.scale, &pp, 1));
+            Some(stats(&pp).0)
+        }
+        None => None,
+    };
+    extra.push(format!("| `SELECT 1` round trip, p50 ms | {:.3} | {} |", stats(&lp).0, ratio(stats(&lp).0, pp)));
     for binary in [false, true] {
         let mode = if binary { "binary" } else { "text" };
         let cols = "store_id, department_id, ts, footfall, transactions, revenue, units";
         let (ln, lr) = stream(&lcc, &format!("SELECT {cols} FROM lake.traffic"), binary).await?;
-        let (pn, pr) = stream(&pgc, &format!("SELECT {cols} FROM traffic"), binary).await?;
-        if ln != pn {
-            wrong.push(format!("streaming traffic: lakecube sent {ln} rows, PostgreSQL {pn}"));
+        let mut results = vec![("lakecube", ln, lr)];
+        if let Some(pgc) = &pgc {
+            let (pn, pr) = stream(pgc, &format!("SELECT {cols} FROM traffic"), binary).await?;
+            if ln != pn {
+                wrong.push(format!("streaming traffic: lakecube sent {ln} rows, PostgreSQL {pn}"));
+            }
+            results.push(("postgresql", pn, pr));
         }
-        for (engine, n, rate) in [("lakecube", ln, lr), ("postgresql", pn, pr)] {
-            let secs = n as f64 / rate * 1e3;
-            let mut f = figure(&format!("stream_traffic_{mode}"), &format!("{engine} {mode}"), &a.scale, &[secs], n);
+        for (engine, n, rate) in &results {
+            let secs = *n as f64 / rate * 1e3;
+            let mut f = figure(&format!("stream_traffic_{mode}"), &format!("{engine} {mode}"), &a.scale, &[secs], *n);
             f["rows_per_s"] = json!(rate.round());
             figures.push(f);
         }
-        extra.push(format!("| streaming all of traffic ({ln} rows, {mode}), rows/s | {lr:.0} | {pr:.0} | {:.2} |", lr / pr));
+        let pr = results.get(1).map(|r| r.2);
+        extra.push(format!(
+            "| streaming all of traffic ({ln} rows, {mode}), rows/s | {lr:.0} | {} |",
+            pr.map(|p| format!("{p:.0} | {:.2}", lr / p)).unwrap_or_else(|| "– | –".into())
+        ));
     }
     let mixed: Vec<(String, String)> = qs
         .iter()
@@ -537,19 +596,39 @@ async fn main() -> Result<()> {
     let hits = qs.iter().filter(|q| mixed.iter().any(|m| m.0 == q.sql) && routed.get(&q.name).is_some_and(|r| !r.starts_with("none"))).count();
     extra.push(format!("| mixed workload questions answered from a rollup | {hits} of {} | | |", mixed.len()));
     extra.push(format!("| rollups build (all partitions, `lakecube rollups build`), s | {rollup_build_s:.1} | | |"));
+    let cube_sqls: Vec<String> = mixed.iter().map(|m| m.0.clone()).collect();
+    let star_sqls: Vec<String> = mixed.iter().map(|m| m.1.clone()).collect();
     for clients in [1, 8, 32] {
-        let (lq, ln) = throughput(&lc.url, &mixed.iter().map(|m| m.0.clone()).collect::<Vec<_>>(), clients, a.seconds).await?;
-        let (pq, pn) = throughput(&pg_url, &mixed.iter().map(|m| m.1.clone()).collect::<Vec<_>>(), clients, a.seconds).await?;
-        for (engine, qps, n) in [("lakecube", lq, ln), ("postgresql", pq, pn)] {
-            figures.push(json!({"query": format!("mixed_{clients}_clients"), "engine": format!("{engine} binary"), "scale": a.scale,
-                "queries_per_s": (qps * 100.0).round() / 100.0, "runs": n, "clients": clients, "seconds": a.seconds}));
+        for (label, setup) in [("", None), (", answers not reused", Some("SET lakecube.answer_reuse = off"))] {
+            let (lq, ln) = throughput(&lc.url, setup, &cube_sqls, clients, a.seconds).await?;
+            let engine = if setup.is_some() { "lakecube binary, answers not reused" } else { "lakecube binary" };
+            figures.push(json!({"query": format!("mixed_{clients}_clients"), "engine": engine, "scale": a.scale,
+                "queries_per_s": (lq * 100.0).round() / 100.0, "runs": ln, "clients": clients, "seconds": a.seconds}));
+            // PostgreSQL has no such setting: measured once, beside lakecube's default.
+            let pq = match (&pg_url, setup) {
+                (Some(u), None) => {
+                    let (pq, pn) = throughput(u, None, &star_sqls, clients, a.seconds).await?;
+                    figures.push(json!({"query": format!("mixed_{clients}_clients"), "engine": "postgresql binary", "scale": a.scale,
+                        "queries_per_s": (pq * 100.0).round() / 100.0, "runs": pn, "clients": clients, "seconds": a.seconds}));
+                    Some(pq)
+                }
+                _ => None,
+            };
+            extra.push(format!(
+                "| mixed workload ({} queries{label}), {clients} clients, queries/s | {lq:.1} | {} |",
+                mixed.len(),
+                pq.map(|p| format!("{p:.1} | {:.2}", lq / p)).unwrap_or_else(|| "– | –".into())
+            ));
         }
-        extra.push(format!("| mixed workload ({} queries), {clients} clients, queries/s | {lq:.1} | {pq:.1} | {:.2} |", mixed.len(), lq / pq));
     }
     let rss = lc.peak_rss_mib();
     extra.push(format!("| lakecube peak RSS, MiB | {rss:.0} | | |"));
     extra.push(format!("| lakecube time to first query after start, ms | {:.0} | | |", lc.time_to_first_query_ms));
     figures.push(json!({"query": "server", "engine": "lakecube", "scale": a.scale, "peak_rss_mib": rss.round(), "time_to_first_query_ms": lc.time_to_first_query_ms.round()}));
+    drop(lc);
+    let (refresh_s, refreshed) = refresh_after_one_day(&a)?;
+    extra.push(format!("| rollups refresh after a one-day ingest, s (partitions rebuilt) | {refresh_s:.1} ({refreshed}) | | |"));
+    figures.push(json!({"query": "rollups_refresh_one_day", "engine": "lakecube", "scale": a.scale, "seconds": (refresh_s * 100.0).round() / 100.0, "partitions": refreshed}));
     let m = machine();
     figures.push(m.clone());
 
@@ -570,4 +649,42 @@ async fn main() -> Result<()> {
         return Err(format!("{} answers differ between engines", wrong.len()).into());
     }
     Ok(())
+}
+
+/// The incremental refresh after a one-day ingest: on a copy of the lake (hard links: Delta
+/// never rewrites a file), the door sensors' export of the lake's last day (from a lake
+/// generated alike) is ingested, then `lakecube rollups build` times what it rebuilds.
+/// Returns the seconds and the partitions rebuilt.
+fn refresh_after_one_day(a: &Args) -> Result<(f64, usize)> {
+    let work = tempfile::tempdir()?;
+    let copy = work.path().join("lake");
+    let raw = work.path().join("raw");
+    let ok = |s: std::process::ExitStatus, what: &str| if s.success() { Ok(()) } else { Err(format!("{what} failed")) };
+    ok(Command::new("cp").args(["-al", a.lake.to_str().unwrap(), copy.to_str().unwrap()]).status()?, "cp -al")?;
+    let twin = work.path().join("twin");
+    ok(
+        Command::new("target/release/lakecube")
+            .args(["generate", "--lake", twin.to_str().unwrap(), "--preset", &a.scale, "--raw", raw.to_str().unwrap(), "--raw-days", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?,
+        "lakecube generate --raw",
+    )?;
+    let file = raw.join("sensors_utf8.csv");
+    ok(
+        Command::new("target/release/lakecube")
+            .args(["ingest", "door_sensors", "--file", file.to_str().unwrap(), "--lake", copy.to_str().unwrap(), "--max-reject-share", "0.5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?,
+        "lakecube ingest",
+    )?;
+    let t = Instant::now();
+    let out = Command::new("target/release/lakecube").args(["rollups", "build", "--lake", copy.to_str().unwrap()]).output()?;
+    ok(out.status, "lakecube rollups build (refresh)")?;
+    let secs = t.elapsed().as_secs_f64();
+    // Its log: "<rollup>: N partition(s) built in …".
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let rebuilt = text.lines().filter_map(|l| l.split(": ").nth(1)?.split(" partition(s) built").next()?.parse::<usize>().ok()).sum();
+    Ok((secs, rebuilt))
 }

@@ -38,6 +38,11 @@ def connect(lake: pathlib.Path):
         paths = live_files(lake / t)
         hive = ", hive_partitioning = true" if t == "traffic" else ""
         db.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet({paths!r}{hive})")
+    # The rollups' own files, as views `rollup_<name>` (the `.rollup.sql` questions read them).
+    for table_dir in sorted((lake / "_rollups").glob("*/*")):
+        paths = live_files(table_dir)
+        if paths:
+            db.execute(f"CREATE VIEW rollup_{table_dir.name} AS SELECT * FROM read_parquet({paths!r}, hive_partitioning = true)")
     return db
 
 

@@ -28,13 +28,30 @@ use futures::{Stream, StreamExt};
 /// The most a constant statement's kept rows may take; a larger result is not kept.
 pub const MAX_BYTES: usize = 64 * 1024;
 
+/// The most the kept rows of a statement answered from rollups may take (a dashboard's
+/// answer: a few hundred rows; the plan cache's 256 entries then keep at most 64 MiB).
+pub const ROLLUP_MAX_BYTES: usize = 256 * 1024;
+
 /// A constant statement's rows, once a run has produced them all.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConstantRows {
     rows: OnceLock<(SchemaRef, Vec<RecordBatch>)>,
+    /// The most its rows may take to be kept.
+    limit: usize,
+}
+
+impl Default for ConstantRows {
+    fn default() -> ConstantRows {
+        ConstantRows::up_to(MAX_BYTES)
+    }
 }
 
 impl ConstantRows {
+    /// Rows kept if they take at most `limit` bytes.
+    pub fn up_to(limit: usize) -> ConstantRows {
+        ConstantRows { rows: OnceLock::new(), limit }
+    }
+
     /// The kept rows as a new stream, if a run has kept them.
     pub fn stream(&self) -> Option<(SchemaRef, SendableRecordBatchStream)> {
         let (schema, batches) = self.rows.get()?;
@@ -68,7 +85,7 @@ impl Stream for Keeping {
         match &next {
             Some(Ok(batch)) => {
                 this.bytes += batch.get_array_memory_size();
-                if this.bytes > MAX_BYTES {
+                if this.bytes > this.into.limit {
                     this.kept = None;
                 } else if let Some(kept) = this.kept.as_mut() {
                     kept.push(batch.clone());

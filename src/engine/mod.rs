@@ -34,6 +34,9 @@ use crate::storage::{Lake, schema};
 
 /// The session setting that turns rollups off (`SET lakecube.rollups = off`).
 pub const ROLLUPS_SETTING: &str = "lakecube.rollups";
+/// The session setting that turns the reuse of answers from rollups off
+/// (`SET lakecube.answer_reuse = off`).
+pub const ANSWER_REUSE_SETTING: &str = "lakecube.answer_reuse";
 
 /// The catalog (database) name clients see.
 pub const CATALOG: &str = "lakecube";
@@ -54,6 +57,8 @@ pub struct Engine {
     memory: memory::Memory,
     priorities: priority::Priorities,
     rollups: Arc<rollups::Rollups>,
+    /// The lake tables the rollups follow ([`plan_cache::answer_is_fixed_in_epoch`]).
+    followed: Arc<Vec<Arc<dyn datafusion::catalog::TableProvider>>>,
 }
 
 /// How an engine is set up beyond its lake and cubes.
@@ -248,6 +253,7 @@ impl Engine {
             }
         }
         let roles = catalog::Roles::default();
+        let lake_providers = lake_tables.clone();
         // Relation sizes (psql's `\dt+`) are the lake tables' files; cubes are computed.
         let sizes: catalog::RelationSizes = Arc::new(move |schema: &str, table: &str| {
             (schema == LAKE_SCHEMA).then(|| lake_tables.get(table).map(|t| t.bytes())).flatten()
@@ -262,9 +268,14 @@ impl Engine {
         // An eighth of the memory pool may keep rollups decoded in memory.
         let hot_budget = memory.config().limit / 8;
         let rollups = Arc::new(rollups::Rollups::new(lake.clone(), semantic.rollups().to_vec(), ctx.clone(), memory.runtime().memory_pool.clone(), hot_budget)?);
+        let followed = lake_providers
+            .into_iter()
+            .filter(|(name, _)| rollups.follows(name))
+            .map(|(_, p)| p as Arc<dyn datafusion::catalog::TableProvider>)
+            .collect();
         let semantic = Arc::new(semantic);
         cube_rewrite.set(semantic.clone())?;
-        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities, rollups })
+        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities, rollups, followed: Arc::new(followed) })
     }
 
     /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure
@@ -345,7 +356,19 @@ impl Engine {
 
     /// Whether a session answers from rollups (`SET lakecube.rollups = off` turns it off).
     fn rollups_enabled(session: &SessionInfo) -> bool {
-        !matches!(session.settings.get(ROLLUPS_SETTING).as_deref().map(str::to_ascii_lowercase).as_deref(), Some("off" | "false" | "0" | "no"))
+        Self::setting_on(session, ROLLUPS_SETTING)
+    }
+
+    /// Whether an on/off setting of the session is on (they are on by default).
+    fn setting_on(session: &SessionInfo, name: &str) -> bool {
+        !matches!(session.settings.get(name).as_deref().map(str::to_ascii_lowercase).as_deref(), Some("off" | "false" | "0" | "no"))
+    }
+
+    /// Whether a scan of `p` reads what the rollups' epoch follows: a rollup pinned at one
+    /// version, or a lake table the rollups are built from.
+    fn followed_by_epoch(&self, p: &dyn datafusion::catalog::TableProvider) -> bool {
+        p.downcast_ref::<crate::semantic::rollup::RollupTable>().is_some_and(|r| r.is_pinned())
+            || self.followed.iter().any(|f| std::ptr::addr_eq(Arc::as_ptr(f), p as *const dyn datafusion::catalog::TableProvider))
     }
 
     /// Plans one statement for a session; `None` for an empty statement (only comments).
@@ -414,6 +437,12 @@ impl Engine {
             }
             if plan_cache::answer_is_fixed(&planned.plan) {
                 planned.constant = Some(Arc::default());
+            } else if !planned.rollups.is_empty()
+                && Self::setting_on(session, ANSWER_REUSE_SETTING)
+                && plan_cache::answer_is_fixed_in_epoch(&planned.plan, |p| self.followed_by_epoch(p))
+            {
+                // Answered from rollups: the same rows until the lake or a rollup moves.
+                planned.constant = Some(Arc::new(constant::ConstantRows::up_to(constant::ROLLUP_MAX_BYTES)));
             }
             self.plan_cache.put(key, planned.clone());
         }

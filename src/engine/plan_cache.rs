@@ -132,6 +132,24 @@ pub(crate) fn answer_is_fixed(plan: &LogicalPlan) -> bool {
     !reads_tables_other_than(plan, |table| !LIVE_CATALOG_TABLES.contains(&table))
 }
 
+/// Whether an optimized plan answered from rollups has one answer for as long as the
+/// rollups' epoch it was planned in lasts, so that its rows may be kept with it
+/// ([`super::constant`]): every table it reads is a fixed catalog table, a rollup pinned at
+/// one version, or a lake table whose versions the epoch follows (`followed`: a rollup's
+/// sources; the raw side of a partly stale rollup, the dimension tables its rows join). The
+/// epoch moves with any commit to those tables, and a kept plan is used only after the check
+/// that it has not ([`super::Engine::plan_uncached`]).
+pub(crate) fn answer_is_fixed_in_epoch(plan: &LogicalPlan, followed: impl Fn(&dyn datafusion::catalog::TableProvider) -> bool) -> bool {
+    !any_node(plan, |node| match node {
+        LogicalPlan::TableScan(scan) => {
+            let catalog = scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s)) && !LIVE_CATALOG_TABLES.contains(&scan.table_name.table());
+            !catalog && !datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| followed(p.as_ref()))
+        }
+        LogicalPlan::Extension(_) => true,
+        _ => false,
+    })
+}
+
 /// Catalog tables whose rows describe the server's live state rather than its fixed model
 /// (sessions, locks, a session's prepared statements and cursors, statistics): a statement
 /// reading one is planned once but run every time. (lakecube fills none of them with live rows

@@ -311,6 +311,11 @@ impl Rollups {
         &self.defs
     }
 
+    /// Whether the rollups' epoch follows the versions of lake table `name`.
+    pub fn follows(&self, name: &str) -> bool {
+        self.tracked(name).is_some()
+    }
+
     fn tracked(&self, name: &str) -> Option<&Tracked> {
         self.tracked.iter().find(|t| t.name == name)
     }

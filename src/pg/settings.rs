@@ -46,6 +46,7 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("is_superuser", "off", "Shows whether the current user is a superuser."),
     ("jit", "off", "Allow JIT compilation."),
     ("lakecube.rollups", "on", "Answers cube queries from rollups where one covers them; off: always from the lake (for comparisons)."),
+    ("lakecube.answer_reuse", "on", "Sends the kept rows of a statement answered from rollups again while the lake and its rollups have not moved; off: runs it every time (for comparisons)."),
     ("lc_collate", "C", "Shows the collation order locale."),
     ("lc_ctype", "C", "Shows the character classification and case conversion locale."),
     ("lc_messages", "C", "Sets the language in which messages are displayed."),
@@ -145,14 +146,14 @@ impl Settings {
                 }
                 "UTF8".to_string()
             }
-            "lakecube.rollups" => match value.trim_matches('\'').to_ascii_lowercase().as_str() {
+            "lakecube.rollups" | "lakecube.answer_reuse" => match value.trim_matches('\'').to_ascii_lowercase().as_str() {
                 "on" | "true" | "yes" | "1" => "on".to_string(),
                 "off" | "false" | "no" | "0" => "off".to_string(),
                 _ => {
                     return Err(SetError::BadValue {
+                        hint: format!("{key} is on or off"),
                         name: key,
                         value: value.to_string(),
-                        hint: "lakecube.rollups is on or off".into(),
                     });
                 }
             },

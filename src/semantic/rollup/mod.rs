@@ -209,18 +209,22 @@ impl RollupDef {
     /// The build plan for rows whose time lies in `[start, end)` (µs since 1970, UTC-naive),
     /// or for every row.
     pub fn build_plan(&self, range: Option<(i64, i64)>) -> Result<LogicalPlan> {
-        let (Some(t), Some((start, end))) = (&self.time, range) else { return Ok(self.build.clone()) };
-        // The filter goes under the aggregate, on the base's time column, where it reaches the
-        // lake scan (file and partition pruning).
         let LogicalPlan::Aggregate(a) = &self.build else { return Err(Error::internal("a rollup build is an aggregate")) };
-        let time = Expr::Column(Column::new_unqualified(&t.member));
-        let within = time.clone().gt_eq(lit(datafusion::common::ScalarValue::TimestampMicrosecond(Some(start), None)))
-            .and(time.lt(lit(datafusion::common::ScalarValue::TimestampMicrosecond(Some(end), None))));
-        LogicalPlanBuilder::from(a.input.as_ref().clone())
-            .filter(within)
-            .and_then(|b| b.aggregate(a.group_expr.clone(), a.aggr_expr.clone()))
-            .and_then(|b| b.build())
-            .map_err(Error::from)
+        let mut input = LogicalPlanBuilder::from(a.input.as_ref().clone());
+        if let (Some(t), Some((start, end))) = (&self.time, range) {
+            // The filter goes under the aggregate, on the base's time column, where it reaches
+            // the lake scan (file and partition pruning).
+            let time = Expr::Column(Column::new_unqualified(&t.member));
+            let within = time.clone().gt_eq(lit(datafusion::common::ScalarValue::TimestampMicrosecond(Some(start), None)))
+                .and(time.lt(lit(datafusion::common::ScalarValue::TimestampMicrosecond(Some(end), None))));
+            input = input.filter(within).map_err(Error::from)?;
+        }
+        let grouped = input.aggregate(a.group_expr.clone(), a.aggr_expr.clone()).and_then(|b| b.build()).map_err(Error::from)?;
+        // Rows sorted by the dimensions, then time: each file's row groups and pages then hold
+        // few values of the first dimensions, and a filter on one (a store) skips the rest by
+        // their statistics.
+        let keys: Vec<_> = grouped.schema().columns().into_iter().take(a.group_expr.len()).map(|c| Expr::Column(c).sort(true, false)).collect();
+        LogicalPlanBuilder::from(grouped).sort(keys).and_then(|b| b.build()).map_err(Error::from)
     }
 
     /// The table name of the rollup's rows while planning (`_rollup."traffic__daily"`).
@@ -244,6 +248,11 @@ impl RollupTable {
     /// in memory), under the rollup's schema.
     pub fn pinned(def: &RollupDef, rows: Arc<dyn TableProvider>) -> RollupTable {
         RollupTable { def_id: def.id.clone(), schema: def.schema.clone(), rows: Some(rows) }
+    }
+
+    /// Whether it reads one version of the rollup's rows ([`pin`]).
+    pub fn is_pinned(&self) -> bool {
+        self.rows.is_some()
     }
 }
 
