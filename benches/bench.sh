@@ -3,10 +3,11 @@
 # PostgreSQL 15 on the same generated lake, one run, answers checked across engines.
 # Installs what it needs (Debian's postgresql-15, PyPI's duckdb), builds lakecube in release
 # mode, generates the lake if absent, then runs the queries of benches/queries/.
-# Usage: benches/bench.sh [--preset sf1] [--runs N] [--warmup N] [--seconds S]
+# Usage: benches/bench.sh [--preset sf1] [--runs N] [--warmup N] [--seconds S] [--no-postgres]
 #   --preset   tiny | demo | sf1 | sf10 (default sf1: 100 stores × 10 departments × 3 years)
 #   --runs     timed runs per query and engine (default 10), after --warmup runs (default 2)
 #   --seconds  length of each concurrency measurement (default 10)
+#   --no-postgres  DuckDB as the only peer (sf10: PostgreSQL would take hours)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=sf1

@@ -4,27 +4,35 @@
 //! Run it with `benches/bench.sh [--preset sf1]`, which installs what it needs, builds lakecube
 //! in release mode and generates the lake if absent, then runs this with
 //! `cargo bench --bench e2e -- --lake data/sf1 --scale sf1 [--runs N] [--warmup N] [--seconds S]
-//! [--queries DIR] [--only TEXT]` (`--only`: the queries whose name contains TEXT).
+//! [--queries DIR] [--only TEXT] [--no-postgres]` (`--only`: the queries whose name contains
+//! TEXT; `--no-postgres`: DuckDB is the only peer, as at sf10, where loading PostgreSQL and its
+//! answers would take hours).
 //!
 //! What it does:
-//! - builds the cube definitions' rollups (`lakecube rollups build`, timed), then starts
-//!   `target/release/lakecube serve` on the lake and times the first answer of a cube query
-//!   after the process starts;
+//! - builds the cube definitions' rollups from scratch (`<lake>/_rollups` is removed first;
+//!   `lakecube rollups build`, timed), then starts `target/release/lakecube serve` on the lake
+//!   and times the first answer of a cube query after the process starts;
 //! - starts a throwaway PostgreSQL 15 cluster, loads the lake's tables into it (the Parquet
 //!   files' rows, exported by DuckDB as CSV and read by `COPY`), with indexes on the keys and
 //!   on time, and `ANALYZE`;
 //! - runs every query of `benches/queries/` (`NAME.sql` against the `retail` cube as a BI tool
 //!   writes it, `NAME.star.sql` the same question over the star schema) through tokio-postgres,
 //!   with text results (simple query) and binary results (extended query), against lakecube
-//!   and PostgreSQL, and against lakecube with `SET lakecube.rollups = off` (binary: the same
-//!   question from the lake); DuckDB runs the star-schema SQL in-process (`benches/e2e/duck.py`);
+//!   (with `lakecube.answer_reuse = off`: each run does the question's work), lakecube as
+//!   clients get it by default (binary; an answer from rollups is reused while the lake has
+//!   not moved), lakecube with `SET lakecube.rollups = off` (binary: the same question from
+//!   the lake) and PostgreSQL; DuckDB runs the star-schema SQL in-process
+//!   (`benches/e2e/duck.py`), and `NAME.rollup.sql`, where there is one, over the rollup's own
+//!   Parquet files (views `rollup_<name>`: a bare engine on the same pre-aggregated rows);
 //!   the rollup that answers each question is read from its `EXPLAIN`;
 //!   `-- cursor` queries are read as Tableau reads them, `DECLARE` then `FETCH 2048`;
 //! - checks that every engine returns the same rows (sorted; numbers to 1e-9 relative) and
 //!   exits non-zero, after writing the figures, when one does not;
 //! - measures the `SELECT 1` round trip, rows/s streaming all of `traffic` (text and binary),
-//!   queries/s of a mixed workload with 1, 8 and 32 clients, the bytes lakecube read from the
-//!   lake per query (its `EXPLAIN ANALYZE` scan metrics) and lakecube's peak RSS;
+//!   queries/s of a mixed workload with 1, 8 and 32 clients (with and without answers reused),
+//!   the bytes lakecube read from the lake per query (its `EXPLAIN ANALYZE` scan metrics),
+//!   lakecube's peak RSS, and the rollups' refresh after a one-day ingest (on a hard-linked
+//!   copy of the lake: the door-sensor export of its last day, from a lake generated alike);
 //! - prints a Markdown table and writes it, with the JSON figures, to
 //!   `benches/results/e2e-<date>-<scale>.{md,json}`.
 

@@ -265,8 +265,9 @@ impl Engine {
         bounded::bound_functions(&ctx);
         let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
         let plan_cache = Arc::new(plan_cache::PlanCache::new(plan_cache::DEFAULT_ENTRIES));
-        // An eighth of the memory pool may keep rollups decoded in memory.
-        let hot_budget = memory.config().limit / 8;
+        // An eighth of the memory pool, at most 512 MiB, may keep rollups decoded in memory
+        // (the dashboards' rollups are small; the largest are read from their files).
+        let hot_budget = (memory.config().limit / 8).min(512 << 20);
         let rollups = Arc::new(rollups::Rollups::new(lake.clone(), semantic.rollups().to_vec(), ctx.clone(), memory.runtime().memory_pool.clone(), hot_budget)?);
         let followed = lake_providers
             .into_iter()

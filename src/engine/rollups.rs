@@ -214,9 +214,9 @@ impl Hot {
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(_, _, r)| r.size()).sum()
     }
 
-    /// The provider to read `def` from at `version`: the rows in memory when they fit the
-    /// budget (loaded now if they are not yet), else `files`.
-    async fn provider(&self, ctx: &SessionContext, def: &RollupDef, version: u64, files: Arc<dyn datafusion::catalog::TableProvider>, file_bytes: u64) -> Arc<dyn datafusion::catalog::TableProvider> {
+    /// The provider to read `def` (`rows` rows) from at `version`: the rows in memory when
+    /// they fit the budget (loaded now if they are not yet), else `files`.
+    async fn provider(&self, ctx: &SessionContext, def: &RollupDef, version: u64, files: Arc<dyn datafusion::catalog::TableProvider>, file_bytes: u64, rows: u64) -> Arc<dyn datafusion::catalog::TableProvider> {
         {
             let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
             match kept.get(&def.id) {
@@ -227,22 +227,28 @@ impl Hot {
                 None => {}
             }
         }
-        // Decoded rows take a few times their compressed files.
-        if (file_bytes as usize).saturating_mul(3) > self.budget.saturating_sub(self.used()) {
+        // Decoded rows take a few times their compressed files, and at least their fixed-width
+        // columns' bytes.
+        let fixed: usize = def.schema.fields().iter().filter_map(|f| f.data_type().primitive_width()).sum();
+        let least = (file_bytes as usize).saturating_mul(3).max((rows as usize).saturating_mul(fixed));
+        if least > self.budget.saturating_sub(self.used()) {
             return files;
         }
-        let batches = match ctx.read_table(files.clone()) {
-            Ok(df) => match df.collect().await {
-                Ok(b) => b,
-                Err(_) => return files,
-            },
-            Err(_) => return files,
-        };
-        let batches: Option<Vec<RecordBatch>> = batches.iter().map(|b| RecordBatch::try_new(def.schema.clone(), b.columns().to_vec()).ok()).collect();
-        let Some(batches) = batches else { return files };
-        let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-        if bytes > self.budget.saturating_sub(self.used()) {
-            return files;
+        // Read batch by batch, given up as soon as the rows outgrow what is left of the
+        // budget: a rollup too large is never decoded whole just to learn it.
+        let room = self.budget.saturating_sub(self.used());
+        let Ok(df) = ctx.read_table(files.clone()) else { return files };
+        let Ok(mut stream) = df.execute_stream().await else { return files };
+        let mut batches = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(next) = futures::StreamExt::next(&mut stream).await {
+            let Ok(b) = next.and_then(|b| Ok(RecordBatch::try_new(def.schema.clone(), b.columns().to_vec())?)) else { return files };
+            bytes += b.get_array_memory_size();
+            if bytes > room {
+                tracing::debug!(rollup = %def.id, room, "rollup larger than what is left of the memory budget: read from its files");
+                return files;
+            }
+            batches.push(b);
         }
         let reservation = datafusion::execution::memory_pool::MemoryConsumer::new(format!("hot rollup {}", def.id)).register(&self.pool);
         if reservation.try_grow(bytes).is_err() {
@@ -356,7 +362,18 @@ impl Rollups {
         }
         let mut states = HashMap::new();
         let mut records = HashMap::new();
+        // Smallest first: the memory budget goes to as many rollups as fit, not to the first
+        // large one.
+        let mut by_size = Vec::new();
         for def in &self.defs {
+            let bytes = match self.tracked(&table_name(def)) {
+                Some(t) => t.table().await.map_or(0, |t| crate::storage::latest::file_bytes(&t)),
+                None => 0,
+            };
+            by_size.push((bytes, def));
+        }
+        by_size.sort_by_key(|(bytes, _)| *bytes);
+        for (_, def) in by_size {
             let (state, record) = match self.state_of(def).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -437,9 +454,9 @@ impl Rollups {
             return Ok((unusable("its files' schema is not the definition's; the refresh rebuilds it".into()), Some(record)));
         }
         let file_bytes = crate::storage::latest::file_bytes(&table);
-        let provider = self.hot.provider(&self.ctx, def, table.version().unwrap_or_default(), provider, file_bytes).await;
-        let pinned: Option<Arc<dyn datafusion::catalog::TableProvider>> = Some(Arc::new(rollup::RollupTable::pinned(def, provider)));
         let rows = record.partitions.values().map(|b| b.rows).sum();
+        let provider = self.hot.provider(&self.ctx, def, table.version().unwrap_or_default(), provider, file_bytes, rows).await;
+        let pinned: Option<Arc<dyn datafusion::catalog::TableProvider>> = Some(Arc::new(rollup::RollupTable::pinned(def, provider)));
         let Some(time) = &def.time else {
             let current = record.partitions.get(rollup::WHOLE).is_some_and(|b| Some(b.version) == self.root_version(def));
             let fresh = if current { vec![(i64::MIN, i64::MAX)] } else { vec![] };

@@ -8,9 +8,15 @@
 //!
 //! Integers (the usual keys: store ids, store-hour numbers) are kept in a set of `i64`;
 //! other types as scalar values.
+//!
+//! Its input lists are sets (distinct values, no NULL): the rollup's lists
+//! (`array_agg(DISTINCT x) FILTER (WHERE x IS NOT NULL)`) and its own unions. So a group that
+//! gets one list (a query at the rollup's own grain: one store's month) counts that list's
+//! length and hashes nothing; only a second list makes it build the union.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+use datafusion::common::HashSet;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::compute::cast;
@@ -107,12 +113,34 @@ struct SetAccumulator {
     element: DataType,
     output: Output,
     values: Values,
+    /// The group's only list so far, not yet in `values` (which is then empty).
+    pending: Option<ArrayRef>,
 }
 
 impl SetAccumulator {
     fn new(element: DataType, output: Output) -> Self {
         let values = if element.is_integer() && element != DataType::UInt64 { Values::Ints(HashSet::new()) } else { Values::Scalars(HashSet::new()) };
-        SetAccumulator { element, output, values }
+        SetAccumulator { element, output, values, pending: None }
+    }
+
+    /// Adds the values `values[start..end]` to the union.
+    fn insert(&mut self, values: &ArrayRef, start: usize, end: usize) -> Result<()> {
+        match &mut self.values {
+            Values::Ints(set) => {
+                let ints = cast(&values.slice(start, end - start), &DataType::Int64)?;
+                let ints = ints.as_primitive::<Int64Type>();
+                set.reserve(ints.len());
+                set.extend(ints.iter().flatten());
+            }
+            Values::Scalars(set) => {
+                for j in start..end {
+                    if values.is_valid(j) {
+                        set.insert(ScalarValue::try_from_array(values, j)?);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn add_lists(&mut self, lists: &ArrayRef) -> Result<()> {
@@ -132,32 +160,27 @@ impl SetAccumulator {
             }
             other => return Err(DataFusionError::Execution(format!("a distinct set is a list, not {other}"))),
         };
-        match &mut self.values {
-            Values::Ints(set) => {
-                let ints = cast(&values, &DataType::Int64)?;
-                let ints = ints.as_primitive::<Int64Type>();
-                for (start, end) in offsets {
-                    for j in start..end {
-                        if ints.is_valid(j) {
-                            set.insert(ints.value(j));
-                        }
-                    }
-                }
+        for (start, end) in offsets {
+            if self.pending.is_none() && self.len() == 0 {
+                // Copied (a slice would keep, and count, the whole batch it came from).
+                let data = values.to_data();
+                let mut copy = datafusion::arrow::array::MutableArrayData::new(vec![&data], false, end - start);
+                copy.try_extend(0, start, end).map_err(|e| DataFusionError::Execution(e.to_string()))?;
+                self.pending = Some(datafusion::arrow::array::make_array(copy.freeze()));
+                continue;
             }
-            Values::Scalars(set) => {
-                for (start, end) in offsets {
-                    for j in start..end {
-                        if values.is_valid(j) {
-                            set.insert(ScalarValue::try_from_array(&values, j)?);
-                        }
-                    }
-                }
+            if let Some(first) = self.pending.take() {
+                self.insert(&first, 0, first.len())?;
             }
+            self.insert(&values, start, end)?;
         }
         Ok(())
     }
 
     fn len(&self) -> usize {
+        if let Some(p) = &self.pending {
+            return p.len() - p.null_count();
+        }
         match &self.values {
             Values::Ints(s) => s.len(),
             Values::Scalars(s) => s.len(),
@@ -165,13 +188,10 @@ impl SetAccumulator {
     }
 
     fn as_list(&self) -> Result<ScalarValue> {
-        let values: ArrayRef = match &self.values {
-            Values::Ints(s) => {
-                let mut v: Vec<i64> = s.iter().copied().collect();
-                v.sort_unstable();
-                cast(&(Arc::new(Int64Array::from(v)) as ArrayRef), &self.element)?
-            }
-            Values::Scalars(s) => {
+        let values: ArrayRef = match (&self.pending, &self.values) {
+            (Some(p), _) => cast(p, &self.element)?,
+            (None, Values::Ints(s)) => cast(&(Arc::new(s.iter().copied().collect::<Int64Array>()) as ArrayRef), &self.element)?,
+            (None, Values::Scalars(s)) => {
                 if s.is_empty() {
                     datafusion::arrow::array::new_empty_array(&self.element)
                 } else {
@@ -214,6 +234,7 @@ impl Accumulator for SetAccumulator {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
+            + self.pending.as_ref().map_or(0, |p| p.get_array_memory_size())
             + match &self.values {
                 Values::Ints(s) => s.capacity() * 16,
                 Values::Scalars(s) => s.iter().map(|v| v.size()).sum::<usize>() + s.capacity() * 8,
@@ -241,9 +262,27 @@ mod tests {
         a.merge_batch(&[state[0].to_array().unwrap()]).unwrap();
         assert_eq!(a.evaluate().unwrap(), ScalarValue::Int64(Some(4)));
         let mut set = SetAccumulator::new(DataType::Int32, Output::Set);
-        set.update_batch(&[ints(vec![Some(vec![Some(5), Some(1), Some(5)])])]).unwrap();
+        set.update_batch(&[ints(vec![Some(vec![Some(5), Some(1)]), Some(vec![Some(1), Some(7)])])]).unwrap();
         let ScalarValue::List(l) = set.evaluate().unwrap() else { panic!("a list") };
-        assert_eq!(l.value(0).as_primitive::<Int32Type>().values().to_vec(), vec![1, 5]);
+        let mut union = l.value(0).as_primitive::<Int32Type>().values().to_vec();
+        union.sort();
+        assert_eq!(union, vec![1, 5, 7]);
+    }
+
+    #[test]
+    fn one_list_is_counted_and_passed_on_as_it_is() {
+        let mut a = SetAccumulator::new(DataType::Int32, Output::Count);
+        // The list's batch holds 10,000 more values (another row's, sliced away).
+        let batch = ints(vec![None, Some(vec![Some(4), Some(9), Some(2)]), Some((0..10_000).map(Some).collect())]).slice(0, 2);
+        a.update_batch(&[batch]).unwrap();
+        assert!(a.pending.as_ref().is_some_and(|p| p.len() == 3 && p.get_array_memory_size() < 1024), "one list is kept, copied, not hashed");
+        assert_eq!(a.evaluate().unwrap(), ScalarValue::Int64(Some(3)));
+        let state = a.state().unwrap();
+        let mut b = SetAccumulator::new(DataType::Int32, Output::Count);
+        b.merge_batch(&[state[0].to_array().unwrap()]).unwrap();
+        b.merge_batch(&[ints(vec![Some(vec![Some(9), Some(11)])])]).unwrap();
+        assert!(b.pending.is_none());
+        assert_eq!(b.evaluate().unwrap(), ScalarValue::Int64(Some(4)));
     }
 
     #[test]
