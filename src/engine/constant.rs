@@ -84,11 +84,16 @@ impl Stream for Keeping {
         let this = &mut *self;
         match &next {
             Some(Ok(batch)) => {
-                this.bytes += batch.get_array_memory_size();
+                // A batch may be a slice of a larger one (a LIMIT's): its own rows count, and
+                // a copy of them is kept, not the buffers it shares.
+                this.bytes += rows_size(batch);
                 if this.bytes > this.into.limit {
                     this.kept = None;
                 } else if let Some(kept) = this.kept.as_mut() {
-                    kept.push(batch.clone());
+                    match compact(batch) {
+                        Ok(b) => kept.push(b),
+                        Err(_) => this.kept = None,
+                    }
                 }
             }
             Some(Err(_)) => this.kept = None,
@@ -101,6 +106,29 @@ impl Stream for Keeping {
         }
         Poll::Ready(next)
     }
+}
+
+/// The bytes of a batch's own rows (of a slice: the slice's, not its buffers').
+fn rows_size(batch: &RecordBatch) -> usize {
+    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size())).sum()
+}
+
+/// `batch` with buffers of its own: a slice's rows copied out of the buffers it shares.
+fn compact(batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.get_array_memory_size() <= 2 * rows_size(batch) {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            let mut copy = datafusion::arrow::array::MutableArrayData::new(vec![&data], false, data.len());
+            copy.try_extend(0, 0, data.len())?;
+            Ok(datafusion::arrow::array::make_array(copy.freeze()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 impl RecordBatchStream for Keeping {
@@ -150,5 +178,19 @@ mod tests {
         let all = rows.clone().keep(schema.clone(), stream_of(vec![Ok(large)], &schema)).try_collect::<Vec<_>>().await.unwrap();
         assert_eq!(all[0].num_rows(), 20_000);
         assert!(rows.stream().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_slice_of_a_large_batch_is_kept_as_its_own_rows() {
+        // A LIMIT's output: 10 rows sharing the buffers of 100,000.
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let large = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..100_000))]).unwrap();
+        let rows = Arc::new(ConstantRows::default());
+        let _ = rows.clone().keep(schema.clone(), stream_of(vec![Ok(large.slice(5, 10))], &schema)).try_collect::<Vec<_>>().await.unwrap();
+        let (_, kept) = rows.stream().expect("ten rows are kept");
+        let kept: Vec<RecordBatch> = kept.try_collect().await.unwrap();
+        assert_eq!(kept[0].num_rows(), 10);
+        assert!(kept[0].get_array_memory_size() < 1024, "{}", kept[0].get_array_memory_size());
+        assert_eq!(kept[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 5);
     }
 }
