@@ -121,12 +121,7 @@ fn compact(batch: &RecordBatch) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()
-        .map(|c| {
-            let data = c.to_data();
-            let mut copy = datafusion::arrow::array::MutableArrayData::new(vec![&data], false, data.len());
-            copy.try_extend(0, 0, data.len())?;
-            Ok(datafusion::arrow::array::make_array(copy.freeze()))
-        })
+        .map(|c| crate::semantic::rollup::sets::copied(c.as_ref(), 0, c.len()))
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }

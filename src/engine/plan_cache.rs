@@ -32,7 +32,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableScan, Volatility};
 
 use super::Planned;
 use crate::pg::settings::Settings;
@@ -129,7 +129,7 @@ fn any_expression(plan: &LogicalPlan, pred: impl Fn(&Expr) -> bool) -> bool {
 /// be kept ([`super::constant`]): it reads no table, or only catalog tables whose rows are
 /// made from what is fixed for the engine (not [`LIVE_CATALOG_TABLES`]).
 pub(crate) fn answer_is_fixed(plan: &LogicalPlan) -> bool {
-    !reads_tables_other_than(plan, |table| !LIVE_CATALOG_TABLES.contains(&table))
+    !reads_tables_other_than(plan, fixed_catalog_table)
 }
 
 /// Whether an optimized plan answered from rollups has one answer for as long as the
@@ -140,14 +140,18 @@ pub(crate) fn answer_is_fixed(plan: &LogicalPlan) -> bool {
 /// epoch moves with any commit to those tables, and a kept plan is used only after the check
 /// that it has not ([`super::Engine::plan_uncached`]).
 pub(crate) fn answer_is_fixed_in_epoch(plan: &LogicalPlan, followed: impl Fn(&dyn datafusion::catalog::TableProvider) -> bool) -> bool {
-    !any_node(plan, |node| match node {
-        LogicalPlan::TableScan(scan) => {
-            let catalog = scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s)) && !LIVE_CATALOG_TABLES.contains(&scan.table_name.table());
-            !catalog && !datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| followed(p.as_ref()))
-        }
-        LogicalPlan::Extension(_) => true,
-        _ => false,
+    !reads_tables_other_than(plan, |scan| {
+        fixed_catalog_table(scan) || datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| followed(p.as_ref()))
     })
+}
+
+/// Whether a scan reads a catalog table whose rows are fixed for the engine's lifetime.
+fn fixed_catalog_table(scan: &TableScan) -> bool {
+    catalog_table(scan) && !LIVE_CATALOG_TABLES.contains(&scan.table_name.table())
+}
+
+fn catalog_table(scan: &TableScan) -> bool {
+    scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s))
 }
 
 /// Catalog tables whose rows describe the server's live state rather than its fixed model
@@ -169,16 +173,14 @@ const LIVE_CATALOG_TABLES: &[&str] = &[
 
 /// Whether a plan, or a subquery of it, reads a table that is not a catalog's.
 fn reads_non_catalog_tables(plan: &LogicalPlan) -> bool {
-    reads_tables_other_than(plan, |_| true)
+    reads_tables_other_than(plan, catalog_table)
 }
 
-/// Whether a plan, or a subquery of it, reads a table that is not a catalog table `keep` accepts
-/// (a cube's extension node counts as such a table).
-fn reads_tables_other_than(plan: &LogicalPlan, keep: impl Fn(&str) -> bool) -> bool {
+/// Whether a plan, or a subquery of it, scans a table `keep` does not accept (a cube's
+/// extension node counts as such a table).
+fn reads_tables_other_than(plan: &LogicalPlan, keep: impl Fn(&TableScan) -> bool) -> bool {
     any_node(plan, |node| match node {
-        LogicalPlan::TableScan(scan) => {
-            !scan.table_name.schema().is_some_and(|s| CATALOG_SCHEMAS.contains(&s)) || !keep(scan.table_name.table())
-        }
+        LogicalPlan::TableScan(scan) => !keep(scan),
         LogicalPlan::Extension(_) => true,
         _ => false,
     })

@@ -102,6 +102,15 @@ impl AggregateUDFImpl for DistinctSet {
     }
 }
 
+/// Rows `start..end` of `array` in buffers of their own: a slice shares (and keeps alive, and
+/// is counted at the size of) the buffers of the whole array it was cut from.
+pub fn copied(array: &dyn Array, start: usize, end: usize) -> Result<ArrayRef> {
+    let data = array.to_data();
+    let mut copy = datafusion::arrow::array::MutableArrayData::new(vec![&data], false, end - start);
+    copy.try_extend(0, start, end)?;
+    Ok(datafusion::arrow::array::make_array(copy.freeze()))
+}
+
 #[derive(Debug)]
 enum Values {
     Ints(HashSet<i64>),
@@ -163,10 +172,7 @@ impl SetAccumulator {
         for (start, end) in offsets {
             if self.pending.is_none() && self.len() == 0 {
                 // Copied (a slice would keep, and count, the whole batch it came from).
-                let data = values.to_data();
-                let mut copy = datafusion::arrow::array::MutableArrayData::new(vec![&data], false, end - start);
-                copy.try_extend(0, start, end).map_err(|e| DataFusionError::Execution(e.to_string()))?;
-                self.pending = Some(datafusion::arrow::array::make_array(copy.freeze()));
+                self.pending = Some(copied(values.as_ref(), start, end)?);
                 continue;
             }
             if let Some(first) = self.pending.take() {
