@@ -131,6 +131,12 @@ fn same(a: &str, b: &str) -> bool {
     }
 }
 
+/// What EXPLAIN says of a statement's routing (its `rollup` row).
+async fn explained_route(engine: &Engine, sql: &str) -> String {
+    let text = rows(engine, &format!("EXPLAIN {sql}")).await;
+    text.iter().find(|r| r[0] == "rollup").map(|r| r[1].clone()).unwrap_or_default()
+}
+
 /// Runs `n` random queries both ways; returns how many a rollup answered.
 async fn differential(engine: &Engine, seed: u64, n: usize) -> usize {
     let mut g = Generator { rng: StdRng::seed_from_u64(seed) };
@@ -212,6 +218,15 @@ async fn rollup_answers_equal_the_lake_s_before_and_after_an_ingest() {
     assert_ne!(after, first, "the ingest changed the answer");
     let (lake, _) = answer(&engine, dashboard, false).await;
     assert!(after.len() == lake.len() && after.iter().zip(&lake).all(|(a, b)| a.iter().zip(b).all(|(x, y)| same(x, y))), "{after:?}\n{lake:?}");
+    // Distinct store-hours by store and month: sums of the stored set sizes from the current
+    // partitions (disjoint: each holds one store's hours of one month), counted in the lake
+    // for the stale month.
+    let hours = "SELECT store, date_trunc('month', period) AS m, MEASURE(trading_hours), COUNT(DISTINCT store_count) FROM retail GROUP BY 1, 2";
+    let route = explained_route(&engine, hours).await;
+    assert!(route.contains("with the lake") && route.contains("trading_hours, store_count summed from disjoint sets"), "{route}");
+    let (on, _) = answer(&engine, hours, true).await;
+    let (off, _) = answer(&engine, hours, false).await;
+    assert_eq!(on, off);
     let routed_stale = differential(&engine, seed + 1, n / 2).await;
     assert!(routed_stale * 3 >= n / 2, "only {routed_stale} of {} queries used a rollup with stale partitions", n / 2);
     let (_, used) = answer(&engine, "SELECT region, department, SUM(footfall) FROM retail GROUP BY 1, 2", true).await;
@@ -264,9 +279,22 @@ async fn benchmark_statements_are_served_by_their_rollup() {
             assert!(a.iter().zip(b).all(|(x, y)| same(x, y)), "{sql}\non:  {a:?}\noff: {b:?}");
         }
     }
+    // A distinct count is summed from the stored sizes where the sets are disjoint (a store's
+    // hours in a month) and no group spans two partitions; otherwise the sets are merged.
+    let summed = [
+        ("SELECT store_code, date_trunc('month', period) AS m, MEASURE(trading_hours) FROM retail WHERE country = 'Belgium' GROUP BY 1, 2", true),
+        ("SELECT region, CAST(DATE_TRUNC('MONTH', period) AS DATE) AS m, MEASURE(trading_hours) FROM retail GROUP BY 1, 2", true),
+        ("SELECT region, date_trunc('quarter', period) AS q, MEASURE(trading_hours) FROM retail GROUP BY 1, 2", false),
+        ("SELECT region, MEASURE(trading_hours) FROM retail GROUP BY 1", false),
+        // Store x department x day: a store's hours repeat in each department.
+        ("SELECT store, department, CAST(period AS DATE) AS d, MEASURE(trading_hours) FROM retail GROUP BY 1, 2, 3", false),
+    ];
+    for (sql, want) in summed {
+        let route = explained_route(&engine, sql).await;
+        assert_eq!(route.contains("trading_hours summed from disjoint sets"), want, "{sql}: {route}");
+    }
     // EXPLAIN names the rollup, or each one's reason.
-    let text = rows(&engine, "EXPLAIN SELECT date_trunc('minute', period), department, SUM(footfall) FROM retail GROUP BY 1, 2").await;
-    let route = text.iter().find(|r| r[0] == "rollup").map(|r| r[1].clone()).unwrap_or_default();
+    let route = explained_route(&engine, "SELECT date_trunc('minute', period), department, SUM(footfall) FROM retail GROUP BY 1, 2").await;
     assert!(route.contains("daily_store_department: `date_trunc(Utf8(\"minute\"), period)` needs `period` finer than its day buckets"), "{route}");
     assert!(route.contains("hourly_store: it has no `department`"), "{route}");
 }

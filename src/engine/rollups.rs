@@ -64,6 +64,10 @@ pub struct Built {
     /// [`TimeSpec::exact_column`]: crate::semantic::rollup::TimeSpec::exact_column
     #[serde(default)]
     pub exact: bool,
+    /// The distinct-count measures whose sets are pairwise disjoint across the partition's
+    /// rows ([`RollupState::disjoint`]).
+    #[serde(default)]
+    pub disjoint: Vec<String>,
 }
 
 /// A Delta table followed version by version (a lake table or a rollup).
@@ -460,7 +464,8 @@ impl Rollups {
         let Some(time) = &def.time else {
             let current = record.partitions.get(rollup::WHOLE).is_some_and(|b| Some(b.version) == self.root_version(def));
             let fresh = if current { vec![(i64::MIN, i64::MAX)] } else { vec![] };
-            return Ok((RollupState { fresh, rows, table: pinned, ..Default::default() }, Some(record)));
+            let disjoint = record.partitions.get(rollup::WHOLE).filter(|_| current).map(|b| b.disjoint.clone()).unwrap_or_default();
+            return Ok((RollupState { fresh, rows, table: pinned, disjoint, all_fresh: current, ..Default::default() }, Some(record)));
         };
         let Some(root) = &def.root_table else {
             return Ok((unusable("its cube reads no lake table by name, so its freshness is unknown".into()), Some(record)));
@@ -476,6 +481,8 @@ impl Rollups {
         };
         let mut fresh = Vec::new();
         let mut exact_time = true;
+        let mut disjoint: Option<Vec<String>> = None;
+        let mut all_fresh = true;
         // Changes since each version partitions were built at.
         let mut since: HashMap<u64, Option<Vec<(i64, i64)>>> = HashMap::new();
         for (name, built) in &record.partitions {
@@ -505,9 +512,14 @@ impl Rollups {
             if changes.is_some_and(|c| c.iter().all(|(a, b)| *b < start || *a >= end)) {
                 fresh.push((start, end));
                 exact_time &= built.exact;
+                let d = disjoint.get_or_insert_with(|| built.disjoint.clone());
+                d.retain(|m| built.disjoint.contains(m));
+            } else {
+                all_fresh = false;
             }
         }
-        let state = RollupState { unusable: None, fresh: rollup::merge_ranges(fresh), lake_bounds, lake_time_nulls, exact_time, rows, table: pinned };
+        let disjoint = disjoint.unwrap_or_default();
+        let state = RollupState { unusable: None, fresh: rollup::merge_ranges(fresh), lake_bounds, lake_time_nulls, exact_time, disjoint, all_fresh, rows, table: pinned };
         Ok((state, Some(record)))
     }
 
@@ -617,7 +629,14 @@ impl Rollups {
                         .unwrap_or(false)
                 })
             });
-            record.partitions.insert(name.clone(), Built { version: lake_version, rows, exact });
+            let mut disjoint = Vec::new();
+            for l in def.leaves.iter().filter(|l| l.stored().contains(&rollup::Partial::Size)) {
+                let sets: Vec<_> = batches.iter().filter_map(|b| b.column_by_name(&l.column(rollup::Partial::Set)).cloned()).collect();
+                if rollup::sets::disjoint(&sets).map_err(Error::from)? {
+                    disjoint.push(l.measure.clone());
+                }
+            }
+            record.partitions.insert(name.clone(), Built { version: lake_version, rows, exact, disjoint });
             self.commit(def, batches, name, range.is_some(), first, &record).await?;
             first = false;
             done.push(name.clone());

@@ -69,10 +69,13 @@ pub(super) fn route(s: &Scope, groups: &[Expr], leaves: &[String], others: &[Exp
     let Some((tr, variant, state)) = best else {
         return Ok(Some(Route { plan: None, note: format!("none ({})", rejected.join("; ")) }));
     };
-    let (plan, raw) = answer(tr, variant, state, s, groups, leaves)?;
+    let (plan, raw, summed) = answer(tr, variant, state, s, groups, leaves)?;
     let mut note = format!("{} ({} rows", tr.def.name, state.rows);
     if raw {
         note.push_str(", with the lake for the times it does not hold current");
+    }
+    if !summed.is_empty() {
+        note.push_str(&format!(", {} summed from disjoint sets", summed.join(", ")));
     }
     note.push(')');
     Ok(Some(Route { plan: Some((plan, tr.def.id.clone())), note }))
@@ -136,15 +139,27 @@ fn within(time: &str, ranges: &[(i64, i64)]) -> Expr {
 }
 
 /// The aggregate answering the read from the rollup (and from the lake for what the rollup
-/// does not hold current); whether the lake is read too.
-fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, groups: &[Expr], leaves: &[String]) -> Result<(LogicalPlanBuilder, bool)> {
+/// does not hold current); whether the lake is read too; the distinct counts summed from
+/// their sets' sizes.
+fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, groups: &[Expr], leaves: &[String]) -> Result<(LogicalPlanBuilder, bool, Vec<String>)> {
     let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
     let leaves: Vec<_> = leaves.iter().filter_map(|k| tr.leaf(k)).collect();
     let mut rollup_filters = s.pre.clone();
     let time = tr.time_column.as_deref();
-    if let Some(t) = time {
+    if let Some(t) = time.filter(|_| !state.all_fresh) {
         rollup_filters.push(within(t, &state.fresh));
     }
+    // A distinct count whose sets are disjoint within each partition is the sum of their sizes
+    // when no group spans two partitions (the read groups by a time bucket within one); the
+    // sets are not read at all.
+    let one_partition_per_group = match (&tr.def.time, time) {
+        (None, _) => true,
+        (Some(t), Some(column)) => groups.iter().any(|g| fixes_partition(g, column, t.partition)),
+        (Some(_), None) => false,
+    };
+    let summed: Vec<String> =
+        leaves.iter().filter(|l| one_partition_per_group && l.stored().contains(&Partial::Size) && state.disjoint.contains(&l.measure)).map(|l| l.measure.clone()).collect();
+    let parts = |l: &super::super::rollup::RollupLeaf| if summed.contains(&l.measure) { &[Partial::Size][..] } else { l.partials() };
     let table = state.table.clone().ok_or_else(|| Error::internal(format!("rollup `{}` is routed to without its rows", tr.def.id)))?;
     let rollup_rows = LogicalPlanBuilder::from(pin(&variant.plan, &tr.def.id, table).map_err(Error::from)?);
     let rollup_rows = match conjunction(rollup_filters) {
@@ -156,12 +171,12 @@ fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, g
     let leaf_values: Vec<Expr> = leaves
         .iter()
         .map(|l| {
-            let parts = l.partials().iter().map(|p| finish(*p, column(&partial_column(&l.key, *p)))).collect();
+            let parts = parts(l).iter().map(|p| finish(*p, column(&partial_column(&l.key, *p)))).collect();
             leaf_value(l.kind, parts, &l.data_type).alias(format!("__l_{}", l.key))
         })
         .collect();
     if !raw_needed {
-        return Ok((rollup_rows.aggregate(group_exprs, leaf_values).map_err(Error::from)?, false));
+        return Ok((rollup_rows.aggregate(group_exprs, leaf_values).map_err(Error::from)?, false, summed));
     }
     // Partials of both sides, each cast to the rollup column's type so that they union.
     let stored = |l: &super::super::rollup::RollupLeaf, p: Partial| {
@@ -171,7 +186,7 @@ fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, g
     let mut from_rollup = Vec::new();
     let mut from_lake = Vec::new();
     for l in &leaves {
-        for p in l.partials() {
+        for p in parts(l) {
             let name = partial_column(&l.key, *p);
             from_rollup.push(cast(p.merged(column(&name)), stored(l, *p)).alias(&name));
             from_lake.push(cast(p.over_rows(column(&CubeTable::leaf_input(&l.key))), stored(l, *p)).alias(&name));
@@ -192,7 +207,25 @@ fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, g
         .map_err(Error::from)?;
     let keys: Vec<Expr> = (0..groups.len()).map(|i| column(&format!("__g_{i}"))).collect();
     let merged = LogicalPlanBuilder::from(rollup_side).union(lake_side).and_then(|b| b.aggregate(keys, leaf_values)).map_err(Error::from)?;
-    Ok((merged, true))
+    Ok((merged, true, summed))
+}
+
+/// Whether each value of the group key `e` lies within one `partition` period of the time
+/// column `time`: the instant itself, or a bucket of it (`date_trunc`, a cast to date) that
+/// nests in the partitions (a day in a month; not a week).
+fn fixes_partition(e: &Expr, time: &str, partition: Granularity) -> bool {
+    match e {
+        _ if is_time(e, time) => true,
+        Expr::Alias(a) => fixes_partition(&a.expr, time, partition),
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            // A date is a day, and partitions are days or longer.
+            *field.data_type() == datafusion::arrow::datatypes::DataType::Date32 && is_time(expr, time) || fixes_partition(expr, time, partition)
+        }
+        Expr::ScalarFunction(f) if f.func.name() == "date_trunc" => {
+            f.args.get(1).is_some_and(|a| is_time(a, time)) && f.args.first().and_then(text).and_then(|u| unit_of(&u)).is_some_and(|u| u.rolls_into(partition))
+        }
+        _ => false,
+    }
 }
 
 /// Whether `e` has the same value for every instant of one `g` bucket of the time column
@@ -335,5 +368,22 @@ mod tests {
         assert!(time_safe(&column("region").eq(lit("Bretagne")), "period", Granularity::Year));
         let tableau = Expr::Cast(Cast::new(Box::new(date_trunc(lit("MONTH"), t())), datafusion::arrow::datatypes::DataType::Date32));
         assert!(time_safe(&tableau, "period", day));
+    }
+
+    #[test]
+    fn group_keys_within_one_partition() {
+        let t = || column("period");
+        let month = Granularity::Month;
+        assert!(fixes_partition(&date_trunc(lit("month"), t()).alias("m"), "period", month));
+        assert!(fixes_partition(&date_trunc(lit("day"), t()), "period", month));
+        assert!(fixes_partition(&Expr::Cast(Cast::new(Box::new(date_trunc(lit("MONTH"), t())), datafusion::arrow::datatypes::DataType::Date32)), "period", month));
+        assert!(fixes_partition(&Expr::Cast(Cast::new(Box::new(t()), datafusion::arrow::datatypes::DataType::Date32)), "period", month));
+        assert!(fixes_partition(&t(), "period", month));
+        // A week spans two months, a quarter three, a month of the year every year.
+        assert!(!fixes_partition(&date_trunc(lit("week"), t()), "period", month));
+        assert!(!fixes_partition(&date_trunc(lit("quarter"), t()), "period", month));
+        assert!(!fixes_partition(&date_part(lit("month"), t()), "period", month));
+        assert!(!fixes_partition(&Expr::Cast(Cast::new(Box::new(date_trunc(lit("week"), t())), datafusion::arrow::datatypes::DataType::Date32)), "period", month));
+        assert!(!fixes_partition(&column("region"), "period", month));
     }
 }

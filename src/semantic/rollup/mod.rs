@@ -51,6 +51,10 @@ pub enum Partial {
     Max,
     /// The set of distinct non-null values.
     Set,
+    /// The size of a row's set, stored beside it. Sizes add up to the distinct count only
+    /// where the sets merged are disjoint ([`RollupState::disjoint`]): then a distinct count
+    /// is a sum, and the sets are never read.
+    Size,
 }
 
 impl Partial {
@@ -74,6 +78,7 @@ impl Partial {
             Partial::Min => "min",
             Partial::Max => "max",
             Partial::Set => "set",
+            Partial::Size => "size",
         }
     }
 
@@ -89,13 +94,14 @@ impl Partial {
                 .filter(input.is_not_null())
                 .build()
                 .expect("array_agg takes DISTINCT and FILTER"),
+            Partial::Size => count(input).distinct().build().expect("count takes DISTINCT"),
         }
     }
 
     /// Partials merged into the same partial (above a UNION of rollup and raw rows).
     pub fn merged(self, partial: Expr) -> Expr {
         match self {
-            Partial::Sum | Partial::Count => sum(partial),
+            Partial::Sum | Partial::Count | Partial::Size => sum(partial),
             Partial::Min => min(partial),
             Partial::Max => max(partial),
             Partial::Set => sets::DistinctSet::call(sets::Output::Set, partial),
@@ -175,6 +181,14 @@ impl RollupLeaf {
         Partial::of(self.kind)
     }
 
+    /// The columns the rollup stores for the leaf: its partials, and a distinct set's size.
+    pub fn stored(&self) -> &'static [Partial] {
+        match self.kind {
+            MeasureType::CountDistinct => &[Partial::Set, Partial::Size],
+            other => Partial::of(other),
+        }
+    }
+
     pub fn column(&self, p: Partial) -> String {
         format!("{}__{}", self.measure, p.suffix())
     }
@@ -219,7 +233,7 @@ impl RollupDef {
                 .and(time.lt(lit(datafusion::common::ScalarValue::TimestampMicrosecond(Some(end), None))));
             input = input.filter(within).map_err(Error::from)?;
         }
-        let grouped = input.aggregate(a.group_expr.clone(), a.aggr_expr.clone()).and_then(|b| b.build()).map_err(Error::from)?;
+        let grouped = with_sizes(input.aggregate(a.group_expr.clone(), a.aggr_expr.clone()).and_then(|b| b.build()).map_err(Error::from)?, &self.leaves)?;
         // Rows sorted by the dimensions, then time: each file's row groups and pages then hold
         // few values of the first dimensions, and a filter on one (a store) skips the rest by
         // their statistics.
@@ -231,6 +245,18 @@ impl RollupDef {
     fn scratch_name(&self) -> String {
         self.id.replace('/', "__")
     }
+}
+
+/// The aggregated rows of a rollup with, after them, the size of each distinct set
+/// ([`Partial::Size`]; 0 for no values).
+fn with_sizes(grouped: LogicalPlan, leaves: &[RollupLeaf]) -> Result<LogicalPlan> {
+    let mut exprs: Vec<Expr> = grouped.schema().columns().into_iter().map(Expr::Column).collect();
+    for l in leaves.iter().filter(|l| l.stored().contains(&Partial::Size)) {
+        let set = Expr::Column(Column::new_unqualified(l.column(Partial::Set)));
+        let size = Expr::Cast(Cast::new(Box::new(datafusion::functions_nested::expr_fn::cardinality(set)), DataType::Int64));
+        exprs.push(datafusion::functions::expr_fn::coalesce(vec![size, lit(0i64)]).alias(l.column(Partial::Size)));
+    }
+    LogicalPlanBuilder::from(grouped).project(exprs).and_then(|b| b.build()).map_err(Error::from)
 }
 
 /// The provider clients never see: a rollup's rows at one version, or (`rows: None`) the
@@ -510,9 +536,10 @@ async fn compile_one(model: &Model, c: &Cube, p: &crate::model::PreAggregation, 
         .and_then(|b| b.build())
         .map_err(|e| Error::config(format!("{who}: its rows do not plan: {e}")))?;
     let state = ctx.state();
+    let rows = with_sizes(build.clone(), &leaves).map_err(|e| Error::config(format!("{who}: its rows do not plan: {}", e.message)))?;
     let analyzed = state
         .analyzer()
-        .execute_and_check(build.clone(), state.config_options(), |_, _| {})
+        .execute_and_check(rows, state.config_options(), |_, _| {})
         .map_err(|e| Error::config(format!("{who}: its rows do not plan: {e}")))?;
     // As a Delta table gives it back: a list's element field is named `element`.
     let fields: Vec<datafusion::arrow::datatypes::Field> = analyzed
@@ -670,7 +697,7 @@ async fn variant(scratch: &SessionContext, spec: &TableSpec<'_>, table: &CubeTab
         inner.push(format!("{} AS {}", quote(&t.column), quote(&format!("{DIM}{}", t.member))));
     }
     for l in &def.leaves {
-        for p in l.partials() {
+        for p in l.stored() {
             inner.push(format!("{} AS {}", quote(&l.column(*p)), quote(&partial_column(&l.key, *p))));
         }
     }
@@ -704,7 +731,7 @@ async fn variant(scratch: &SessionContext, spec: &TableSpec<'_>, table: &CubeTab
         }
     }
     for l in &def.leaves {
-        for p in l.partials() {
+        for p in l.stored() {
             let c = partial_column(&l.key, *p);
             select.push(format!("{root}.{}", quote(&c)));
         }
@@ -753,6 +780,12 @@ pub struct RollupState {
     /// Whether, in every current partition, each instant starts its bucket (the lake's data
     /// is no finer than the rollup): then any use of the time dimension is answered exactly.
     pub exact_time: bool,
+    /// The distinct-count measures (`trading_hours`) whose sets are pairwise disjoint within
+    /// each current partition (checked when the partition is built): where no group of a read
+    /// spans two partitions, their distinct count is the sum of the stored sizes.
+    pub disjoint: Vec<String>,
+    /// Whether every partition the rows hold is current (no filter needs to leave any out).
+    pub all_fresh: bool,
     /// The rollup's rows at the version this state describes ([`RollupTable::pinned`]).
     pub table: Option<Arc<dyn TableProvider>>,
     pub rows: u64,

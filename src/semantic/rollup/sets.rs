@@ -111,6 +111,44 @@ pub fn copied(array: &dyn Array, start: usize, end: usize) -> Result<ArrayRef> {
     Ok(datafusion::arrow::array::make_array(copy.freeze()))
 }
 
+/// The value range of each non-null list of `lists`, and the values (`None` for a NULL-typed
+/// column).
+fn list_ranges(lists: &ArrayRef) -> Result<Option<(Vec<(usize, usize)>, ArrayRef)>> {
+    Ok(Some(match lists.data_type() {
+        DataType::Null => return Ok(None),
+        DataType::List(_) => {
+            let l = lists.as_list::<i32>();
+            let o = l.value_offsets();
+            ((0..l.len()).filter(|i| l.is_valid(*i)).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(), l.values().clone())
+        }
+        DataType::LargeList(_) => {
+            let l = lists.as_list::<i64>();
+            let o = l.value_offsets();
+            ((0..l.len()).filter(|i| l.is_valid(*i)).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(), l.values().clone())
+        }
+        other => return Err(DataFusionError::Execution(format!("a distinct set is a list, not {other}"))),
+    }))
+}
+
+/// Whether the sets of `lists` (every row of every array) are pairwise disjoint: then the
+/// size of their union is the sum of their sizes. Stops at the first value seen twice.
+pub fn disjoint(lists: &[ArrayRef]) -> Result<bool> {
+    let mut union: Option<SetAccumulator> = None;
+    for l in lists {
+        let Some((offsets, values)) = list_ranges(l)? else { continue };
+        let union = union.get_or_insert_with(|| SetAccumulator::new(values.data_type().clone(), Output::Count));
+        for (start, end) in offsets {
+            let before = union.len();
+            union.insert(&values, start, end)?;
+            let added = end - start - values.slice(start, end - start).null_count();
+            if union.len() != before + added {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 #[derive(Debug)]
 enum Values {
     Ints(HashSet<i64>),
@@ -153,22 +191,7 @@ impl SetAccumulator {
     }
 
     fn add_lists(&mut self, lists: &ArrayRef) -> Result<()> {
-        if lists.data_type() == &DataType::Null {
-            return Ok(());
-        }
-        let (offsets, values): (Vec<(usize, usize)>, ArrayRef) = match lists.data_type() {
-            DataType::List(_) => {
-                let l = lists.as_list::<i32>();
-                let o = l.value_offsets();
-                ((0..l.len()).filter(|i| l.is_valid(*i)).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(), l.values().clone())
-            }
-            DataType::LargeList(_) => {
-                let l = lists.as_list::<i64>();
-                let o = l.value_offsets();
-                ((0..l.len()).filter(|i| l.is_valid(*i)).map(|i| (o[i] as usize, o[i + 1] as usize)).collect(), l.values().clone())
-            }
-            other => return Err(DataFusionError::Execution(format!("a distinct set is a list, not {other}"))),
-        };
+        let Some((offsets, values)) = list_ranges(lists)? else { return Ok(()) };
         for (start, end) in offsets {
             if self.pending.is_none() && self.len() == 0 {
                 // Copied (a slice would keep, and count, the whole batch it came from).
@@ -289,6 +312,19 @@ mod tests {
         b.merge_batch(&[ints(vec![Some(vec![Some(9), Some(11)])])]).unwrap();
         assert!(b.pending.is_none());
         assert_eq!(b.evaluate().unwrap(), ScalarValue::Int64(Some(4)));
+    }
+
+    #[test]
+    fn sets_are_disjoint_until_a_value_repeats_in_another_list() {
+        let a = ints(vec![Some(vec![Some(1), Some(2)]), None, Some(vec![Some(3), None])]);
+        let b = ints(vec![Some(vec![Some(4)]), Some(vec![])]);
+        assert!(disjoint(&[a.clone(), b]).unwrap());
+        assert!(!disjoint(&[a.clone(), ints(vec![Some(vec![Some(5), Some(2)])])]).unwrap());
+        assert!(!disjoint(&[ints(vec![Some(vec![Some(7)]), Some(vec![Some(7)])])]).unwrap());
+        let values = Arc::new(StringArray::from(vec!["a", "b", "a"])) as ArrayRef;
+        let strings = ListArray::new(Arc::new(Field::new_list_field(DataType::Utf8, true)), datafusion::arrow::buffer::OffsetBuffer::from_lengths([2, 1]), values, None);
+        assert!(!disjoint(&[Arc::new(strings)]).unwrap());
+        assert!(disjoint(&[]).unwrap());
     }
 
     #[test]
