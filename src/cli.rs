@@ -48,6 +48,9 @@ pub enum Command {
     /// Build rollups and show their state (docs/cube-format.md, "Rollups").
     #[command(subcommand)]
     Rollups(RollupsCommand),
+    /// Show what the access policies give a user (docs/security.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print the JSON Schema of cube definition files (for editors).
     #[command(after_help = "Examples:\n  lakecube schema > docs/cube-defs.schema.json\n\nIn a definitions file: # yaml-language-server: $schema=../docs/cube-defs.schema.json")]
     Schema,
@@ -78,6 +81,25 @@ pub enum UserCommand {
     /// password, under `users:` in the config file.
     #[command(after_help = "Examples:\n  lakecube user add analyst --config lakecube.yaml          # asks for the password\n  printf '%s' \"$PW\" | lakecube user add bi --password-stdin --config lakecube.yaml")]
     Add(UserAddArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Print, for each table, whether the user sees it, which members and which rows.
+    #[command(after_help = "Examples:\n  lakecube policy explain --user marc --config lakecube.yaml\n  lakecube policy explain --user partner_lyon --config lakecube.yaml --cube-defs my-cubes/")]
+    Explain(PolicyExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyExplainArgs {
+    /// The user, as the config file's `users:` names them.
+    #[arg(long)]
+    pub user: String,
+    /// Cube definitions folder.
+    #[arg(long, env = "LAKECUBE_CUBE_DEFS", value_name = "DIR")]
+    pub cube_defs: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -405,7 +427,18 @@ fn user_add(a: UserAddArgs) -> Result<i32> {
                 .map(|p| at + 1 + p)
                 .unwrap_or(lines.len());
             let existing = (at + 1..end).find(|&i| lines[i].trim_start().starts_with(&format!("{name}:")));
+            let indent = |l: &str| l.len() - l.trim_start().len();
             match existing {
+                // The mapping form (`name:` then `password:`, `roles:` … below it): its
+                // password line changes, its roles and attributes stay.
+                Some(i) if lines[i].trim_end().ends_with(':') => {
+                    let own = indent(&lines[i]);
+                    let block = (i + 1..end).take_while(|&j| lines[j].trim().is_empty() || indent(&lines[j]) > own);
+                    match block.clone().find(|&j| lines[j].trim_start().starts_with("password:")) {
+                        Some(j) => lines[j] = format!("{}password: \"{verifier}\"", " ".repeat(indent(&lines[j]))),
+                        None => lines.insert(i + 1, format!("{}password: \"{verifier}\"", " ".repeat(own + 2))),
+                    }
+                }
                 Some(i) => lines[i] = entry,
                 None => lines.insert(at + 1, entry),
             }
@@ -423,7 +456,8 @@ fn user_add(a: UserAddArgs) -> Result<i32> {
     // The file must still be a valid config before it replaces the old one.
     let tmp = write_beside(&path, &new_text)?;
     let checked = crate::config::FileSettings::load(&tmp)
-        .and_then(|f| crate::frontend::auth::Users::parse(&f.users.unwrap_or_default()).map(|_| ()));
+        .and_then(|f| crate::config::split_users(f.users.unwrap_or_default()))
+        .and_then(|(verifiers, _)| crate::frontend::auth::Users::parse(&verifiers).map(|_| ()));
     if let Err(e) = checked {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -493,6 +527,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Ingest(a) => ingest(a).await,
         Command::Maintain(a) => maintain(a).await,
         Command::User(UserCommand::Add(a)) => user_add(a),
+        Command::Policy(PolicyCommand::Explain(a)) => policy_explain(a),
         Command::Rollups(RollupsCommand::Build(a)) => rollups_build(a).await,
         Command::Rollups(RollupsCommand::Status(a)) => rollups_status(a).await,
         Command::Schema => {
@@ -661,6 +696,11 @@ async fn serve(a: ServeArgs) -> Result<i32> {
     if a.rollups_refresh > 0.0 && !engine.rollups().defs().is_empty() {
         let every = poll_interval("--rollups-refresh", a.rollups_refresh)?;
         tokio::spawn(engine.rollups().clone().keep_current(engine.context().clone(), every, stop.clone()));
+    }
+    // With users, each reads what their roles' access policies give them (docs/security.md);
+    // without, loopback sessions read everything.
+    if !s.users.is_empty() {
+        engine.set_access(s.access.clone(), s.roles.clone());
     }
     crate::frontend::server::run(listener, engine, limits, security, stop.clone().cancelled_owned()).await?;
     stop.cancel();
@@ -942,6 +982,68 @@ async fn query(a: QueryArgs) -> Result<i32> {
         }
     }
     out.flush()?;
+    Ok(0)
+}
+
+/// `lakecube policy explain`: what each table shows the user, from the config file and the
+/// cube definitions alone.
+fn policy_explain(a: PolicyExplainArgs) -> Result<i32> {
+    use crate::model::access::{Principal, Rows, grant};
+    let s = settings(&a.common, |o| o.cube_defs = a.cube_defs.clone())?;
+    let model = crate::model::load_dir(&s.cube_defs).map_err(|problems| {
+        Error::config(format!("{} problem(s) in {}: {}", problems.len(), s.cube_defs.display(), problems.first().map(|p| p.to_string()).unwrap_or_default()))
+            .with_hint("`lakecube validate` lists them")
+    })?;
+    if s.users.is_empty() {
+        println!("no users are configured: clients connect on loopback without a password and see every table, member and row");
+        return Ok(0);
+    }
+    let Some(access) = s.access.get(&a.user) else {
+        let names: Vec<&str> = s.users.keys().map(String::as_str).collect();
+        return Err(Error::config(format!("no user `{}` in the config file{}", a.user, crate::error::did_you_mean(&a.user, &names)))
+            .with_hint("users are listed under `users:` (docs/security.md)"));
+    };
+    let who = Principal { user: a.user.clone(), roles: access.roles.clone(), attributes: access.attributes.clone() };
+    let attributes: Vec<String> = who.attributes.iter().map(|(k, v)| format!("{k} = [{}]", v.join(", "))).collect();
+    println!(
+        "user {}: roles [{}]; attributes {}",
+        who.user,
+        who.roles.join(", "),
+        if attributes.is_empty() { "none".to_string() } else { attributes.join("; ") }
+    );
+    for t in crate::semantic::served_tables(&model) {
+        let (table, members) = (&t.name, &t.members);
+        let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+        match grant(&t.access_policy, &names, &who) {
+            None => println!("{table}: not visible (its access policies are for other roles)"),
+            Some(g) => {
+                let rows = match &g.rows {
+                    Rows::All => "all rows".to_string(),
+                    Rows::AnyOf(c) if c.is_empty() => "no rows".to_string(),
+                    Rows::AnyOf(c) => format!("rows where {}", c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" OR ")),
+                };
+                let shown = match &g.members {
+                    None => format!("all {} members", members.len()),
+                    Some(m) => {
+                        // As the server hides them: a measure computed from a hidden one is
+                        // hidden too (CubeTable::restricted).
+                        let mut hidden: Vec<&str> = names.iter().copied().filter(|n| !m.contains(*n)).collect();
+                        loop {
+                            let more: Vec<&str> = members.iter().filter(|(n, uses)| !hidden.contains(&n.as_str()) && uses.iter().any(|u| hidden.contains(&u.as_str()))).map(|(n, _)| n.as_str()).collect();
+                            if more.is_empty() {
+                                break;
+                            }
+                            hidden.extend(more);
+                        }
+                        format!("{} of {} members (hidden: {})", members.len() - hidden.len(), members.len(), hidden.join(", "))
+                    }
+                };
+                println!("{table}: {rows}; {shown}");
+            }
+        }
+    }
+    let lake = who.roles.iter().any(|r| s.roles.get(r).is_some_and(|r| r.lake));
+    println!("lake.*: {}", if lake { "visible (a role of the user has `lake: true`)" } else { "not visible (no role of the user has `lake: true`)" });
     Ok(0)
 }
 

@@ -44,8 +44,11 @@ pub struct FileSettings {
     pub log: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// User name → SCRAM-SHA-256 verifier (`lakecube user add NAME` writes one).
-    pub users: Option<std::collections::BTreeMap<String, String>>,
+    /// User name → SCRAM-SHA-256 verifier (`lakecube user add NAME` writes one), or
+    /// `{ password: VERIFIER, roles: [..], attributes: {..} }` ([`Account`]).
+    pub users: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    /// What each role may do besides reading the cubes its policies give it ([`RoleSettings`]).
+    pub roles: Option<std::collections::BTreeMap<String, RoleSettings>>,
     /// Whether clients must use TLS (default: when listening beyond loopback with users).
     pub require_tls: Option<bool>,
     pub memory_limit: Option<Value>,
@@ -269,10 +272,84 @@ impl FileSettings {
                 .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
                 .unwrap_or_else(|| path.display().to_string());
             Error::config(format!("{at}: {e}")).with_hint(
-                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log, tls_cert, tls_key, users, require_tls, memory_limit, query_memory_limit, spill_dir, spill_limit, statement_timeout, idle_session_timeout, idle_in_transaction_session_timeout, startup_timeout, max_message_size, max_startups, background_rows (see docs/config.md)",
+                "valid keys: lake, cube_defs, listen, max_connections, shutdown_grace_seconds, trust_remote, log, tls_cert, tls_key, users, roles, require_tls, memory_limit, query_memory_limit, spill_dir, spill_limit, statement_timeout, idle_session_timeout, idle_in_transaction_session_timeout, startup_timeout, max_message_size, max_startups, background_rows (see docs/config.md)",
             )
         })
     }
+}
+
+/// A user with roles and attributes (the mapping form of a `users:` entry).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// The SCRAM-SHA-256 verifier.
+    pub password: String,
+    /// The roles the user has: access policies name them (Cube's groups).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Values row filters use (`{ userAttributes.region }`): a text, number or boolean, or a
+    /// list of them.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, serde_yaml::Value>,
+}
+
+/// What a role may do besides reading the cubes its policies give it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSettings {
+    /// Whether the role reads the raw lake tables (schema `lake`); by default no role does.
+    #[serde(default)]
+    pub lake: bool,
+}
+
+/// A user's roles and attributes, from the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserAccess {
+    pub roles: Vec<String>,
+    /// Each attribute's values, as text.
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Splits the `users:` entries into verifiers and access: a text is a verifier (a user with no
+/// role), a mapping an [`Account`].
+pub fn split_users(
+    entries: std::collections::BTreeMap<String, serde_yaml::Value>,
+) -> Result<(std::collections::BTreeMap<String, String>, std::collections::BTreeMap<String, UserAccess>)> {
+    let mut verifiers = std::collections::BTreeMap::new();
+    let mut access = std::collections::BTreeMap::new();
+    for (name, value) in entries {
+        let account: Account = match value {
+            serde_yaml::Value::String(v) => Account { password: v, ..Default::default() },
+            v @ serde_yaml::Value::Mapping(_) => serde_yaml::from_value(v).map_err(|e| {
+                Error::config(format!("user {name}: {e}")).with_hint("write `NAME: VERIFIER`, or `NAME: {{ password: VERIFIER, roles: [..], attributes: {{..}} }}`")
+            })?,
+            _ => {
+                return Err(Error::config(format!("user {name}: not a verifier nor a mapping"))
+                    .with_hint("write `NAME: VERIFIER`, or `NAME: { password: VERIFIER, roles: [..], attributes: {..} }`"));
+            }
+        };
+        let mut attributes = std::collections::BTreeMap::new();
+        for (k, v) in account.attributes {
+            let scalar = |v: &serde_yaml::Value| match v {
+                serde_yaml::Value::String(s) => Some(s.clone()),
+                serde_yaml::Value::Number(n) => Some(n.to_string()),
+                serde_yaml::Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            let values = match &v {
+                serde_yaml::Value::Sequence(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>(),
+                other => scalar(other).map(|s| vec![s]),
+            };
+            let values = values.ok_or_else(|| {
+                Error::config(format!("user {name}: attribute `{k}` is not a text, number, boolean or a list of them"))
+                    .with_hint("e.g. region: Bretagne, or stores: [FR-PAR-001, FR-PAR-004]")
+            })?;
+            attributes.insert(k, values);
+        }
+        verifiers.insert(name.clone(), account.password);
+        access.insert(name, UserAccess { roles: account.roles, attributes });
+    }
+    Ok((verifiers, access))
 }
 
 /// Values given on the command line or in the environment (clap fills these).
@@ -308,6 +385,10 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// User name → SCRAM-SHA-256 verifier; empty means loopback-only trust.
     pub users: std::collections::BTreeMap<String, String>,
+    /// Each configured user's roles and attributes.
+    pub access: std::collections::BTreeMap<String, UserAccess>,
+    /// Role name → what it may do besides its policies.
+    pub roles: std::collections::BTreeMap<String, RoleSettings>,
     /// As configured; [`Settings::require_tls`] applies the default.
     pub require_tls: Option<bool>,
     pub limits: Limits,
@@ -321,6 +402,7 @@ impl Settings {
         };
         let lake_is_default = o.lake.is_none() && file.lake.is_none();
         let file_limits = file.limits();
+        let (users, access) = split_users(file.users.clone().unwrap_or_default())?;
         let s = Settings {
             lake: o.lake.or(file.lake).unwrap_or_else(|| DEFAULT_LAKE.into()),
             lake_is_default,
@@ -340,7 +422,9 @@ impl Settings {
                         .with_hint("give the certificate chain and its private key, as PEM files"));
                 }
             },
-            users: file.users.unwrap_or_default(),
+            users,
+            access,
+            roles: file.roles.clone().unwrap_or_default(),
             require_tls: o.require_tls.or(file.require_tls),
             limits: Limits::resolve(o.limits.or(file_limits))?,
         };

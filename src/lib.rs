@@ -10,14 +10,17 @@
 //!   timeouts (`cancel`), COPY out (`copy`), Arrow → wire encoding. Knows the engine (`Engine`, `Planned`) and
 //!   `pg`, nothing of cubes or the lake.
 //! - [`engine`]: a read-only DataFusion session over the lake (`lake.*` tables) and the
-//!   cube tables (`public.*`): memory pool, CPU priority, plan cache.
+//!   cube tables (`public.*`): memory pool, CPU priority, plan cache, rollups, and each
+//!   configured user's own session state (`access`: the tables and rows their policies give).
 //! - [`pg`]: how DataFusion looks like PostgreSQL 15 (statement text, client-compatibility
 //!   rewrite rules, result names, settings, COPY's syntax and formats, catalogs, functions); knows no cube and no lake,
 //!   serves `frontend` and `engine`, depends only on `error`.
 //! - [`semantic`]: cube definitions compiled into tables, and the rewrite of SQL over them
 //!   into plans over the lake (measures computed at the query's grain), one DataFusion
-//!   analyzer rule that no plan bypasses.
-//! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation.
+//!   analyzer rule that no plan bypasses; tables restricted to a user's members and rows,
+//!   the row filter under a policy barrier no predicate crosses.
+//! - [`model`]: cube definitions (`cube-defs/*.yaml`): loading and validation; access
+//!   policies evaluated for a user (`access`).
 //! - [`datagen`]: `lakecube generate`, the deterministic retail data generator.
 //! - [`ingest`]: `lakecube ingest`, raw exports (CSV, JSON, Parquet, spreadsheets, a
 //!   PostgreSQL query, an HTTP API) into the lake by YAML source definitions, streamed,

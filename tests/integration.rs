@@ -17,6 +17,7 @@ mod ingest;
 mod model;
 mod replays;
 mod rollups;
+mod access;
 mod s3;
 mod security;
 mod semantic;

@@ -179,3 +179,30 @@ fn the_checked_in_json_schema_is_current() {
     assert_eq!(checked_in, lakecube::model::json_schema(), "run `lakecube schema > docs/cube-defs.schema.json`");
     assert!(checked_in["$defs"]["Measure"]["properties"]["type"].is_object());
 }
+
+/// Access policies name real roles, members and operators; a view does not include a cube
+/// with policies of its own (they would not apply through it). Each problem at its line.
+#[test]
+fn access_policies_are_checked() {
+    let view = |policy: &str| {
+        format!("{BASE}views:\n  - name: retail\n    access_policy:\n{policy}    cubes:\n      - join_path: traffic\n        includes: \"*\"\n      - join_path: traffic.stores\n        includes: [region]\n")
+    };
+    let ok = "      - group: manager\n        row_level:\n          filters:\n            - member: region\n              operator: equals\n              values: [\"{ userAttributes.region }\"]\n";
+    assert_eq!(problems(&view(ok)), Vec::<String>::new());
+    let p = problems(&view("      - group: manager\n        row_level:\n          filters:\n            - member: regoin\n              operator: equals\n              values: [x]\n"));
+    assert!(p[0].contains("access policy 1: `retail` has no member `regoin`, did you mean `region`?") && p[0].contains(".yaml:"), "{p:?}");
+    let p = problems(&view("      - group: manager\n        row_level:\n          filters:\n            - member: footfall\n              operator: gt\n              values: [1, 2]\n"));
+    assert!(p.iter().any(|m| m.contains("`footfall` is a measure; row filters are over dimensions")), "{p:?}");
+    assert!(p.iter().any(|m| m.contains("`gt` on `footfall` takes one value, not 2")), "{p:?}");
+    let p = problems(&view("      - member_level:\n          excludes: [footfal]\n"));
+    assert!(p.iter().any(|m| m.contains("says whom it is for")), "{p:?}");
+    assert!(p.iter().any(|m| m.contains("has no member `footfal`, did you mean `footfall`?")), "{p:?}");
+    let p = problems(&view("      - group: manager\n        row_level:\n          filters:\n            - member: region\n              operator: equals\n              values: [\"{ user.region }\"]\n"));
+    assert!(p.iter().any(|m| m.contains("is not a user attribute")), "{p:?}");
+    let p = problems(&view("      - group: manager\n        row_level:\n          filters:\n            - member: region\n              operator: like\n              values: [x]\n"));
+    assert!(p.iter().any(|m| m.contains("unknown variant `like`")), "{p:?}");
+    // A cube's own policy inside a view.
+    let cube_policy = BASE.replacen("    measures:\n", "    access_policy:\n      - group: manager\n    measures:\n", 1);
+    let p = problems(&format!("{cube_policy}views:\n  - name: retail\n    cubes:\n      - join_path: traffic\n        includes: \"*\"\n"));
+    assert!(p.iter().any(|m| m.contains("includes cube `traffic`, which has an access_policy")), "{p:?}");
+}

@@ -75,7 +75,7 @@ async fn tls_and_scram_with_psql_and_tokio_postgres() {
     let file = lakecube::config::FileSettings::load(&config).unwrap();
     let security = Security {
         tls: Some(tls_acceptor(&cert, &key).unwrap()),
-        users: Users::parse(&file.users.unwrap()).unwrap(),
+        users: Users::parse(&lakecube::config::split_users(file.users.unwrap()).unwrap().0).unwrap(),
         tls_cert_pem: None,
     };
     let server = TestServer::start_secured(&lake(Preset::Tiny), 10, security).await;
@@ -166,7 +166,7 @@ async fn tls_can_be_required_and_user_add_keeps_the_config_private() {
     let file = lakecube::config::FileSettings::load(&config).unwrap();
     let security = Security {
         tls: Some(tls_acceptor(&cert, &key).unwrap()),
-        users: Users::parse(&file.users.unwrap()).unwrap(),
+        users: Users::parse(&lakecube::config::split_users(file.users.unwrap()).unwrap().0).unwrap(),
         tls_cert_pem: Some(std::fs::read(&cert).unwrap()),
     };
     let limits = lakecube::frontend::server::Limits {

@@ -11,6 +11,7 @@
 pub mod fast_time;
 pub mod memory;
 pub mod constant;
+pub mod access;
 pub mod plan_cache;
 pub mod priority;
 pub mod rollups;
@@ -59,6 +60,9 @@ pub struct Engine {
     rollups: Arc<rollups::Rollups>,
     /// The lake tables the rollups follow ([`plan_cache::answer_is_fixed_in_epoch`]).
     followed: Arc<Vec<Arc<dyn datafusion::catalog::TableProvider>>>,
+    /// Who may read what ([`access`]); `None` until users are configured: every session
+    /// reads everything (loopback trust).
+    access: Arc<access::Access>,
 }
 
 /// How an engine is set up beyond its lake and cubes.
@@ -187,7 +191,9 @@ impl Engine {
                 .with_config(config)
                 .with_runtime_env(memory.runtime())
                 .with_default_features()
-                .with_analyzer_rules(analyzer_rules),
+                .with_analyzer_rules(analyzer_rules)
+                // Plans the policy barrier (semantic::barrier).
+                .with_query_planner(Arc::new(crate::semantic::barrier::Planner)),
         )
         .build();
         let ctx = SessionContext::new_with_state(state);
@@ -235,30 +241,14 @@ impl Engine {
                 .register_table(t.name.clone(), Arc::new(CubeTableProvider { table: t.clone() }))
                 .map_err(Error::from)?;
         }
-        let mut descriptions = Vec::new();
-        for t in semantic.tables() {
-            let mut describe = |column: i32, text: &Option<String>| {
-                if let Some(text) = text {
-                    descriptions.push(catalog::Description {
-                        schema: CUBE_SCHEMA.into(),
-                        table: t.name.clone(),
-                        column,
-                        text: text.clone(),
-                    });
-                }
-            };
-            describe(0, &t.description);
-            for (i, f) in t.schema.fields().iter().enumerate() {
-                describe(i as i32 + 1, &f.metadata().get("description").cloned());
-            }
-        }
+        let descriptions = access::descriptions(semantic.tables().map(|t| t.as_ref()));
         let roles = catalog::Roles::default();
         let lake_providers = lake_tables.clone();
         // Relation sizes (psql's `\dt+`) are the lake tables' files; cubes are computed.
         let sizes: catalog::RelationSizes = Arc::new(move |schema: &str, table: &str| {
             (schema == LAKE_SCHEMA).then(|| lake_tables.get(table).map(|t| t.bytes())).flatten()
         });
-        catalog::install(&ctx, CATALOG, &descriptions, roles.clone(), sizes).await?;
+        catalog::install(&ctx, CATALOG, &descriptions, roles.clone(), sizes.clone()).await?;
         pg_functions::register(&ctx);
         pg::array::register(&ctx);
         // Last, so that every function it caps is registered (ours and DataFusion's).
@@ -276,7 +266,8 @@ impl Engine {
             .collect();
         let semantic = Arc::new(semantic);
         cube_rewrite.set(semantic.clone())?;
-        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities, rollups, followed: Arc::new(followed) })
+        let access = Arc::new(access::Access::new(ctx.clone(), semantic.clone(), lake_schema, roles.clone(), sizes));
+        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities, rollups, followed: Arc::new(followed), access })
     }
 
     /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure
@@ -294,6 +285,21 @@ impl Engine {
     /// Sets the roles the catalogs list (`pg_roles`, `pg_user`): the users who may connect.
     pub fn set_roles(&self, names: Vec<String>) {
         self.roles.set(names);
+    }
+
+    /// Sets each user's roles and attributes and what each role may do: from now on a
+    /// session reads what its user's access policies give it ([`access`]).
+    pub fn set_access(&self, users: std::collections::BTreeMap<String, crate::config::UserAccess>, roles: std::collections::BTreeMap<String, crate::config::RoleSettings>) {
+        self.access.configure(users, roles);
+    }
+
+    /// The session state a session plans in: its user's ([`access::Access::state_for`]), or
+    /// the engine's own.
+    async fn state_for(&self, session: &SessionInfo) -> Result<datafusion::execution::SessionState> {
+        Ok(match self.access.state_for(&session.user).await? {
+            Some(state) => state,
+            None => self.ctx.state(),
+        })
     }
 
     pub fn semantic(&self) -> &Semantic {
@@ -399,7 +405,7 @@ impl Engine {
             }
         }
         let Some((stmt, kept)) = pg::parse_statement(&self.parser, text)? else { return Ok(None) };
-        let state = self.ctx.state();
+        let state = self.state_for(session).await?;
         // The statement with its select lists' subqueries, if DataFusion can plan and
         // decorrelate them (an optimized plan left with a subquery expression cannot run);
         // else the compatibility parser's (pg::parse::with_select_list_subqueries).

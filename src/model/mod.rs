@@ -6,6 +6,7 @@
 //! did-you-mean hint where a close name exists. The model is pure: it knows nothing of the
 //! lake; [`crate::semantic`] checks types against the lake when it compiles the model.
 
+pub mod access;
 pub mod refs;
 pub mod types;
 mod validate;

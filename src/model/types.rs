@@ -37,6 +37,9 @@ pub struct Cube {
     pub hierarchies: Vec<Hierarchy>,
     #[serde(default)]
     pub pre_aggregations: Vec<PreAggregation>,
+    /// Who may read the cube, which members and which rows (Cube's `access_policy`).
+    #[serde(default)]
+    pub access_policy: Vec<AccessPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -258,6 +261,9 @@ pub struct View {
     pub description: Option<String>,
     pub public: Option<bool>,
     pub cubes: Vec<ViewCube>,
+    /// Who may read the view, which members and which rows (Cube's `access_policy`).
+    #[serde(default)]
+    pub access_policy: Vec<AccessPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -279,4 +285,139 @@ pub struct ViewCube {
 pub enum Includes {
     All(String),
     List(Vec<String>),
+}
+
+/// One access policy (Cube's `access_policy` entry): the roles it is for (Cube's groups),
+/// the members they see and the rows they see.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPolicy {
+    /// A role the policy is for, or `"*"` for every user.
+    pub group: Option<String>,
+    /// Several roles at once.
+    pub groups: Option<Vec<String>>,
+    pub member_level: Option<MemberLevel>,
+    pub row_level: Option<RowLevel>,
+}
+
+impl AccessPolicy {
+    /// The roles the policy names (`*`: everyone).
+    pub fn roles(&self) -> Vec<&str> {
+        self.group.iter().map(String::as_str).chain(self.groups.iter().flatten().map(String::as_str)).collect()
+    }
+}
+
+/// The members a policy shows: `includes` (`"*"` or a list, default all) less `excludes`.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberLevel {
+    pub includes: Option<Includes>,
+    pub excludes: Option<Includes>,
+}
+
+/// The rows a policy shows: those passing every filter, or all (`allow_all: true`).
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowLevel {
+    #[serde(default)]
+    pub filters: Vec<RowFilter>,
+    pub allow_all: Option<bool>,
+}
+
+/// A row filter in Cube's query filter format: a member, an operator and values, or `or` /
+/// `and` of filters. A value `"{ userAttributes.region }"` is the user's attribute (each of
+/// its values, for a list).
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowFilter {
+    pub member: Option<String>,
+    pub operator: Option<FilterOperator>,
+    #[serde(default)]
+    pub values: Vec<FilterValue>,
+    pub or: Option<Vec<RowFilter>>,
+    pub and: Option<Vec<RowFilter>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FilterOperator {
+    Equals,
+    NotEquals,
+    Contains,
+    NotContains,
+    StartsWith,
+    NotStartsWith,
+    EndsWith,
+    NotEndsWith,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Set,
+    NotSet,
+}
+
+impl FilterOperator {
+    pub fn name(self) -> &'static str {
+        match self {
+            FilterOperator::Equals => "equals",
+            FilterOperator::NotEquals => "notEquals",
+            FilterOperator::Contains => "contains",
+            FilterOperator::NotContains => "notContains",
+            FilterOperator::StartsWith => "startsWith",
+            FilterOperator::NotStartsWith => "notStartsWith",
+            FilterOperator::EndsWith => "endsWith",
+            FilterOperator::NotEndsWith => "notEndsWith",
+            FilterOperator::Gt => "gt",
+            FilterOperator::Gte => "gte",
+            FilterOperator::Lt => "lt",
+            FilterOperator::Lte => "lte",
+            FilterOperator::Set => "set",
+            FilterOperator::NotSet => "notSet",
+        }
+    }
+
+    /// How many values it takes: none (`set`), one (`gt`), or one or more.
+    pub fn arity(self) -> (usize, Option<usize>) {
+        match self {
+            FilterOperator::Set | FilterOperator::NotSet => (0, Some(0)),
+            FilterOperator::Gt | FilterOperator::Gte | FilterOperator::Lt | FilterOperator::Lte => (1, Some(1)),
+            _ => (1, None),
+        }
+    }
+}
+
+/// A filter value as YAML writes it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum FilterValue {
+    Text(String),
+    Integer(i64),
+    Number(f64),
+    Bool(bool),
+}
+
+impl FilterValue {
+    /// The value as text (how it is compared after a cast to the member's type), or the
+    /// user attribute it names (`{ userAttributes.region }`).
+    pub fn text(&self) -> String {
+        match self {
+            FilterValue::Text(s) => s.clone(),
+            FilterValue::Integer(i) => i.to_string(),
+            FilterValue::Number(f) => f.to_string(),
+            FilterValue::Bool(b) => b.to_string(),
+        }
+    }
+
+    /// `Some(Ok(name))` for `{ userAttributes.name }` (also `{ securityContext.name }`, Cube's
+    /// older spelling), `Some(Err)` for another `{…}`, `None` for a plain value.
+    pub fn attribute(&self) -> Option<Result<String, String>> {
+        let FilterValue::Text(s) = self else { return None };
+        let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?.trim();
+        let name = inner.strip_prefix("userAttributes.").or_else(|| inner.strip_prefix("securityContext."));
+        Some(match name {
+            Some(n) if !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_') => Ok(n.to_string()),
+            _ => Err(format!("`{s}` is not a user attribute: write {{ userAttributes.NAME }}")),
+        })
+    }
 }

@@ -154,6 +154,8 @@ pub(super) fn validate(model: &Model, problems: &mut Vec<Problem>) {
             (Some(_), None) => {}
         }
         check_cube_members(&mut ck, model, sc, &cube_names);
+        let mems = members(c);
+        check_policies(&mut ck, Place { file: &sc.file, section: "cubes", owner: &c.name, member: None, key: Some("access_policy"), nth: 0 }, &c.access_policy, &mems);
     }
 
     for sv in &model.views {
@@ -167,6 +169,7 @@ pub(super) fn validate(model: &Model, problems: &mut Vec<Problem>) {
             ck.report(here, format!("duplicate name `{}` (also defined in {})", v.name, prev.display()));
         }
         let mut exposed: HashMap<String, String> = HashMap::new();
+        let mut exposed_kinds: Vec<(String, Kind)> = Vec::new();
         for vc in &v.cubes {
             let at = || Place { file: &sv.file, section: "views", owner: &v.name, member: None, key: Some("join_path"), nth: 0 };
             let path: Vec<&str> = vc.join_path.split('.').collect();
@@ -195,6 +198,14 @@ pub(super) fn validate(model: &Model, problems: &mut Vec<Problem>) {
             }
             let all: Vec<(&str, Kind)> = members(cube);
             let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+            // A cube's own policies are not a view's: its rows and members would show
+            // through the view unrestricted.
+            if !cube.access_policy.is_empty() {
+                ck.report(at(), format!(
+                    "view `{}` includes cube `{}`, which has an access_policy: a view applies its own policies only",
+                    v.name, cube.name
+                ));
+            }
             let included: Vec<&str> = match &vc.includes {
                 Includes::All(s) if s == "*" => {
                     let public = |n: &str| {
@@ -220,11 +231,91 @@ pub(super) fn validate(model: &Model, problems: &mut Vec<Problem>) {
             }
             for n in included.iter().filter(|n| !vc.excludes.iter().any(|e| e == *n)) {
                 let exposed_name = if vc.prefix { format!("{}_{n}", cube.name) } else { n.to_string() };
+                if let Some((_, k)) = all.iter().find(|(m, _)| m == n) {
+                    exposed_kinds.push((exposed_name.clone(), *k));
+                }
                 if let Some(prev) = exposed.insert(exposed_name.clone(), cube.name.clone()) {
                     ck.report(Place { key: Some("includes"), ..at() }, format!(
                         "view `{}`: member name `{exposed_name}` comes from both `{prev}` and `{}`; set `prefix: true` or exclude one",
                         v.name, cube.name
                     ));
+                }
+            }
+        }
+        let kinds: Vec<(&str, Kind)> = exposed_kinds.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+        check_policies(&mut ck, Place { file: &sv.file, section: "views", owner: &v.name, member: None, key: Some("access_policy"), nth: 0 }, &v.access_policy, &kinds);
+    }
+}
+
+/// Checks a cube's or view's access policies against its members (`mems`).
+fn check_policies(ck: &mut Checker, at: Place, policies: &[super::AccessPolicy], mems: &[(&str, Kind)]) {
+    let names: Vec<&str> = mems.iter().map(|(n, _)| *n).collect();
+    let owner = at.owner;
+    let place = || Place { file: at.file, section: at.section, owner: at.owner, member: None, key: at.key, nth: 0 };
+    for (i, p) in policies.iter().enumerate() {
+        let which = format!("`{owner}`, access policy {}", i + 1);
+        let roles = p.roles();
+        if roles.is_empty() {
+            ck.report(place(), format!("{which}: says whom it is for with `group: ROLE` (or `groups: [..]`, `group: \"*\"` for everyone)"));
+        }
+        if let Some(r) = roles.iter().find(|r| **r != "*" && !valid_name(r)) {
+            ck.report(place(), format!("{which}: role name `{r}` must be lowercase letters, digits and _"));
+        }
+        if let Some(m) = &p.member_level {
+            for list in [&m.includes, &m.excludes].into_iter().flatten() {
+                match list {
+                    Includes::All(s) if s == "*" => {}
+                    Includes::All(other) => ck.report(place(), format!("{which}: includes and excludes are \"*\" or a list, not `{other}`")),
+                    Includes::List(l) => {
+                        for n in l.iter().filter(|n| !names.contains(&n.as_str())) {
+                            ck.report(place(), format!("{which}: `{owner}` has no member `{n}`{}", did_you_mean(n, &names)));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(r) = &p.row_level {
+            if r.allow_all == Some(true) && !r.filters.is_empty() {
+                ck.report(place(), format!("{which}: `allow_all: true` with filters: keep one"));
+            }
+            let mut todo: Vec<&super::RowFilter> = r.filters.iter().collect();
+            while let Some(f) = todo.pop() {
+                let nested = f.or.iter().chain(f.and.iter()).flatten();
+                match (&f.member, f.or.is_some() || f.and.is_some()) {
+                    (Some(_), true) | (None, false) => {
+                        ck.report(place(), format!("{which}: a row filter is `member`, `operator` and `values`, or `or:` / `and:` a list of filters"));
+                        continue;
+                    }
+                    (None, true) => {
+                        todo.extend(nested);
+                        continue;
+                    }
+                    (Some(_), false) => {}
+                }
+                let member = f.member.as_deref().unwrap_or_default();
+                let member = member.strip_prefix(&format!("{owner}.")).unwrap_or(member);
+                match mems.iter().find(|(n, _)| *n == member) {
+                    None => ck.report(place(), format!("{which}: `{owner}` has no member `{member}`{}", did_you_mean(member, &names))),
+                    Some((_, Kind::Measure(_))) => ck.report(place(), format!("{which}: `{member}` is a measure; row filters are over dimensions")),
+                    Some(_) => {}
+                }
+                let Some(op) = f.operator else {
+                    ck.report(place(), format!("{which}: the filter on `{member}` needs an `operator` (equals, notEquals, contains, startsWith, endsWith, gt, gte, lt, lte, set, notSet, …)"));
+                    continue;
+                };
+                let (least, most) = op.arity();
+                if f.values.len() < least || most.is_some_and(|m| f.values.len() > m) {
+                    let want = match (least, most) {
+                        (0, Some(0)) => "no values".to_string(),
+                        (1, Some(1)) => "one value".to_string(),
+                        _ => "one value or more".to_string(),
+                    };
+                    ck.report(place(), format!("{which}: `{}` on `{member}` takes {want}, not {}", op.name(), f.values.len()));
+                }
+                for v in &f.values {
+                    if let Some(Err(e)) = v.attribute() {
+                        ck.report(place(), format!("{which}: {e}"));
+                    }
                 }
             }
         }

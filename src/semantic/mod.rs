@@ -9,6 +9,8 @@
 //! `SUM(transactions) / SUM(footfall)` of each group and never a sum of ratios.
 
 pub mod measure_fn;
+pub mod barrier;
+mod policy;
 pub mod provider;
 pub mod query;
 pub mod rewrite;
@@ -85,7 +87,7 @@ struct Leaf {
 }
 
 /// A served cube or view.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CubeTable {
     pub name: String,
     pub description: Option<String>,
@@ -108,6 +110,11 @@ pub struct CubeTable {
     leaves: BTreeMap<String, Leaf>,
     /// The rollups that can answer reads of this table ([`rollup::TableRollup`]).
     pub rollups: Vec<rollup::TableRollup>,
+    /// The rows a restricted user may read ([`CubeTable::restricted`]), as a filter over base
+    /// columns; `None`: every row.
+    pub policy: Option<Expr>,
+    /// The cube's or view's access policies (none: open to everyone).
+    pub access_policy: Vec<crate::model::AccessPolicy>,
 }
 
 impl CubeTable {
@@ -319,6 +326,51 @@ impl Semantic {
     }
 }
 
+/// A table clients may be served, from the model alone (for `lakecube policy explain`).
+pub struct ServedTable {
+    pub name: String,
+    /// Each member, with the members of the table a number measure is computed from.
+    pub members: Vec<(String, Vec<String>)>,
+    pub access_policy: Vec<crate::model::AccessPolicy>,
+}
+
+/// Each table clients may be served: public cubes, then views.
+pub fn served_tables(model: &Model) -> Vec<ServedTable> {
+    let served = |spec: TableSpec<'_>| {
+        let members = spec
+            .exposed
+            .iter()
+            .map(|(exposed, alias, member)| {
+                let cube = spec.cubes.iter().find(|(a, _, _)| a == alias).map(|(_, c, _)| *c);
+                let sql = cube.and_then(|c| c.measures.iter().find(|m| m.name == *member && m.kind == MeasureType::Number)).and_then(|m| m.sql.clone());
+                let uses = sql
+                    .and_then(|sql| crate::model::refs::parse(&sql).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        crate::model::refs::Piece::Ref(crate::model::refs::Ref::Name(n)) => {
+                            spec.exposed.iter().find(|(_, a, m)| a == alias && *m == n).map(|(e, _, _)| e.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                (exposed.clone(), uses)
+            })
+            .collect();
+        ServedTable { name: spec.name.clone(), members, access_policy: spec.access_policy.clone() }
+    };
+    let mut out = Vec::new();
+    for c in model.cubes.iter().map(|s| &s.item).filter(|c| c.public != Some(false)) {
+        out.push(served(TableSpec::for_cube(c)));
+    }
+    for v in model.views.iter().map(|s| &s.item).filter(|v| v.public != Some(false)) {
+        if let Ok(spec) = TableSpec::for_view(model, v) {
+            out.push(served(spec));
+        }
+    }
+    out
+}
+
 /// Which cubes a table joins and which members it exposes.
 struct TableSpec<'a> {
     name: String,
@@ -327,6 +379,7 @@ struct TableSpec<'a> {
     cubes: Vec<(String, &'a Cube, Option<(String, Relationship, String)>)>,
     /// (exposed name, alias, member name).
     exposed: Vec<(String, String, String)>,
+    access_policy: Vec<crate::model::AccessPolicy>,
 }
 
 impl<'a> TableSpec<'a> {
@@ -361,11 +414,11 @@ impl<'a> TableSpec<'a> {
         for s in c.segments.iter().filter(|s| s.public != Some(false)) {
             exposed.push((s.name.clone(), alias.clone(), s.name.clone()));
         }
-        TableSpec { name: c.name.clone(), description: c.description.clone(), cubes: vec![(alias, c, None)], exposed }
+        TableSpec { name: c.name.clone(), description: c.description.clone(), cubes: vec![(alias, c, None)], exposed, access_policy: c.access_policy.clone() }
     }
 
     fn for_view(model: &'a Model, v: &crate::model::View) -> Result<Self> {
-        let mut spec = TableSpec { name: v.name.clone(), description: v.description.clone(), cubes: Vec::new(), exposed: Vec::new() };
+        let mut spec = TableSpec { name: v.name.clone(), description: v.description.clone(), cubes: Vec::new(), exposed: Vec::new(), access_policy: v.access_policy.clone() };
         for vc in &v.cubes {
             let path: Vec<&str> = vc.join_path.split('.').collect();
             let mut alias = String::new();
@@ -722,6 +775,8 @@ async fn compile_table(ctx: &SessionContext, spec: &TableSpec<'_>) -> Result<Cub
         schema: Arc::new(Schema::new(fields)),
         leaves,
         rollups: Vec::new(),
+        policy: None,
+        access_policy: spec.access_policy.clone(),
     })
 }
 

@@ -3,10 +3,11 @@
 
 use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
 use super::super::CubeTable;
+use super::super::barrier::{PolicyBarrier, leakproof};
 use super::super::rollup::Routing;
 use super::fan_trap::Leaves;
 use super::route::{Noted, Route, route};
@@ -50,10 +51,11 @@ fn aggregate_lake(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
         .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
         .collect();
     cols.extend(leaves.iter().map(|k| CubeTable::leaf_input(k)));
+    cols.extend(policy_columns(table));
     let (joined, base) = table.base_for(cols.iter().map(String::as_str));
     let filtered = |plan: LogicalPlan| -> Result<LogicalPlanBuilder> {
-        let b = LogicalPlanBuilder::from(plan);
-        match conjunction(s.pre.clone()) {
+        let (b, rest) = guard(table, LogicalPlanBuilder::from(plan), &s.pre)?;
+        match conjunction(rest) {
             // A subquery in the filter (`WHERE store IN (SELECT store FROM retail …)`) becomes
             // a join with the subquery's rows, which may have the same column names: the base's
             // columns are then named by an alias of their own.
@@ -79,6 +81,7 @@ fn aggregate_lake(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
             let cols: Vec<String> = std::iter::once(&Expr::Column(key.clone()))
                 .chain(&s.pre)
                 .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
+                .chain(policy_columns(table))
                 .collect();
             let (_, narrow) = table.base_for(cols.iter().map(String::as_str));
             t.join(filtered(base.clone())?, filtered(narrow)?, key)?
@@ -92,6 +95,28 @@ fn aggregate_lake(s: &Scope, groups: &[Expr], leaves: &[String], others: Vec<Exp
     }
     let aggregated = input.aggregate(group_exprs, aggs).map_err(Error::from)?;
     leaves.join_repeated(table, groups, aggregated, || filtered(base.clone()))
+}
+
+/// The base columns a table's row policy reads.
+pub(super) fn policy_columns(table: &CubeTable) -> Vec<String> {
+    table.policy.iter().flat_map(|p| p.column_refs().into_iter().map(|c| c.name.clone())).collect()
+}
+
+/// `b` with the table's row policy applied first, behind a [`PolicyBarrier`]: the policy's
+/// filter and the read's filters that cannot fail ([`leakproof`]) below it, so that they
+/// prune files together; the read's other filters are returned, for above it. Without a
+/// policy, `b` and every filter.
+pub(super) fn guard(table: &CubeTable, b: LogicalPlanBuilder, filters: &[Expr]) -> Result<(LogicalPlanBuilder, Vec<Expr>)> {
+    let Some(policy) = &table.policy else { return Ok((b, filters.to_vec())) };
+    let mut below = vec![policy.clone()];
+    let mut above = Vec::new();
+    for f in filters {
+        for c in split_conjunction(f) {
+            if leakproof(c) { below.push(c.clone()) } else { above.push(c.clone()) }
+        }
+    }
+    let restricted = b.filter(conjunction(below).expect("the policy")).and_then(|b| b.build()).map_err(Error::from)?;
+    Ok((LogicalPlanBuilder::from(PolicyBarrier::over(restricted)), above))
 }
 
 /// The alias of a base relation filtered by a subquery.

@@ -24,7 +24,7 @@ use datafusion::logical_expr::{BinaryExpr, Cast, Expr, LogicalPlanBuilder, Opera
 
 use super::super::CubeTable;
 use super::super::rollup::{Partial, RollupState, Routing, TableRollup, Variant, finish, leaf_value, parse_instant, partial_column, pin};
-use super::base::has_subquery;
+use super::base::{guard, has_subquery};
 use super::scope::Scope;
 use crate::error::{Error, Result};
 use crate::model::Granularity;
@@ -100,8 +100,8 @@ fn covers<'a>(tr: &'a TableRollup, s: &Scope, groups: &[Expr], leaves: &[String]
     if s.pre.iter().any(has_subquery) {
         return Err("a filter has a subquery".into());
     }
-    let mut cols: Vec<String> = Vec::new();
-    for e in groups.iter().chain(&s.pre) {
+    let mut cols: Vec<String> = super::base::policy_columns(&s.table);
+    for e in groups.iter().chain(&s.pre).chain(&s.table.policy) {
         for c in e.column_refs() {
             if !cols.contains(&c.name) {
                 cols.push(c.name.clone());
@@ -114,7 +114,7 @@ fn covers<'a>(tr: &'a TableRollup, s: &Scope, groups: &[Expr], leaves: &[String]
     })?;
     if let (Some(t), Some(time)) = (&tr.def.time, &tr.time_column)
         && !state.exact_time
-        && let Some(e) = groups.iter().chain(&s.pre).find(|e| !time_safe(e, time, t.granularity))
+        && let Some(e) = groups.iter().chain(&s.pre).chain(&s.table.policy).find(|e| !time_safe(e, time, t.granularity))
     {
         return Err(format!("`{e}` needs `{time}` finer than its {} buckets", t.granularity.name()));
     }
@@ -144,11 +144,7 @@ fn within(time: &str, ranges: &[(i64, i64)]) -> Expr {
 fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, groups: &[Expr], leaves: &[String]) -> Result<(LogicalPlanBuilder, bool, Vec<String>)> {
     let group_exprs: Vec<Expr> = groups.iter().enumerate().map(|(i, g)| g.clone().alias(format!("__g_{i}"))).collect();
     let leaves: Vec<_> = leaves.iter().filter_map(|k| tr.leaf(k)).collect();
-    let mut rollup_filters = s.pre.clone();
     let time = tr.time_column.as_deref();
-    if let Some(t) = time.filter(|_| !state.all_fresh) {
-        rollup_filters.push(within(t, &state.fresh));
-    }
     // A distinct count whose sets are disjoint within each partition is the sum of their sizes
     // when no group spans two partitions (the read groups by a time bucket within one); the
     // sets are not read at all.
@@ -161,7 +157,10 @@ fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, g
         leaves.iter().filter(|l| one_partition_per_group && l.stored().contains(&Partial::Size) && state.disjoint.contains(&l.measure)).map(|l| l.measure.clone()).collect();
     let parts = |l: &super::super::rollup::RollupLeaf| if summed.contains(&l.measure) { &[Partial::Size][..] } else { l.partials() };
     let table = state.table.clone().ok_or_else(|| Error::internal(format!("rollup `{}` is routed to without its rows", tr.def.id)))?;
-    let rollup_rows = LogicalPlanBuilder::from(pin(&variant.plan, &tr.def.id, table).map_err(Error::from)?);
+    let (rollup_rows, mut rollup_filters) = guard(&s.table, LogicalPlanBuilder::from(pin(&variant.plan, &tr.def.id, table).map_err(Error::from)?), &s.pre)?;
+    if let Some(t) = time.filter(|_| !state.all_fresh) {
+        rollup_filters.push(within(t, &state.fresh));
+    }
     let rollup_rows = match conjunction(rollup_filters) {
         Some(f) => rollup_rows.filter(f).map_err(Error::from)?,
         None => rollup_rows,
@@ -195,12 +194,13 @@ fn answer(tr: &TableRollup, variant: &Variant, state: &RollupState, s: &Scope, g
     let rollup_side = rollup_rows.aggregate(group_exprs.clone(), from_rollup).and_then(|b| b.build()).map_err(Error::from)?;
     let time = time.expect("raw is needed only with a time dimension");
     let mut cols: Vec<String> = groups.iter().chain(&s.pre).flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone())).collect();
+    cols.extend(super::base::policy_columns(&s.table));
     cols.push(time.to_string());
     cols.extend(leaves.iter().map(|l| CubeTable::leaf_input(&l.key)));
     let (_, base) = s.table.base_for(cols.iter().map(String::as_str));
-    let mut lake_filters = s.pre.clone();
+    let (lake_rows, mut lake_filters) = guard(&s.table, LogicalPlanBuilder::from(base), &s.pre)?;
     lake_filters.push(column(time).is_null().or(Expr::Not(Box::new(within(time, &state.fresh)))));
-    let lake_side = LogicalPlanBuilder::from(base)
+    let lake_side = lake_rows
         .filter(conjunction(lake_filters).expect("non-empty"))
         .and_then(|b| b.aggregate(group_exprs, from_lake))
         .and_then(|b| b.build())

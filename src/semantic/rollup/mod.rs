@@ -429,7 +429,7 @@ pub async fn compile(model: &Model, ctx: &SessionContext) -> Result<Vec<Arc<Roll
 
 async fn compile_one(model: &Model, c: &Cube, p: &crate::model::PreAggregation, ctx: &SessionContext) -> Result<RollupDef> {
     let who = format!("cube `{}`, pre-aggregation `{}`", c.name, p.name);
-    let mut spec = TableSpec { name: format!("{}.{}", c.name, p.name), description: None, cubes: vec![(c.name.clone(), c, None)], exposed: vec![] };
+    let mut spec = TableSpec { name: format!("{}.{}", c.name, p.name), description: None, cubes: vec![(c.name.clone(), c, None)], exposed: vec![], access_policy: vec![] };
     fn add_path<'m>(c: &Cube, spec: &mut TableSpec<'m>, path: &[Step<'m>]) {
         for i in 0..path.len() {
             let alias = alias_of(c, &path[..=i]);
@@ -583,7 +583,7 @@ pub struct Variant {
 }
 
 /// A rollup as a served table reads it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TableRollup {
     pub def: Arc<RollupDef>,
     /// The table's name for the rollup's time dimension (`period`).
