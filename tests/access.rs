@@ -48,6 +48,16 @@ fn cube_defs_with_policies(dir: &Path) -> std::path::PathBuf {
     defs
 }
 
+/// A statement over `retail` with the regional manager's filter added (the statements here
+/// filter with AND only).
+fn with_region(q: &str, region: &str) -> String {
+    if q.contains(" WHERE ") {
+        q.replacen(" WHERE ", &format!(" WHERE region = '{region}' AND "), 1)
+    } else {
+        q.replacen("FROM retail", &format!("FROM retail WHERE region = '{region}'"), 1)
+    }
+}
+
 fn user(roles: &[&str], attributes: &[(&str, &[&str])]) -> UserAccess {
     UserAccess {
         roles: roles.iter().map(|r| r.to_string()).collect(),
@@ -104,15 +114,31 @@ async fn each_user_reads_only_what_their_policies_give() {
     ];
     let mut expected: Vec<(String, Vec<Vec<String>>)> = Vec::new();
     for q in queries {
-        let restricted = if q.contains(" WHERE ") {
-            q.replace(" WHERE ", &format!(" WHERE region = '{mine}' AND "))
-        } else {
-            q.replace("FROM retail", &format!("FROM retail WHERE region = '{mine}'"))
-        };
+        let restricted = with_region(q, &mine);
         expected.push((q.to_string(), answer(&engine, "lakecube", &restricted, false).await.unwrap()));
     }
     let all_footfall = answer(&engine, "lakecube", "SELECT SUM(footfall) FROM retail", false).await.unwrap();
+    // Random cube queries of every shape (the rollups test's generator), each with the
+    // region's filter added: what the manager must get for the query without it.
+    let n = std::env::var("LAKECUBE_ACCESS_QUERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let mut g = crate::rollups::Generator { rng: rand::SeedableRng::seed_from_u64(17) };
+    let mut random = Vec::new();
+    for _ in 0..n {
+        let q = g.query();
+        let filtered = with_region(&q, &mine);
+        let want = answer(&engine, "lakecube", &filtered, false).await.unwrap_or_else(|e| panic!("{filtered}: {e}"));
+        random.push((q, want));
+    }
     engine.set_access(users, roles);
+    for (i, (q, want)) in random.iter().enumerate() {
+        for rollups in [true, false] {
+            let got = answer(&engine, "marc", q, rollups).await.unwrap_or_else(|e| panic!("query {i}: {q}: {e}"));
+            assert_eq!(got.len(), want.len(), "query {i} (rollups {rollups}): {q}\ngot:  {got:?}\nwant: {want:?}");
+            for (a, b) in got.iter().zip(want) {
+                assert!(a.iter().zip(b).all(|(x, y)| crate::rollups::same(x, y)), "query {i} (rollups {rollups}): {q}\ngot:  {a:?}\nwant: {b:?}");
+            }
+        }
+    }
 
     // The regional manager: their region's rows only, on every query shape, rollups on or off.
     for (q, want) in &expected {
@@ -227,6 +253,38 @@ fn psql_users_read_what_the_config_gives_them() {
     let lea_rows = psql_as(port, "lea", "lea-pw", "SELECT COUNT(*) FROM retail");
     let lake = psql_as(port, "marc", "marc-pw", "SELECT COUNT(*) FROM lake.traffic");
     let wrong = psql_as(port, "marc", "old", "SELECT 1");
+    // The other protocol paths, as a driver takes them: simple (two statements in one
+    // message), extended with a parameter, a prepared statement run twice, a cursor; and the
+    // error probe with the hidden region as a parameter.
+    let paths = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = format!("host=127.0.0.1 port={port} user=marc password=marc-pw dbname=lakecube");
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+        let texts = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+            rows.into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or_default().to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        seen.push(("simple".into(), texts(c.simple_query("SELECT DISTINCT region FROM retail; SELECT DISTINCT region FROM retail WHERE period >= '2025-01-01'").await.unwrap())));
+        let rows = c.query("SELECT DISTINCT region FROM retail WHERE store_code <> $1", &[&"none"]).await.unwrap();
+        seen.push(("extended".into(), rows.iter().map(|r| r.get::<_, String>(0)).collect()));
+        let st = c.prepare("SELECT region, SUM(footfall) FROM retail GROUP BY 1").await.unwrap();
+        for _ in 0..2 {
+            let rows = c.query(&st, &[]).await.unwrap();
+            seen.push(("prepared".into(), rows.iter().map(|r| r.get::<_, String>(0)).collect()));
+        }
+        seen.push((
+            "cursor".into(),
+            texts(c.simple_query("BEGIN; DECLARE c CURSOR FOR SELECT DISTINCT region FROM retail; FETCH 100 FROM c; CLOSE c; COMMIT").await.unwrap()),
+        ));
+        let probe = c.query("SELECT COUNT(*) FROM retail WHERE 1 / (CASE WHEN region <> $1 THEN 0 ELSE 1 END) = 1", &[&region.as_str()]).await;
+        seen.push(("probe".into(), vec![probe.map(|r| r[0].get::<_, i64>(0).to_string()).unwrap_or_else(|e| e.to_string())]));
+        seen
+    });
     let _ = server.kill();
     let _ = server.wait();
     assert!(marc.status.success(), "{}", stderr(&marc));
@@ -237,4 +295,12 @@ fn psql_users_read_what_the_config_gives_them() {
     assert_eq!(stdout(&lea_rows).trim(), "0", "{}", stderr(&lea_rows));
     assert!(!lake.status.success() && stderr(&lake).contains("not found"), "{}", stderr(&lake));
     assert!(!wrong.status.success());
+    for (path, regions) in &paths {
+        if path == "probe" {
+            // Rows of other regions would divide by zero; the manager's never do.
+            assert!(regions[0].parse::<i64>().is_ok(), "the probe failed: {regions:?}");
+        } else {
+            assert!(!regions.is_empty() && regions.iter().all(|r| *r == region), "{path}: {regions:?}");
+        }
+    }
 }

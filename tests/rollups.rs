@@ -15,9 +15,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::common::*;
 
-/// Cube queries of every shape the rewrite and routing know, drawn at random.
-struct Generator {
-    rng: StdRng,
+/// Cube queries of every shape the rewrite and routing know, drawn at random (the access
+/// tests draw from it too).
+pub(crate) struct Generator {
+    pub(crate) rng: StdRng,
 }
 
 const DIMENSIONS: &[&str] = &["region", "country", "store", "store_format", "city", "department", "department_family", "store_code"];
@@ -67,7 +68,7 @@ impl Generator {
         &xs[self.rng.random_range(0..xs.len())]
     }
 
-    fn query(&mut self) -> String {
+    pub(crate) fn query(&mut self) -> String {
         let mut groups: Vec<String> = Vec::new();
         for _ in 0..self.rng.random_range(0..3) {
             let d = self.pick(DIMENSIONS).to_string();
@@ -121,7 +122,7 @@ async fn answer(engine: &Engine, sql: &str, rollups: bool) -> (Vec<Vec<String>>,
 
 /// Whether two cells are the same answer: equal, or numbers within 1e-9 (ratios are summed
 /// in another order from a rollup).
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
