@@ -160,6 +160,13 @@ async fn each_user_reads_only_what_their_policies_give() {
     let line = |needle: &str| physical.lines().position(|l| l.contains(needle));
     let (barrier, probe_at, policy_at) = (line("PolicyBarrierExec"), line("CASE WHEN"), line(&format!("= {mine}")));
     assert!(barrier.is_some() && probe_at < barrier && barrier < policy_at, "{physical}");
+    // EXPLAIN ANALYZE counts rows before the policy's filter; VERBOSE shows base columns:
+    // only for roles that see the lake.
+    for sql in ["EXPLAIN ANALYZE SELECT COUNT(*) FROM retail", "EXPLAIN VERBOSE SELECT SUM(footfall) FROM retail", "EXPLAIN (ANALYZE, FORMAT TEXT) SELECT 1"] {
+        let e = answer(&engine, "marc", sql, false).await.unwrap_err();
+        assert!(e.starts_with("42501"), "{sql}: {e}");
+        assert!(answer(&engine, "eng", sql, false).await.is_ok(), "{sql}");
+    }
     // Head office: everything, the lake excepted.
     assert_eq!(answer(&engine, "boss", "SELECT SUM(footfall) FROM retail", true).await.unwrap(), all_footfall);
     let lake = answer(&engine, "boss", "SELECT COUNT(*) FROM lake.traffic", false).await.unwrap_err();

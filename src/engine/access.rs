@@ -74,6 +74,14 @@ impl Access {
         }
     }
 
+    /// Whether `user` sees the raw lake: `None` when no users are configured (everyone
+    /// reads everything).
+    pub fn sees_lake(&self, user: &str) -> Option<bool> {
+        let config = self.config.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let roles = config.users.get(user).map(|u| u.roles.clone()).unwrap_or_default();
+        Some(roles.iter().any(|r| config.roles.get(r).is_some_and(|r| r.lake)))
+    }
+
     /// The state `user` plans in; `None` when no users are configured (everything is read).
     pub async fn state_for(&self, user: &str) -> Result<Option<SessionState>> {
         let Some(config) = self.config.read().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(None) };

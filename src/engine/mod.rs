@@ -472,6 +472,16 @@ impl Engine {
         state: &datafusion::execution::SessionState,
         rollups_enabled: bool,
     ) -> Result<Planned> {
+        // EXPLAIN ANALYZE's metrics count the rows read before a policy's filter, and EXPLAIN
+        // VERBOSE shows the base relations' columns, hidden members included: only for roles
+        // that see the lake beneath the cubes anyway.
+        if let datafusion::sql::sqlparser::ast::Statement::Explain { analyze, verbose, options, .. } = &stmt {
+            let detailed = *analyze || *verbose || options.iter().flatten().any(|o| matches!(o.name.value.to_ascii_lowercase().as_str(), "analyze" | "verbose"));
+            if detailed && self.access.sees_lake(&session.user) == Some(false) {
+                return Err(Error::new(ErrorKind::InsufficientPrivilege, "permission denied for EXPLAIN ANALYZE and EXPLAIN VERBOSE")
+                    .with_hint("they show the lake beneath the cubes (rows read before access policies apply, hidden columns); plain EXPLAIN shows the plan. Roles with `lake: true` may use them (docs/security.md)"));
+            }
+        }
         let pg_names = pg::names::pg_column_names(&stmt);
         let setting_changes = pg::rewrite::rewrite_session(&mut stmt, session)?;
         let plan = state
