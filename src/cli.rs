@@ -661,7 +661,18 @@ async fn serve(a: ServeArgs) -> Result<i32> {
         Error::config(format!("cannot listen on {addr}: {e}")).with_hint(hint)
     })?;
     let lake = open_or_generate(&s, a.demo_if_empty).await?;
-    let engine = Engine::open_with(lake, model.as_ref(), crate::engine::Options::from_limits(&s.limits)).await?;
+    let mut options = crate::engine::Options::from_limits(&s.limits);
+    options.audit = std::sync::Arc::new(crate::audit::AuditLog::open(&crate::audit::Options {
+        dir: s.audit.dir.clone(),
+        keep_files: s.audit.keep_files,
+        memory: s.audit.memory,
+        redact: if s.audit.redact_literals { crate::audit::Redaction::Literals } else { crate::audit::Redaction::None },
+    })?);
+    match &s.audit.dir {
+        Some(dir) => tracing::info!(dir = %dir.display(), "audit log"),
+        None => tracing::warn!("the audit log is kept in memory only (lakecube.query_log): set audit.dir to keep it in files"),
+    }
+    let engine = Engine::open_with(lake, model.as_ref(), options).await?;
     let local = listener.local_addr()?;
     tracing::info!(lake = %engine.lake().display(), listen = %local, "lakecube is serving");
     eprintln!(

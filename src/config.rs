@@ -51,6 +51,8 @@ pub struct FileSettings {
     pub roles: Option<std::collections::BTreeMap<String, RoleSettings>>,
     /// Whether clients must use TLS (default: when listening beyond loopback with users).
     pub require_tls: Option<bool>,
+    /// The audit log ([`AuditSettings`]).
+    pub audit: Option<AuditFile>,
     pub memory_limit: Option<Value>,
     pub query_memory_limit: Option<Value>,
     pub spill_dir: Option<PathBuf>,
@@ -300,6 +302,48 @@ pub struct RoleSettings {
     /// Whether the role reads the raw lake tables (schema `lake`); by default no role does.
     #[serde(default)]
     pub lake: bool,
+    /// Whether the role reads the audit log and the lake's history (schema `lakecube`); by
+    /// default no role does.
+    #[serde(default)]
+    pub audit: bool,
+}
+
+/// The audit log's keys in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    pub dir: Option<PathBuf>,
+    pub keep_files: Option<usize>,
+    pub memory: Option<usize>,
+    pub redact: Option<String>,
+}
+
+/// The audit log: where its daily JSON-lines files go (default: `_audit` in a local lake;
+/// memory only for a lake in an object store unless `dir` is given), how many files are
+/// kept, how many records `lakecube.query_log` shows, and whether literals are redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub dir: Option<PathBuf>,
+    pub keep_files: usize,
+    pub memory: usize,
+    pub redact_literals: bool,
+}
+
+impl AuditSettings {
+    fn resolve(file: Option<AuditFile>, lake: &str) -> Result<AuditSettings> {
+        let file = file.unwrap_or_default();
+        let local = !lake.contains("://") || lake.starts_with("file://");
+        let dir = file.dir.or_else(|| local.then(|| PathBuf::from(lake.trim_start_matches("file://")).join("_audit")));
+        let redact_literals = match file.redact.as_deref() {
+            None | Some("none") => false,
+            Some("literals") => true,
+            Some(other) => {
+                return Err(Error::config(format!("audit.redact: unknown value `{other}`"))
+                    .with_hint("audit.redact is `none` (statements as sent) or `literals` (string and number literals as ?)"));
+            }
+        };
+        Ok(AuditSettings { dir, keep_files: file.keep_files.unwrap_or(30).max(1), memory: file.memory.unwrap_or(10_000), redact_literals })
+    }
 }
 
 /// A user's roles and attributes, from the config file.
@@ -391,6 +435,7 @@ pub struct Settings {
     pub roles: std::collections::BTreeMap<String, RoleSettings>,
     /// As configured; [`Settings::require_tls`] applies the default.
     pub require_tls: Option<bool>,
+    pub audit: AuditSettings,
     pub limits: Limits,
 }
 
@@ -403,8 +448,10 @@ impl Settings {
         let lake_is_default = o.lake.is_none() && file.lake.is_none();
         let file_limits = file.limits();
         let (users, access) = split_users(file.users.clone().unwrap_or_default())?;
+        let lake = o.lake.or(file.lake).unwrap_or_else(|| DEFAULT_LAKE.into());
         let s = Settings {
-            lake: o.lake.or(file.lake).unwrap_or_else(|| DEFAULT_LAKE.into()),
+            audit: AuditSettings::resolve(file.audit, &lake)?,
+            lake,
             lake_is_default,
             cube_defs: o.cube_defs.or(file.cube_defs).unwrap_or_else(|| DEFAULT_CUBE_DEFS.into()),
             listen: o.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),

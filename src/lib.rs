@@ -28,8 +28,10 @@
 //! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
 //! - Leaves: [`config`] (layered settings; it imports only `error` and `pg::settings`'s
 //!   duration grammar), [`error`] (one error type, one SQLSTATE map), [`telemetry`] (logging,
-//!   the record of recent failed statements).
+//!   the record of recent failed statements), [`audit`] (the audit log of statements and
+//!   logins: JSON-lines files and the latest records for `lakecube.query_log`).
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod datagen;

@@ -103,7 +103,7 @@ async fn each_user_reads_only_what_their_policies_give() {
     users.insert("nobody".to_string(), user(&["visitor"], &[]));
     users.insert("lost".to_string(), user(&["regional_manager"], &[]));
     let mut roles = BTreeMap::new();
-    roles.insert("engineer".to_string(), RoleSettings { lake: true });
+    roles.insert("engineer".to_string(), RoleSettings { lake: true, ..Default::default() });
     let queries = [
         "SELECT region, SUM(footfall), MEASURE(conversion) FROM retail GROUP BY 1",
         "SELECT store_code, date_trunc('month', period) AS m, SUM(transactions), MEASURE(store_count) FROM retail GROUP BY 1, 2",
@@ -190,6 +190,42 @@ async fn each_user_reads_only_what_their_policies_give() {
     assert_eq!(answer(&engine, "lost", "SELECT COUNT(*) FROM retail", true).await.unwrap(), vec![vec!["0".to_string()]]);
 }
 
+/// A config file in `dir` from `yaml`, each `PW` in it the verifier of the password `pw`.
+fn config_file(dir: &Path, yaml: &str) -> std::path::PathBuf {
+    let config = dir.join("lakecube.yaml");
+    std::fs::write(&config, yaml.replace("PW", &lakecube::frontend::auth::Verifier::new("pw").to_text())).unwrap();
+    config
+}
+
+/// A fresh tiny lake, the policies' cube definitions beside it, and its rollups built.
+fn tiny_lake_with_policies_and_rollups(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = fresh_dir(name);
+    generate_into(&dir, &lakecube::datagen::Preset::Tiny.params());
+    let defs = cube_defs_with_policies(&dir);
+    let o = lakecube(&["rollups", "build", "--full", "--lake", dir.to_str().unwrap(), "--cube-defs", defs.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (dir, defs)
+}
+
+/// `lakecube serve` over `dir` with these cube definitions and config, on a free port, once
+/// it accepts connections.
+fn serve(dir: &Path, defs: &Path, config: &Path) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = std::process::Command::new(env!("CARGO_BIN_EXE_lakecube"))
+        .args(["serve", "--lake", dir.to_str().unwrap(), "--cube-defs", defs.to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--rollups-refresh", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (server, port)
+}
+
 /// psql's one-line answers (`-At`), as `user` with `password`.
 fn psql_as(port: u16, user: &str, password: &str, sql: &str) -> std::process::Output {
     std::process::Command::new("psql")
@@ -242,19 +278,7 @@ fn psql_users_read_what_the_config_gives_them() {
     let o = lakecube(&["policy", "explain", "--user", "lea", "--config", config.to_str().unwrap(), "--cube-defs", defs.to_str().unwrap()], &[]);
     assert!(stdout(&o).contains("(hidden: revenue, average_basket, sales_per_visitor)"), "{}", stdout(&o));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_lakecube"))
-        .args(["serve", "--lake", dir.to_str().unwrap(), "--cube-defs", defs.to_str().unwrap(), "--config", config.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--rollups-refresh", "0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (mut server, port) = serve(&dir, &defs, &config);
     let marc = psql_as(port, "marc", "marc-pw", "SELECT DISTINCT region FROM retail");
     let lea_columns = psql_as(port, "lea", "lea-pw", "SELECT string_agg(column_name, ',') FROM information_schema.columns WHERE table_name = 'retail'");
     let lea_rows = psql_as(port, "lea", "lea-pw", "SELECT COUNT(*) FROM retail");
@@ -310,4 +334,321 @@ fn psql_users_read_what_the_config_gives_them() {
             assert!(!regions.is_empty() && regions.iter().all(|r| *r == region), "{path}: {regions:?}");
         }
     }
+}
+
+/// What one statement gave a client: its rows (first column), or its error as
+/// `SQLSTATE: message (hint)`.
+async fn outcome(c: &tokio_postgres::Client, sql: &str) -> Result<Vec<String>, String> {
+    match c.simple_query(sql).await {
+        Ok(messages) => Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
+                _ => None,
+            })
+            .collect()),
+        Err(e) => Err(match e.as_db_error() {
+            Some(d) => format!("{}: {} ({})", d.code().code(), d.message(), d.hint().unwrap_or_default()),
+            None => e.to_string(),
+        }),
+    }
+}
+
+/// What a probe must give.
+enum Want {
+    /// These rows (first column), in this order.
+    Rows(Vec<String>),
+    /// An error with this SQLSTATE.
+    Code(&'static str),
+    /// Any answer: only that it reveals no secret.
+    Anything,
+}
+
+/// Side channels (issue 17): statements a restricted user could try to learn of hidden rows,
+/// members, tables or roles: errors raised on hidden rows, aggregates statistics could
+/// answer, catalogs, privilege functions, EXPLAIN, setting knobs, `SET ROLE` and
+/// `SET SESSION AUTHORIZATION`, did-you-mean hints. Through `lakecube serve` and
+/// tokio-postgres over SCRAM, with rollups built. Besides what each probe must give, no
+/// answer names anything the user may not see (another region, another store, a hidden
+/// member) unless the statement itself named it.
+#[test]
+fn side_channel_probes_reveal_nothing() {
+    let (dir, defs) = tiny_lake_with_policies_and_rollups("access-probes");
+    let first = |sql: &str| query_csv(&dir, sql).lines().skip(1).map(|l| l.trim().to_string()).collect::<Vec<_>>();
+    let regions = first("SELECT DISTINCT region FROM lake.stores ORDER BY 1");
+    let (mine, others) = (regions[0].clone(), regions[1..].to_vec());
+    let stores = first(&format!("SELECT store_code FROM lake.stores WHERE region <> '{mine}' ORDER BY 1"));
+    let (lea_store, other_stores) = (stores[0].clone(), stores[1..].to_vec());
+    let lea_region = first(&format!("SELECT region FROM lake.stores WHERE store_code = '{lea_store}'"))[0].clone();
+    let config = config_file(
+        &dir,
+        &format!(
+            "users:
+  boss: {{ password: \"PW\", roles: [head_office] }}
+  marc: {{ password: \"PW\", roles: [regional_manager], attributes: {{ region: \"{mine}\" }} }}
+  lea: {{ password: \"PW\", roles: [partner], attributes: {{ stores: [\"{lea_store}\"] }} }}
+  duo: {{ password: \"PW\", roles: [regional_manager, partner], attributes: {{ region: \"{mine}\", stores: [\"{lea_store}\"] }} }}
+  sam: {{ password: \"PW\", roles: [engineer] }}
+  nobody: {{ password: \"PW\", roles: [visitor] }}
+roles:
+  engineer: {{ lake: true }}
+"
+        ),
+    );
+    let (mut server, port) = serve(&dir, &defs, &config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let connect = |user: &str| {
+        let url = format!("host=127.0.0.1 port={port} user={user} password=pw dbname=lakecube");
+        async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            c
+        }
+    };
+    // Head office's answer with the manager's filter: what the manager's count must be.
+    let mine_count = rt.block_on(async { outcome(&connect("boss").await, &format!("SELECT COUNT(*) FROM retail WHERE region = '{mine}'")).await.unwrap() });
+    let hidden_members = ["revenue", "average_basket", "sales_per_visitor"];
+    let rows = |v: &[&str]| Want::Rows(v.iter().map(|s| s.to_string()).collect());
+    let probe_on_other = format!("1 / (CASE WHEN region = '{}' THEN 0 ELSE 1 END) = 1", others[0]);
+    let store_probe = format!("1 / (CASE WHEN store_code = '{}' THEN 0 ELSE 1 END) = 1", other_stores[0]);
+    let marc_probes: Vec<(String, Want)> = vec![
+        ("SELECT DISTINCT region FROM retail".into(), Want::Rows(vec![mine.clone()])),
+        ("SELECT COUNT(*) FROM retail".into(), Want::Rows(mine_count.clone())),
+        (format!("SELECT COUNT(*) FROM retail WHERE {probe_on_other}"), Want::Rows(mine_count.clone())),
+        (format!("WITH x AS (SELECT region FROM retail) SELECT COUNT(*) FROM x WHERE {probe_on_other}"), Want::Rows(mine_count.clone())),
+        (format!("SELECT COUNT(*) FROM (SELECT region, footfall FROM retail) s WHERE {probe_on_other}"), Want::Rows(mine_count.clone())),
+        (format!("SELECT COUNT(*) FROM retail WHERE CAST(CASE WHEN region = '{}' THEN 'x' ELSE '1' END AS INT) = 1", others[0]), Want::Rows(mine_count.clone())),
+        (format!("SELECT region, SUM(footfall) FROM retail WHERE {probe_on_other} GROUP BY 1", ), Want::Anything),
+        (format!("SELECT COUNT(*) FROM retail WHERE region = '{}'", others[0]), rows(&["0"])),
+        (format!("SELECT COUNT(*) FROM retail WHERE region <> '{mine}'"), rows(&["0"])),
+        ("SELECT MIN(region) FROM retail".into(), Want::Rows(vec![mine.clone()])),
+        ("SELECT MAX(region) FROM retail".into(), Want::Rows(vec![mine.clone()])),
+        ("SELECT region FROM retail GROUP BY region HAVING COUNT(*) > 0 ORDER BY 1".into(), Want::Rows(vec![mine.clone()])),
+        ("SELECT string_agg(DISTINCT region, ',') FROM retail".into(), Want::Rows(vec![mine.clone()])),
+        ("EXPLAIN SELECT region, SUM(footfall) FROM retail GROUP BY 1".into(), Want::Anything),
+        ("EXPLAIN ANALYZE SELECT COUNT(*) FROM retail".into(), Want::Code("42501")),
+        ("EXPLAIN VERBOSE SELECT COUNT(*) FROM retail".into(), Want::Code("42501")),
+        ("SET datafusion.optimizer.filter_null_join_keys = true".into(), Want::Code("42501")),
+        ("SET datafusion.execution.parquet.pushdown_filters = true".into(), Want::Code("42501")),
+        ("SELECT set_config('datafusion.optimizer.max_passes', '0', false)".into(), Want::Code("42501")),
+        ("SET lakecube.rollups = off; SELECT DISTINCT region FROM retail".into(), Want::Rows(vec![mine.clone()])),
+        ("SET ROLE partner".into(), Want::Code("42501")),
+        ("SET ROLE head_office".into(), Want::Code("42501")),
+        ("SET ROLE no_such_role".into(), Want::Code("22023")),
+        ("SET SESSION AUTHORIZATION boss".into(), Want::Code("42501")),
+        ("SELECT set_config('role', 'head_office', false)".into(), Want::Code("42501")),
+        ("SET ROLE regional_manager; SELECT current_user || '/' || session_user || '/' || current_setting('role')".into(), rows(&["regional_manager/marc/regional_manager"])),
+        ("SELECT DISTINCT region FROM retail".into(), Want::Rows(vec![mine.clone()])),
+        ("RESET ROLE; SELECT current_user || '/' || current_setting('role')".into(), rows(&["marc/none"])),
+        ("SELECT has_table_privilege('retail', 'SELECT')".into(), rows(&["t"])),
+        ("SELECT has_table_privilege('lake.traffic', 'SELECT')".into(), rows(&["f"])),
+        ("SELECT has_table_privilege('lake.no_such_table', 'SELECT')".into(), rows(&["f"])),
+        ("SELECT has_schema_privilege('lake', 'USAGE')".into(), rows(&["f"])),
+        ("SELECT has_table_privilege('retail', 'INSERT')".into(), rows(&["f"])),
+        ("SELECT has_table_privilege('sam', 'lake.traffic', 'SELECT')".into(), rows(&["t"])),
+        ("SELECT has_column_privilege('lea', 'retail', 'revenue', 'SELECT')".into(), rows(&["f"])),
+        ("SELECT has_column_privilege('lea', 'retail', 'footfall', 'SELECT')".into(), rows(&["t"])),
+        ("SELECT has_table_privilege('nobody', 'retail', 'SELECT')".into(), rows(&["f"])),
+        ("SELECT has_table_privilege(c.oid, 'SELECT') FROM pg_class c WHERE c.relname = 'retail'".into(), rows(&["t"])),
+        ("SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'lake'".into(), rows(&["0"])),
+        ("SELECT COUNT(*) FROM pg_namespace WHERE nspname = 'lake'".into(), rows(&["0"])),
+        ("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'lake'".into(), rows(&["0"])),
+        ("SELECT COUNT(*) FROM lake.traffic".into(), Want::Code("42P01")),
+        ("SELECT pg_table_size('lake.traffic')".into(), Want::Code("42P01")),
+        ("SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = 'marc'".into(), rows(&["regional_manager"])),
+        ("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'regional_manager'".into(), rows(&["f"])),
+        ("BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT DISTINCT region FROM retail; COMMIT; FETCH ALL FROM c; CLOSE c".into(), Want::Rows(vec![mine.clone()])),
+    ];
+    let lea_probes: Vec<(String, Want)> = vec![
+        ("SELECT DISTINCT store_code FROM retail".into(), Want::Rows(vec![lea_store.clone()])),
+        ("SELECT DISTINCT region FROM retail".into(), Want::Rows(vec![lea_region.clone()])),
+        (format!("SELECT COUNT(*) FROM retail WHERE {store_probe}"), Want::Anything),
+        (format!("SELECT COUNT(*) FROM retail WHERE store_code = '{}'", other_stores[0]), rows(&["0"])),
+        ("SELECT SUM(revenue) FROM retail".into(), Want::Code("42703")),
+        ("SELECT MEASURE(average_basket) FROM retail".into(), Want::Code("42703")),
+        ("SELECT sales_per_visitor FROM retail".into(), Want::Code("42703")),
+        ("SELECT reveneu FROM retail".into(), Want::Code("42703")),
+        ("SELECT average_baskett FROM retail".into(), Want::Code("42703")),
+        ("SELECT * FROM retail LIMIT 1".into(), Want::Anything),
+        ("SELECT string_agg(column_name, ',') FROM information_schema.columns WHERE table_name = 'retail'".into(), Want::Anything),
+        ("SELECT string_agg(a.attname, ',') FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'retail'".into(), Want::Anything),
+        ("SELECT has_column_privilege('retail', 'revenue', 'SELECT')".into(), rows(&["f"])),
+        ("SELECT has_column_privilege('retail', 'footfall', 'SELECT')".into(), rows(&["t"])),
+        ("EXPLAIN SELECT SUM(footfall) FROM retail".into(), Want::Anything),
+        ("SET ROLE regional_manager".into(), Want::Code("42501")),
+    ];
+    let duo_probes: Vec<(String, Want)> = vec![
+        // Both roles: the union of their rows, and revenue (the manager's policy shows it).
+        ("SELECT COUNT(DISTINCT region) FROM retail".into(), rows(&["2"])),
+        ("SELECT COUNT(*) > 0 FROM (SELECT SUM(revenue) FROM retail) s".into(), rows(&["t"])),
+        // As the partner alone: the partner's rows and members.
+        ("SET ROLE partner; SELECT DISTINCT store_code FROM retail".into(), Want::Rows(vec![lea_store.clone()])),
+        ("SELECT SUM(revenue) FROM retail".into(), Want::Code("42703")),
+        ("SELECT has_column_privilege('retail', 'revenue', 'SELECT')".into(), rows(&["f"])),
+        ("RESET ROLE; SELECT COUNT(DISTINCT region) FROM retail".into(), rows(&["2"])),
+    ];
+    let nobody_probes: Vec<(String, Want)> = vec![
+        ("SELECT COUNT(*) FROM retail".into(), Want::Code("42P01")),
+        ("SELECT has_table_privilege('retail', 'SELECT')".into(), rows(&["f"])),
+        ("SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'lake')".into(), rows(&["0"])),
+    ];
+    let failures = rt.block_on(async {
+        let mut failures = Vec::new();
+        let mut ran = 0;
+        for (user, probes, secrets) in [
+            ("marc", &marc_probes, others.clone()),
+            ("lea", &lea_probes, other_stores.iter().cloned().chain(hidden_members.iter().map(|s| s.to_string())).collect::<Vec<_>>()),
+            ("duo", &duo_probes, vec![]),
+            ("nobody", &nobody_probes, vec!["retail".to_string()]),
+        ] {
+            let c = connect(user).await;
+            for (sql, want) in probes {
+                ran += 1;
+                let got = outcome(&c, sql).await;
+                let ok = match (want, &got) {
+                    (Want::Rows(w), Ok(r)) => r == w,
+                    (Want::Code(code), Err(e)) => e.starts_with(code),
+                    (Want::Anything, _) => true,
+                    _ => false,
+                };
+                let text = match &got {
+                    Ok(r) => r.join("\n"),
+                    Err(e) => e.clone(),
+                };
+                let leaked: Vec<&String> = secrets.iter().filter(|s| !sql.contains(s.as_str()) && text.contains(s.as_str())).collect();
+                if !ok || !leaked.is_empty() {
+                    failures.push(format!("{user}: {sql}\n  got: {got:?}\n  leaked: {leaked:?}"));
+                }
+            }
+        }
+        assert!(ran >= 40, "{ran} probes");
+        // PostgreSQL's names for the user functions.
+        let names: Vec<String> = connect("duo").await.prepare("SELECT current_user, session_user, current_role, user").await.unwrap().columns().iter().map(|c| c.name().to_string()).collect();
+        if names != ["current_user", "session_user", "current_role", "user"] {
+            failures.push(format!("duo: user function columns named {names:?}"));
+        }
+        // The partner's `SELECT *` has no hidden column.
+        let columns: Vec<String> = connect("lea").await.prepare("SELECT * FROM retail").await.unwrap().columns().iter().map(|c| c.name().to_string()).collect();
+        if columns.iter().any(|c| hidden_members.contains(&c.as_str())) || !columns.iter().any(|c| c == "footfall") {
+            failures.push(format!("lea: SELECT * has columns {columns:?}"));
+        }
+        failures
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Real clients as the partner (restricted rows and members, no lake): psql's describe
+/// commands, SQLAlchemy reflection and pandas, Power BI's navigator and DirectQuery and
+/// Tableau's catalog statements, psqlODBC through pyodbc, pgjdbc's DatabaseMetaData
+/// (tests/clients/restricted_client.py, RestrictedMetadata.java) list and read only what the
+/// partner's policy gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_clients_list_only_what_the_partner_sees() {
+    use crate::clients::{assert_passed, clients_dir, run, run_java};
+    let dir = fresh_dir("access-clients");
+    generate_into(&dir, &lakecube::datagen::Preset::Tiny.params());
+    let defs = cube_defs_with_policies(&dir);
+    let store = query_csv(&dir, "SELECT MIN(store_code) FROM lake.stores").lines().nth(1).unwrap().trim().to_string();
+    let verifier = lakecube::frontend::auth::Verifier::new("lea-pw").to_text();
+    let config = dir.join("lakecube.yaml");
+    std::fs::write(&config, format!("users:\n  lea: {{ password: \"{verifier}\", roles: [partner], attributes: {{ stores: [\"{store}\"] }} }}\n")).unwrap();
+    let (mut server, port) = serve(&dir, &defs, &config);
+    let psql = |sql: &str| psql_as(port, "lea", "lea-pw", sql);
+    let (schemas, describe, tables, roles) = (psql("\\dn"), psql("\\d retail"), psql("\\dt lake.*"), psql("\\du"));
+    let python = run("python3", vec!["restricted_client.py".into(), port.to_string(), "lea".into(), "lea-pw".into(), store.clone()], clients_dir()).await;
+    let java = run_java("RestrictedMetadata", &[port.to_string(), "lea".into(), "lea-pw".into(), store.clone()]).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(stdout(&schemas).contains("public") && !stdout(&schemas).contains("lake"), "\\dn: {}{}", stdout(&schemas), stderr(&schemas));
+    let described = stdout(&describe);
+    assert!(described.contains("footfall") && !described.contains("revenue") && !described.contains("average_basket"), "\\d retail: {described}{}", stderr(&describe));
+    assert!(!stdout(&tables).contains("traffic"), "\\dt lake.*: {}", stdout(&tables));
+    assert!(stdout(&roles).lines().any(|l| l.starts_with("lea|") && l.contains("partner")), "\\du: {}{}", stdout(&roles), stderr(&roles));
+    assert_passed(&python, "restricted_client.py");
+    assert_passed(&java, "RestrictedMetadata");
+}
+
+/// The audit log (issue 17): every statement and login, through `lakecube serve` with
+/// `audit: { dir, redact: literals }`: failed and successful logins, a query answered from a
+/// rollup and one from the lake (bytes read), a failing statement with its SQLSTATE, a
+/// statement after `SET ROLE`, an extended-protocol query; in the JSON-lines file and in
+/// `lakecube.query_log`, which only a role granted `audit` reads.
+#[test]
+fn the_audit_log_records_statements_and_logins() {
+    let (dir, defs) = tiny_lake_with_policies_and_rollups("access-audit");
+    let region = query_csv(&dir, "SELECT MIN(region) FROM lake.stores").lines().nth(1).unwrap().trim().to_string();
+    let audit_dir = dir.join("audit-files");
+    let config = config_file(
+        &dir,
+        &format!(
+            "users:
+  marc: {{ password: \"PW\", roles: [regional_manager], attributes: {{ region: \"{region}\" }} }}
+  ada: {{ password: \"PW\", roles: [auditor] }}
+roles:
+  auditor: {{ audit: true }}
+audit:
+  dir: {}
+  redact: literals
+",
+            audit_dir.display()
+        ),
+    );
+    let (mut server, port) = serve(&dir, &defs, &config);
+    let wrong = psql_as(port, "marc", "not-the-password", "SELECT 1");
+    assert!(!wrong.status.success());
+    let (marc, ada) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let connect = |user: &'static str| async move {
+            let url = format!("host=127.0.0.1 port={port} user={user} password=pw dbname=lakecube application_name=audit-test");
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            c
+        };
+        let c = connect("marc").await;
+        let mut marc = Vec::new();
+        for sql in [
+            "SELECT region, SUM(footfall) FROM retail GROUP BY region",
+            "SET lakecube.rollups = off",
+            "SELECT SUM(units) FROM retail WHERE store_code <> 'x'",
+            "SELECT no_such_member FROM retail",
+            "SET ROLE regional_manager",
+            "SELECT COUNT(*) FROM lakecube.query_log",
+        ] {
+            marc.push(outcome(&c, sql).await);
+        }
+        let rows = c.query("SELECT DISTINCT region FROM retail WHERE store_code <> $1", &[&"none"]).await.unwrap();
+        marc.push(Ok(vec![rows.len().to_string()]));
+        let a = connect("ada").await;
+        let ada = outcome(&a, "SELECT kind || '|' || user_name || '|' || coalesce(role, '') || '|' || sqlstate || '|' || rows || '|' || (bytes_read > 0) || '|' || rollups || '|' || application_name || '|' || statement FROM lakecube.query_log ORDER BY time").await;
+        let history = outcome(&a, "SELECT COUNT(*) > 0 FROM lakecube.lake_history WHERE operation IS NOT NULL").await;
+        assert_eq!(history, Ok(vec!["t".to_string()]), "the lake's history, for the auditor");
+        (marc, ada)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(marc[5].as_ref().is_err_and(|e| e.starts_with("42P01")), "query_log is only for audit roles: {:?}", marc[5]);
+    let ada = ada.unwrap();
+    let line = |prefix: &str| ada.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no record {prefix}…: {ada:#?}")).clone();
+    assert!(line("login_failed|marc|").contains("|28P01|"), "{ada:#?}");
+    assert!(line("login|marc|").contains("|00000|"));
+    // From a rollup: its name; one region's row.
+    let rollup = line("statement|marc||00000|1|");
+    assert!(rollup.contains("SELECT region, SUM(footfall) FROM retail GROUP BY region") && rollup.contains("|audit-test|"), "{rollup}");
+    assert!(ada.iter().any(|l| l.contains("SUM(footfall)") && l.split('|').nth(6).is_some_and(|r| !r.is_empty())), "a rollup is named: {ada:#?}");
+    // From the lake (rollups off): bytes read; literals redacted.
+    let lake = line("statement|marc||00000|1|true||audit-test|SELECT SUM(units) FROM retail WHERE store_code <> ?");
+    assert!(!lake.contains("'x'"), "{lake}");
+    assert!(line("statement|marc||42703|0|").contains("no_such_member"));
+    // After SET ROLE, the role; the refused read of the log is there too.
+    assert!(line("statement|marc|regional_manager|42P01|").contains("lakecube.query_log"));
+    assert!(line("statement|marc|regional_manager|00000|1|").contains("WHERE store_code <> $1"), "{ada:#?}");
+    // The file has every record, as JSON lines.
+    let files: Vec<_> = std::fs::read_dir(&audit_dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one daily file");
+    let text = std::fs::read_to_string(files[0].path()).unwrap();
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.iter().any(|r| r["kind"] == "login_failed" && r["user"] == "marc" && r["sqlstate"] == "28P01"), "{text}");
+    assert!(records.iter().any(|r| r["sqlstate"] == "42703" && r["statement"].as_str().is_some_and(|s| s.contains("no_such_member"))), "{text}");
+    assert!(records.len() >= ada.len(), "{} records in the file, {} in the table", records.len(), ada.len());
 }

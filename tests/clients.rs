@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use common::*;
 use lakecube::datagen::Preset;
 
-async fn run(program: &str, args: Vec<String>, dir: &Path) -> Output {
+pub(crate) async fn run(program: &str, args: Vec<String>, dir: &Path) -> Output {
     let program = program.to_string();
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -26,7 +26,7 @@ async fn run(program: &str, args: Vec<String>, dir: &Path) -> Output {
     .unwrap()
 }
 
-fn assert_passed(o: &Output, what: &str) {
+pub(crate) fn assert_passed(o: &Output, what: &str) {
     assert!(
         o.status.success(),
         "{what} failed\n--- stdout\n{}\n--- stderr\n{}",
@@ -36,12 +36,13 @@ fn assert_passed(o: &Output, what: &str) {
     assert!(stdout(o).contains("all checks passed"), "{what}: {}", stdout(o));
 }
 
-fn clients_dir() -> &'static Path {
+pub(crate) fn clients_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
 }
 
-/// Compiles one Java program of tests/clients against Debian's pgjdbc and runs it on a server.
-async fn run_java(program: &str, port: u16) -> Output {
+/// Compiles one Java program of tests/clients against Debian's pgjdbc and runs it with these
+/// arguments (the server's port first).
+pub(crate) async fn run_java(program: &str, args: &[String]) -> Output {
     let jar = "/usr/share/java/postgresql.jar";
     assert!(Path::new(jar).exists(), "pgjdbc missing at {jar}: scripts/test.sh installs libpostgresql-jdbc-java");
     let build = tempfile::tempdir().unwrap();
@@ -49,13 +50,15 @@ async fn run_java(program: &str, port: u16) -> Output {
     let source = clients_dir().join(format!("{program}.java"));
     let javac = run("javac", vec!["-cp".into(), jar.into(), "-d".into(), out.clone(), source.to_str().unwrap().into()], clients_dir()).await;
     assert!(javac.status.success(), "javac: {}", stderr(&javac));
-    run("java", vec!["-cp".into(), format!("{jar}:{out}"), program.into(), port.to_string()], clients_dir()).await
+    let mut all = vec!["-cp".to_string(), format!("{jar}:{out}"), program.to_string()];
+    all.extend_from_slice(args);
+    run("java", all, clients_dir()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pgjdbc_metadata_prepared_statements_and_fetch_size() {
     let server = TestServer::start(&lake(Preset::Demo), 20).await;
-    assert_passed(&run_java("JdbcClient", server.port).await, "pgjdbc");
+    assert_passed(&run_java("JdbcClient", &[server.port.to_string()]).await, "pgjdbc");
     server.stop_expecting_failures(&[]).await;
 }
 
@@ -63,7 +66,7 @@ async fn pgjdbc_metadata_prepared_statements_and_fetch_size() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metabase_sync_through_pgjdbc() {
     let server = TestServer::start(&lake(Preset::Demo), 20).await;
-    assert_passed(&run_java("MetabaseSync", server.port).await, "metabase");
+    assert_passed(&run_java("MetabaseSync", &[server.port.to_string()]).await, "metabase");
     server.stop_expecting_failures(&[]).await;
 }
 

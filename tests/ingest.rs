@@ -258,7 +258,21 @@ async fn a_running_server_sees_the_batch_on_its_next_query() {
     let (lake_after, cube_after): (i64, i64) =
         (client.query_one(lake_sum, &[]).await.unwrap().get(0), client.query_one(cube_sum, &[]).await.unwrap().get(0));
     assert_eq!((lake_after - lake_before, cube_after - cube_before), (17, 17));
+    // The lake's history shows the batch: its version, source, kind, file and rows, beside the
+    // generator's first commits.
     server.stop().await;
+    // The lake's history (lakecube.lake_history's rows, which tests/access.rs reads through
+    // the wire as an auditor) shows the batch: its version, source, kind, file and rows,
+    // beside the generator's first commits.
+    let history = batch_rows(&lakecube::engine::history::batch(&lake).await.unwrap());
+    let latest = history.iter().find(|r| r[0] == "traffic").unwrap();
+    assert_eq!(latest[1], summary.committed_version.unwrap().to_string());
+    assert_eq!((latest[3].as_str(), latest[4].as_str(), latest[5].as_str()), ("MERGE", "door_sensors", "sensor_counts"), "{latest:?}");
+    assert!(latest[6].contains("sensors_utf8_comma.csv") && latest[6].contains(&summary.files[0].sha256), "{latest:?}");
+    assert!(latest[7].parse::<u64>().is_ok_and(|n| n > 0 && n <= summary.store_hours), "{latest:?}");
+    for table in ["departments", "stores", "traffic"] {
+        assert!(history.iter().any(|r| r[0] == table && r[1] == "0"), "{table}'s first commit: {history:?}");
+    }
 }
 
 /// A cube statement whose optimized plan was cached before a batch was committed still sees

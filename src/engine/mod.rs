@@ -12,6 +12,7 @@ pub mod fast_time;
 pub mod memory;
 pub mod constant;
 pub mod access;
+pub mod history;
 pub mod plan_cache;
 pub mod priority;
 pub mod rollups;
@@ -45,6 +46,9 @@ pub const CATALOG: &str = "lakecube";
 pub const LAKE_SCHEMA: &str = "lake";
 /// The schema holding the cube tables.
 pub const CUBE_SCHEMA: &str = "public";
+/// The schema of the server's own tables: the audit log (`query_log`) and the lake's change
+/// history (`lake_history`), only for roles granted `audit`.
+pub const ADMIN_SCHEMA: &str = "lakecube";
 
 /// A shared, read-only query engine over one lake.
 #[derive(Clone)]
@@ -63,6 +67,67 @@ pub struct Engine {
     /// Who may read what ([`access`]); `None` until users are configured: every session
     /// reads everything (loopback trust).
     access: Arc<access::Access>,
+    audit: Arc<crate::audit::AuditLog>,
+}
+
+/// The bytes of Parquet a statement's scans read (the lake's and the rollups'), for the
+/// audit log: summed from the plan's `bytes_scanned` metrics when its stream ends or is
+/// dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Meter(Arc<std::sync::atomic::AtomicU64>);
+
+impl Meter {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn over(&self, plan: Arc<dyn ExecutionPlan>, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        Box::pin(Reading { plan: Some(plan), meter: self.clone(), stream })
+    }
+}
+
+/// A running plan's stream, whose scans' bytes go into a meter when it ends (or is dropped
+/// before).
+struct Reading {
+    plan: Option<Arc<dyn ExecutionPlan>>,
+    meter: Meter,
+    stream: SendableRecordBatchStream,
+}
+
+impl Reading {
+    fn count(&mut self) {
+        fn scanned(plan: &dyn ExecutionPlan) -> u64 {
+            let own = plan.metrics().and_then(|m| m.sum_by_name("bytes_scanned")).map_or(0, |v| v.as_usize() as u64);
+            own + plan.children().into_iter().map(|c| scanned(c.as_ref())).sum::<u64>()
+        }
+        if let Some(plan) = self.plan.take() {
+            self.meter.0.fetch_add(scanned(plan.as_ref()), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl futures::Stream for Reading {
+    type Item = datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.stream.as_mut().poll_next(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.count();
+        }
+        polled
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for Reading {
+    fn schema(&self) -> SchemaRef {
+        self.stream.schema()
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.count();
+    }
 }
 
 /// How an engine is set up beyond its lake and cubes.
@@ -70,12 +135,14 @@ pub struct Engine {
 pub struct Options {
     pub memory: memory::MemoryConfig,
     pub priority: priority::PriorityConfig,
+    /// Where statements and logins are audited (default: memory only).
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 impl Default for Options {
     /// The defaults for this machine ([`memory::MemoryConfig::for_machine`]).
     fn default() -> Self {
-        Options { memory: memory::MemoryConfig::for_machine(), priority: priority::PriorityConfig::default() }
+        Options { memory: memory::MemoryConfig::for_machine(), priority: priority::PriorityConfig::default(), audit: Arc::default() }
     }
 }
 
@@ -99,7 +166,7 @@ impl Options {
         if let Some(rows) = limits.background_rows {
             priority.background_rows = rows;
         }
-        Options { memory, priority }
+        Options { memory, priority, audit: Arc::default() }
     }
 }
 
@@ -248,7 +315,22 @@ impl Engine {
         let sizes: catalog::RelationSizes = Arc::new(move |schema: &str, table: &str| {
             (schema == LAKE_SCHEMA).then(|| lake_tables.get(table).map(|t| t.bytes())).flatten()
         });
-        catalog::install(&ctx, CATALOG, &descriptions, roles.clone(), sizes.clone()).await?;
+        let admin_schema = Arc::new(MemorySchemaProvider::new());
+        let audit = options.audit.clone();
+        let log = audit.clone();
+        admin_schema
+            .register_table("query_log".into(), catalog::live(move || log.batch().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))))?)
+            .map_err(Error::from)?;
+        let history_lake = lake.clone();
+        let history = catalog::live_async(history::schema(), move || {
+            let lake = history_lake.clone();
+            Box::pin(async move { history::batch(&lake).await.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))) })
+        });
+        admin_schema.register_table("lake_history".into(), history).map_err(Error::from)?;
+        // Only in the catalogs of users whose role is granted `audit` (engine::access): not
+        // in the engine's own, which loopback sessions without users read, so that BI tools'
+        // table lists show the cubes and the lake, not the server's own tables.
+        catalog::install(&ctx, CATALOG, &descriptions, roles.clone(), sizes.clone(), None).await?;
         pg_functions::register(&ctx);
         pg::array::register(&ctx);
         // Last, so that every function it caps is registered (ours and DataFusion's).
@@ -266,8 +348,8 @@ impl Engine {
             .collect();
         let semantic = Arc::new(semantic);
         cube_rewrite.set(semantic.clone())?;
-        let access = Arc::new(access::Access::new(ctx.clone(), semantic.clone(), lake_schema, roles.clone(), sizes));
-        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities, rollups, followed: Arc::new(followed), access })
+        let access = Arc::new(access::Access::new(ctx.clone(), semantic.clone(), lake_schema, admin_schema, roles.clone(), sizes));
+        Ok(Engine { ctx, lake, semantic, parser, roles, plan_cache, memory, priorities, rollups, followed: Arc::new(followed), access, audit })
     }
 
     /// The same engine with a plan cache of `entries` plans (0: no cache), e.g. to measure
@@ -290,16 +372,34 @@ impl Engine {
     /// Sets each user's roles and attributes and what each role may do: from now on a
     /// session reads what its user's access policies give it ([`access`]).
     pub fn set_access(&self, users: std::collections::BTreeMap<String, crate::config::UserAccess>, roles: std::collections::BTreeMap<String, crate::config::RoleSettings>) {
+        // pg_roles lists the group roles too, pg_auth_members their members.
+        let mut groups: std::collections::BTreeMap<String, Vec<String>> = roles.keys().map(|r| (r.clone(), Vec::new())).collect();
+        for (user, access) in &users {
+            for r in &access.roles {
+                groups.entry(r.clone()).or_default().push(user.clone());
+            }
+        }
+        self.roles.set_groups(groups);
         self.access.configure(users, roles);
+    }
+
+    /// Who `user` is for `SET ROLE` ([`access::Access::identity`]).
+    pub fn identity(&self, user: &str) -> Arc<crate::pg::settings::Identity> {
+        self.access.identity(user)
     }
 
     /// The session state a session plans in: its user's ([`access::Access::state_for`]), or
     /// the engine's own.
     async fn state_for(&self, session: &SessionInfo) -> Result<datafusion::execution::SessionState> {
-        Ok(match self.access.state_for(&session.user).await? {
+        Ok(match self.access.state_for(&session.user, session.settings.role().as_deref()).await? {
             Some(state) => state,
             None => self.ctx.state(),
         })
+    }
+
+    /// The audit log statements and logins are recorded in.
+    pub fn audit(&self) -> &Arc<crate::audit::AuditLog> {
+        &self.audit
     }
 
     pub fn semantic(&self) -> &Semantic {
@@ -477,7 +577,7 @@ impl Engine {
         // that see the lake beneath the cubes anyway.
         if let datafusion::sql::sqlparser::ast::Statement::Explain { analyze, verbose, options, .. } = &stmt {
             let detailed = *analyze || *verbose || options.iter().flatten().any(|o| matches!(o.name.value.to_ascii_lowercase().as_str(), "analyze" | "verbose"));
-            if detailed && self.access.sees_lake(&session.user) == Some(false) {
+            if detailed && self.access.sees_lake(&session.user, session.settings.role().as_deref()) == Some(false) {
                 return Err(Error::new(ErrorKind::InsufficientPrivilege, "permission denied for EXPLAIN ANALYZE and EXPLAIN VERBOSE")
                     .with_hint("they show the lake beneath the cubes (rows read before access policies apply, hidden columns); plain EXPLAIN shows the plan. Roles with `lake: true` may use them (docs/security.md)"));
             }
@@ -509,7 +609,7 @@ impl Engine {
 
     /// Runs a planned statement, returning its schema and a stream of batches.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        self.execute_plan(plan, false).await
+        self.execute_plan(plan, false, None).await
     }
 
     /// The physical plan of a logical one; one already `optimized` skips the logical
@@ -528,7 +628,7 @@ impl Engine {
     }
 
     /// Runs a plan; one already `optimized` goes straight to physical planning.
-    async fn execute_plan(&self, plan: LogicalPlan, optimized: bool) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    async fn execute_plan(&self, plan: LogicalPlan, optimized: bool, meter: Option<&Meter>) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let state = self.ctx.state();
         let physical = Self::physical_plan_in(&state, &plan, optimized).await?;
@@ -536,14 +636,17 @@ impl Engine {
         let runtime = self.memory.for_query(&state.runtime_env())?;
         let task = Arc::new(datafusion::execution::TaskContext::from(&state).with_runtime(runtime));
         // Heavy statements run at background priority (priority.rs).
-        let stream = self.priorities.execute(physical, task)?;
-        Ok((schema, stream))
+        let stream = self.priorities.execute(physical.clone(), task)?;
+        Ok(match meter {
+            Some(meter) => (schema, meter.over(physical, stream)),
+            None => (schema, stream),
+        })
     }
 
     /// Runs a plan, its batches carrying the given column names.
-    async fn execute_named(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    async fn execute_named(&self, planned: Planned, meter: Option<&Meter>) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let names = planned.names.as_deref();
-        let (schema, stream) = self.execute_plan(planned.plan, planned.optimized).await?;
+        let (schema, stream) = self.execute_plan(planned.plan, planned.optimized, meter).await?;
         let renamed = rename(schema.clone(), names);
         if Arc::ptr_eq(&renamed, &schema) {
             return Ok((schema, stream));
@@ -565,6 +668,11 @@ impl Engine {
     /// Runs a planned statement. For `EXPLAIN`, the cube queries come first, as rows of
     /// plan_type `cube_query`, before DataFusion's plans over the lake.
     pub async fn execute_planned(&self, planned: Planned) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        self.execute_metered(planned, None).await
+    }
+
+    /// [`Engine::execute_planned`], counting into `meter` the bytes its scans read.
+    pub async fn execute_metered(&self, planned: Planned, meter: Option<&Meter>) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let is_explain = matches!(planned.plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         if !is_explain {
             for id in &planned.rollups {
@@ -572,11 +680,11 @@ impl Engine {
             }
         }
         if !is_explain || planned.cube_queries.is_empty() {
-            let Some(constant) = planned.constant.clone() else { return self.execute_named(planned).await };
+            let Some(constant) = planned.constant.clone() else { return self.execute_named(planned, meter).await };
             if let Some(kept) = constant.stream() {
                 return Ok(kept);
             }
-            let (schema, stream) = self.execute_named(planned).await?;
+            let (schema, stream) = self.execute_named(planned, meter).await?;
             return Ok((schema.clone(), constant.keep(schema, stream)));
         }
         use datafusion::arrow::array::{ArrayRef, StringArray};

@@ -140,6 +140,9 @@ pub fn data_rows(
             },
             Err(e) => vec![Err(to_pg_error(e))],
         };
+        if let (Some(log), Some(Err(pgwire::error::PgWireError::UserError(info)))) = (&log, out.last()) {
+            log.failed(&info.code, &info.message);
+        }
         futures::stream::iter(out)
     })
 }
@@ -220,23 +223,91 @@ pub fn timed_out() -> Error {
         .with_hint("raise statement_timeout (SET statement_timeout = '5min') or narrow the query")
 }
 
-/// Logs one line per query when its result stream is dropped (finished, failed or abandoned).
+/// Logs one line per query when its result stream is dropped (finished, failed or
+/// abandoned), and writes its audit record.
 pub struct QueryLog {
     pub sql: String,
     pub client: String,
     pub start: Instant,
     pub rows: AtomicU64,
+    /// Who ran it, for the audit log, and the bytes its scans read.
+    pub audited: Option<(Audited, crate::engine::Meter)>,
+    /// The error that ended its rows early (SQLSTATE, message).
+    pub failure: std::sync::Mutex<Option<(String, String)>>,
+}
+
+impl QueryLog {
+    /// Notes the error that ended the rows.
+    pub fn failed(&self, sqlstate: &str, message: &str) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some((sqlstate.to_string(), message.to_string()));
+    }
 }
 
 impl Drop for QueryLog {
     fn drop(&mut self) {
+        let rows = self.rows.load(Ordering::Relaxed);
         tracing::info!(
             client = %self.client,
-            rows = self.rows.load(Ordering::Relaxed),
+            rows,
             ms = format!("{:.1}", self.start.elapsed().as_secs_f64() * 1000.0),
             sql = %one_line_short(&self.sql),
             "query"
         );
+        if let Some((audited, meter)) = self.audited.take() {
+            let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+            audited.record(&self.sql, rows, meter.bytes(), failure);
+        }
+    }
+}
+
+/// Who runs a statement, for its audit record: the session's user, the role taken, the
+/// application, the client's address, when it began and the rollups that answer it.
+#[derive(Clone)]
+pub struct Audited {
+    pub log: Arc<crate::audit::AuditLog>,
+    pub user: String,
+    pub role: Option<String>,
+    pub application_name: String,
+    pub client: String,
+    pub start: Instant,
+    pub rollups: Vec<String>,
+}
+
+impl Audited {
+    pub fn new(log: Arc<crate::audit::AuditLog>, session: &SessionInfo, client: &str) -> Audited {
+        Audited {
+            log,
+            user: session.user.clone(),
+            role: session.settings.role(),
+            application_name: session.settings.get("application_name").unwrap_or_default(),
+            client: client.to_string(),
+            start: Instant::now(),
+            rollups: Vec::new(),
+        }
+    }
+
+    /// Writes the statement's record: `failure` is its SQLSTATE and message, `None` for
+    /// success.
+    pub fn record(self, sql: &str, rows: u64, bytes_read: u64, failure: Option<(String, String)>) {
+        let (sqlstate, message) = match failure {
+            Some((code, message)) => (code, Some(message)),
+            None => ("00000".to_string(), None),
+        };
+        self.log.record(crate::audit::Record {
+            time: chrono::Utc::now(),
+            kind: "statement",
+            user: self.user,
+            role: self.role,
+            client: self.client,
+            application_name: self.application_name,
+            statement: sql.to_string(),
+            duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+            rows,
+            bytes_read,
+            rollups: self.rollups,
+            sqlstate,
+            message,
+        });
     }
 }
 

@@ -38,8 +38,8 @@ pub enum Command {
     Savepoint,
     Release,
     Set { name: String, value: Option<String> },
-    /// `SET` forms that only remember a value or are accepted as they are (transaction
-    /// characteristics, `SET ROLE`, `SET SESSION AUTHORIZATION DEFAULT`).
+    /// `SET` forms accepted as they are (transaction characteristics: lakecube reads a
+    /// snapshot of the lake per query whatever they say).
     SetAccepted { tag: &'static str },
     Show(String),
     ShowAll,
@@ -185,6 +185,19 @@ impl Words {
         (!v.is_empty()).then_some(v)
     }
 
+    /// A role name as PostgreSQL reads one: a quoted identifier or string as written, an
+    /// unquoted word folded to lower case (`SET ROLE Analyst` is role `analyst`).
+    fn role_name(&mut self) -> Option<String> {
+        let name = match self.toks.get(self.pos)? {
+            (Token::SingleQuotedString(s), _) => s.clone(),
+            (Token::Word(w), _) if w.quote_style.is_some() => w.value.clone(),
+            (Token::Word(w), _) => w.value.to_lowercase(),
+            _ => return None,
+        };
+        self.pos += 1;
+        self.toks[self.pos..].iter().all(|(t, _)| matches!(t, Token::SemiColon)).then_some(name)
+    }
+
     fn rest_from(&self, text: &str) -> String {
         self.toks.get(self.pos).map(|(_, at)| text[*at..].trim().to_string()).unwrap_or_default()
     }
@@ -233,8 +246,10 @@ pub fn parse_command(text: &str) -> Result<Option<Command>> {
                 Command::ResetAll
             } else if w.kws(&["TIME", "ZONE"]) {
                 Command::Reset("TimeZone".into())
-            } else if w.kws(&["SESSION", "AUTHORIZATION"]) || w.kw("ROLE") {
-                Command::SetAccepted { tag: "RESET" }
+            } else if w.kws(&["SESSION", "AUTHORIZATION"]) {
+                Command::Reset("session_authorization".into())
+            } else if w.kw("ROLE") {
+                Command::Reset("role".into())
             } else {
                 Command::Reset(w.name().ok_or_else(|| syntax(text))?)
             }
@@ -329,8 +344,13 @@ fn parse_set(w: &mut Words, text: &str) -> Result<Command> {
         // of the lake per query whatever the level.
         return Ok(Command::SetAccepted { tag: "SET" });
     }
-    if w.kws(&["SESSION", "AUTHORIZATION"]) || w.kw("ROLE") {
-        return Ok(Command::SetAccepted { tag: "SET" });
+    if w.kws(&["SESSION", "AUTHORIZATION"]) {
+        let v = w.role_name().ok_or_else(|| syntax(text))?;
+        return Ok(Command::Set { name: "session_authorization".into(), value: default_or(v) });
+    }
+    if w.kw("ROLE") {
+        let v = w.role_name().ok_or_else(|| syntax(text))?;
+        return Ok(Command::Set { name: "role".into(), value: Some(v) });
     }
     if w.kws(&["TIME", "ZONE"]) {
         let v = w.value().ok_or_else(|| syntax(text))?;
@@ -603,6 +623,13 @@ mod tests {
         assert_eq!(c("SET SESSION TIMEZONE TO 'UTC'"), Some(Command::Set { name: "timezone".into(), value: Some("UTC".into()) }));
         assert_eq!(c("SET TIME ZONE DEFAULT"), Some(Command::Set { name: "TimeZone".into(), value: None }));
         assert_eq!(c("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"), Some(Command::SetAccepted { tag: "SET" }));
+        // Role names fold to lower case unless quoted; DEFAULT resets the authorization.
+        assert_eq!(c("SET ROLE Analyst"), Some(Command::Set { name: "role".into(), value: Some("analyst".into()) }));
+        assert_eq!(c("set role \"Head Office\";"), Some(Command::Set { name: "role".into(), value: Some("Head Office".into()) }));
+        assert_eq!(c("SET SESSION ROLE 'x'"), Some(Command::Set { name: "role".into(), value: Some("x".into()) }));
+        assert_eq!(c("SET SESSION AUTHORIZATION DEFAULT"), Some(Command::Set { name: "session_authorization".into(), value: None }));
+        assert_eq!(c("RESET ROLE"), Some(Command::Reset("role".into())));
+        assert!(parse_command("SET ROLE a b").is_err());
         assert_eq!(c("show transaction isolation level"), Some(Command::Show("transaction_isolation".into())));
         assert_eq!(c("START TRANSACTION READ ONLY"), Some(Command::Begin));
         assert_eq!(c("ROLLBACK TO SAVEPOINT _pg3_1"), Some(Command::RollbackTo));

@@ -26,7 +26,8 @@ use rust_decimal::Decimal;
 use super::cancel::plan_in_task;
 use super::command::{Command, Outcome, command_columns, parse_command};
 use super::encode::{canonical, field_infos, to_pg_error};
-use super::handler::{Backend, Params, Parser, Prepared, PreparedKind, command_tag, log_failure, log_sent_failure, send_report, session_of, who};
+use super::cancel::Audited;
+use super::handler::{Backend, Params, Parser, Prepared, PreparedKind, Request, command_tag, log_failure, log_sent_failure, send_report, session_of, who};
 use crate::error::{Error, ErrorKind};
 
 impl Params {
@@ -56,12 +57,15 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let cell = session_of(client, &self.cancels, &self.defaults)?;
+        let cell = session_of(client, &self.engine, &self.cancels, &self.defaults)?;
+        let info = cell.session.lock().await.info();
+        // A statement that fails at Parse is audited as one that fails at Execute.
+        let audited = Audited::new(self.engine.audit().clone(), &info, super::handler::address(&who(client)));
         let fail = |e: Error| {
             log_failure(&self.failures, &who(client), sql, &e);
+            audited.clone().record(sql, 0, 0, Some((e.sqlstate().to_string(), e.message.clone())));
             to_pg_error(e)
         };
-        let info = cell.session.lock().await.info();
         // Parse plans the statement: statement_timeout and cancel cover it.
         let token = self.cancels.start(cell.pid, &cell.secret);
         cell.clock.restart();
@@ -145,7 +149,7 @@ impl ExtendedQueryHandler for Backend {
             && let Some(name) = message.name.as_deref()
             && client.portal_store().get_portal(name).is_none()
         {
-            let cell = session_of(client, &self.cancels, &self.defaults)?;
+            let cell = session_of(client, &self.engine, &self.cancels, &self.defaults)?;
             let fields = {
                 let session = cell.session.lock().await;
                 session.cursors.get(name).map(|c| {
@@ -177,7 +181,7 @@ impl ExtendedQueryHandler for Backend {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        let cell = session_of(client, &self.cancels, &self.defaults)?;
+        let cell = session_of(client, &self.engine, &self.cancels, &self.defaults)?;
         let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME).to_string();
         let portal = match client.portal_store().get_portal(&name) {
             Some(Entry::Value(p)) => p,
@@ -252,7 +256,7 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let cell = session_of(client, &self.cancels, &self.defaults)?;
+        let cell = session_of(client, &self.engine, &self.cancels, &self.defaults)?;
         let prepared = &portal.statement.statement;
         if let Some(columns) = result_columns(prepared) {
             super::encode::check_result_formats(&portal.result_column_format, columns).map_err(to_pg_error)?;
@@ -262,7 +266,7 @@ impl ExtendedQueryHandler for Backend {
         let who = who(client);
         let mut status = client.transaction_status();
         let outcome = self
-            .statement(&cell, &prepared.sql, Some(prepared), params, &mut status, &portal.result_column_format, &who)
+            .statement(&cell, Request { sql: &prepared.sql, prepared: Some(prepared), params, format: &portal.result_column_format, who: &who }, &mut status)
             .await;
         let outcome = match outcome {
             Ok(o) => o,

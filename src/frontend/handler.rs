@@ -33,7 +33,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::encode::{error_info, field_infos};
-use super::cancel::{Cancels, Clock, QueryLog, bounded, data_rows, guarded, plan_in_task};
+use super::cancel::{Audited, Cancels, Clock, QueryLog, bounded, data_rows, guarded, plan_in_task};
 use super::command::{Command, Outcome, parse_command};
 use super::copy::CopyOut;
 use crate::pg::copy::CopyTo;
@@ -67,7 +67,7 @@ impl Handlers {
     ) -> Result<Self, Error> {
         let cancels = Arc::new(Cancels::default());
         let parser = Arc::new(Parser { engine: engine.clone(), cancels: cancels.clone(), failures: failures.clone(), defaults: defaults.clone() });
-        let startup = Arc::new(Authenticator::new(users, slots, tls_cert_pem)?);
+        let startup = Arc::new(Authenticator::new(users, slots, tls_cert_pem, engine.audit().clone())?);
         Ok(Handlers {
             backend: Arc::new(Backend { engine, parser, cancels: cancels.clone(), failures, defaults }),
             startup,
@@ -78,7 +78,7 @@ impl Handlers {
     /// Makes the session of a connection that just authenticated (with the server's defaults,
     /// so that its idle timeouts apply before its first statement).
     pub fn open_session<C: ClientInfo>(&self, client: &C) {
-        let _ = session_of(client, &self.cancels, &self.backend.defaults);
+        let _ = session_of(client, &self.backend.engine, &self.cancels, &self.backend.defaults);
     }
 
     /// The handlers with their concrete types, for the connection loop.
@@ -128,12 +128,15 @@ impl Drop for SessionCell {
 
 /// The connection's session, made at its first statement (after authentication, whichever
 /// startup handler ran).
-pub(super) fn session_of<C: ClientInfo>(client: &C, cancels: &Arc<Cancels>, defaults: &SessionDefaults) -> PgWireResult<Arc<SessionCell>> {
+pub(super) fn session_of<C: ClientInfo>(client: &C, engine: &Engine, cancels: &Arc<Cancels>, defaults: &SessionDefaults) -> PgWireResult<Arc<SessionCell>> {
     let md = client.metadata();
     let user = md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "lakecube".into());
     let (pid, secret) = client.pid_and_secret_key();
     Ok(client.session_extensions().get_or_insert_with(|| SessionCell {
-        session: tokio::sync::Mutex::new(Session::new(user, md, defaults.clone())),
+        session: tokio::sync::Mutex::new({
+            let identity = engine.identity(&user);
+            Session::new(user, md, defaults.clone(), Some(identity))
+        }),
         pid,
         secret,
         cancels: cancels.clone(),
@@ -203,26 +206,42 @@ pub struct Parser {
 /// Describe, Execute) in [`super::extended`]; [`Backend::statement`] is the path of each
 /// statement in either.
 pub struct Backend {
-    engine: Engine,
+    pub(super) engine: Engine,
     pub(super) parser: Arc<Parser>,
     pub(super) cancels: Arc<Cancels>,
     pub(super) failures: Arc<RecentFailures>,
     pub(super) defaults: SessionDefaults,
 }
 
+/// One statement to run: its text, its prepared form (extended protocol), its parameters,
+/// the format of its rows, and who sent it ([`who`]).
+pub(super) struct Request<'a> {
+    pub sql: &'a str,
+    pub prepared: Option<&'a Prepared>,
+    pub params: Option<ParamValues>,
+    pub format: &'a Format,
+    pub who: &'a str,
+}
+
 impl Backend {
     /// Runs one statement of a session. `status` is the transaction status before it and
-    /// becomes the status after it.
-    pub(super) async fn statement(
-        &self,
-        cell: &SessionCell,
-        sql: &str,
-        prepared: Option<&Prepared>,
-        params: Option<ParamValues>,
-        status: &mut TransactionStatus,
-        format: &Format,
-        who: &str,
-    ) -> Result<Outcome, Error> {
+    /// becomes the status after it. Its audit record is written when it ends: for a query,
+    /// when its rows have gone out ([`QueryLog`]); otherwise here.
+    pub(super) async fn statement(&self, cell: &SessionCell, request: Request<'_>, status: &mut TransactionStatus) -> Result<Outcome, Error> {
+        let info = cell.session.lock().await.info();
+        let (sql, who) = (request.sql, request.who);
+        let mut audited = Some(Audited::new(self.engine.audit().clone(), &info, address(who)));
+        let outcome = self.run_statement(cell, request, status, &mut audited).await;
+        if let Some(a) = audited {
+            let failure = outcome.as_ref().err().map(|e| (e.sqlstate().to_string(), e.message.clone()));
+            a.record(sql, 0, 0, failure);
+        }
+        outcome
+    }
+
+    /// [`Backend::statement`]; a query takes `audited` into its [`QueryLog`].
+    async fn run_statement(&self, cell: &SessionCell, request: Request<'_>, status: &mut TransactionStatus, audited: &mut Option<Audited>) -> Result<Outcome, Error> {
+        let Request { sql, prepared, params, format, who } = request;
         let command = match prepared {
             Some(Prepared { kind: PreparedKind::Command { command, .. }, .. }) => Some(command.clone()),
             Some(_) => None,
@@ -259,10 +278,14 @@ impl Backend {
             }
             // set_config('statement_timeout', …) applies from the next statement on.
             drop(session);
+            let audited = audited.take().map(|mut a| {
+                a.rollups = planned.rollups.clone();
+                a
+            });
             let Some(copy) = copy else {
-                return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), token, cell.clock.clone(), timeout).await?));
+                return Ok(Outcome::Rows(self.run(planned, format, sql, who.to_string(), audited, token, cell.clock.clone(), timeout).await?));
             };
-            let (fields, batches, log) = self.start(planned, &CopyOut::wire_format(&copy), sql, who.to_string(), &token, &cell.clock, timeout).await?;
+            let (fields, batches, log) = self.start(planned, &CopyOut::wire_format(&copy), sql, who.to_string(), audited, &token, &cell.clock, timeout).await?;
             let batches = guarded(batches, token, cell.clock.clone(), timeout).boxed();
             return Ok(Outcome::Copy(CopyOut::new(fields, batches, log, copy)?));
         };
@@ -295,11 +318,12 @@ impl Backend {
         format: &Format,
         sql: &str,
         client: String,
+        audited: Option<Audited>,
         token: CancellationToken,
         clock: Arc<Clock>,
         timeout_ms: u64,
     ) -> Result<QueryResponse, Error> {
-        let (fields, batches, log) = self.start(planned, format, sql, client, &token, &clock, timeout_ms).await?;
+        let (fields, batches, log) = self.start(planned, format, sql, client, audited, &token, &clock, timeout_ms).await?;
         Ok(QueryResponse::new(fields.clone(), data_rows(batches, fields, token, clock, timeout_ms, Some(log))))
     }
 
@@ -312,15 +336,38 @@ impl Backend {
         format: &Format,
         sql: &str,
         client: String,
+        audited: Option<Audited>,
         token: &CancellationToken,
         clock: &Clock,
         timeout_ms: u64,
     ) -> Result<(Arc<Vec<FieldInfo>>, impl futures::Stream<Item = Result<RecordBatch, Error>> + Send + 'static, Arc<QueryLog>), Error> {
-        let log = Arc::new(QueryLog { sql: sql.to_string(), client, start: Instant::now(), rows: AtomicU64::new(0) });
-        let (schema, stream) = bounded(self.engine.execute_planned(planned), token, clock, timeout_ms).await?;
+        let meter = crate::engine::Meter::default();
+        let started = bounded(self.engine.execute_metered(planned, Some(&meter)), token, clock, timeout_ms).await;
+        let (schema, stream) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(a) = audited {
+                    a.record(sql, 0, meter.bytes(), Some((e.sqlstate().to_string(), e.message.clone())));
+                }
+                return Err(e);
+            }
+        };
+        let log = Arc::new(QueryLog {
+            sql: sql.to_string(),
+            client,
+            start: Instant::now(),
+            rows: AtomicU64::new(0),
+            audited: audited.map(|a| (a, meter)),
+            failure: Default::default(),
+        });
         let fields = Arc::new(field_infos(&schema, format));
         Ok((fields, stream.map(|b| b.map_err(Error::from)), log))
     }
+}
+
+/// The client's address and port in a [`who`].
+pub(super) fn address(who: &str) -> &str {
+    who.rsplit_once('@').map_or(who, |(_, a)| a)
 }
 
 /// Who sent a statement, for the query log: `user@address:port`.
@@ -362,7 +409,7 @@ impl SimpleQueryHandler for Backend {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let cell = session_of(client, &self.cancels, &self.defaults)?;
+        let cell = session_of(client, &self.engine, &self.cancels, &self.defaults)?;
         let who = who(client);
         let mut status = client.transaction_status();
         let statements = split_statements(&query.query);
@@ -374,7 +421,7 @@ impl SimpleQueryHandler for Backend {
             }
             Ok(statements) => {
                 for sql in statements {
-                    match self.statement(&cell, &sql, None, None, &mut status, &Format::UnifiedText, &who).await {
+                    match self.statement(&cell, Request { sql: &sql, prepared: None, params: None, format: &Format::UnifiedText, who: &who }, &mut status).await {
                         Ok(outcome) => {
                             if let Err(e) = send_outcome(client, outcome, true).await {
                                 log_sent_failure(&self.failures, &who, &sql, &e);

@@ -94,8 +94,14 @@ pub const MAX_CURSORS: usize = 64;
 
 impl Session {
     /// A session for `user` with its startup parameters, on the server's default settings.
-    pub fn new(user: String, startup: &HashMap<String, String>, defaults: std::sync::Arc<std::collections::BTreeMap<String, String>>) -> Session {
-        let mut settings = Settings::with_server_defaults(defaults);
+    /// `identity` is who the user is for `SET ROLE` (`None` without configured users).
+    pub fn new(
+        user: String,
+        startup: &HashMap<String, String>,
+        defaults: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+        identity: Option<std::sync::Arc<crate::pg::settings::Identity>>,
+    ) -> Session {
+        let mut settings = Settings::with_server_defaults(defaults).with_identity(identity);
         let mut kept = Vec::new();
         let mut params: Vec<(String, String)> = startup.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         // `options=-c name=value -c …` (libpq's PGOPTIONS).
@@ -128,7 +134,7 @@ impl Session {
 
     /// `RESET ALL`: back to the defaults and what the connection was opened with.
     pub fn reset_all(&mut self) {
-        self.settings = Settings::with_server_defaults(self.settings.server_defaults());
+        self.settings = Settings::with_server_defaults(self.settings.server_defaults()).with_identity(self.settings.identity());
         for (k, v) in &self.startup {
             let _ = self.settings.set(k, v);
         }

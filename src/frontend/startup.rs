@@ -34,13 +34,15 @@ pub enum AuthKind {
 pub struct Authenticator {
     kind: AuthKind,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Where logins, failed or not, are audited.
+    audit: Arc<crate::audit::AuditLog>,
 }
 
 impl Authenticator {
     /// With users, clients authenticate with SCRAM-SHA-256 (with channel binding to the TLS
     /// certificate, when there is one); without, they are trusted. An authenticated
     /// connection takes one of `slots` (53300 when none is left).
-    pub fn new(users: super::auth::Users, slots: Arc<tokio::sync::Semaphore>, tls_cert_pem: Option<&[u8]>) -> Result<Self, Error> {
+    pub fn new(users: super::auth::Users, slots: Arc<tokio::sync::Semaphore>, tls_cert_pem: Option<&[u8]>, audit: Arc<crate::audit::AuditLog>) -> Result<Self, Error> {
         let kind = if users.is_empty() {
             AuthKind::Trust(Startup)
         } else {
@@ -54,7 +56,7 @@ impl Authenticator {
             }
             AuthKind::Scram(SASLAuthStartupHandler::new(Arc::new(Parameters)).with_scram(scram))
         };
-        Ok(Authenticator { kind, slots })
+        Ok(Authenticator { kind, slots, audit })
     }
 
     /// Whether clients authenticate with SASL (SCRAM), so that 'p' messages are SASL's.
@@ -71,15 +73,50 @@ impl StartupHandler for Authenticator {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let was_ready = matches!(client.state(), pgwire::api::PgWireConnectionState::ReadyForQuery);
         let mut admitting = super::admit::Admitting::new(client, &self.slots);
-        match &self.kind {
-            AuthKind::Trust(t) => t.on_startup(&mut admitting, message).await?,
-            AuthKind::Scram(s) => s.on_startup(&mut admitting, message).await?,
+        let done = match &self.kind {
+            AuthKind::Trust(t) => t.on_startup(&mut admitting, message).await,
+            AuthKind::Scram(s) => s.on_startup(&mut admitting, message).await,
+        };
+        let result = match (done, admitting.refusal()) {
+            (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+            (Ok(()), None) => Ok(()),
+        };
+        // The login's audit record: once it succeeds, or when it fails.
+        let ready = matches!(client.state(), pgwire::api::PgWireConnectionState::ReadyForQuery);
+        match &result {
+            Ok(()) if ready && !was_ready => self.audit_login(client, None),
+            Err(e) => self.audit_login(client, Some(e)),
+            Ok(()) => {}
         }
-        match admitting.refusal() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        result
+    }
+}
+
+impl Authenticator {
+    fn audit_login<C: ClientInfo>(&self, client: &C, failure: Option<&PgWireError>) {
+        let md = client.metadata();
+        let failure = failure.map(|e| match e {
+            PgWireError::UserError(info) => (info.code.clone(), info.message.clone()),
+            PgWireError::InvalidPassword(user) => ("28P01".to_string(), format!("password authentication failed for user \"{user}\"")),
+            other => ("28000".to_string(), other.to_string()),
+        });
+        self.audit.record(crate::audit::Record {
+            time: chrono::Utc::now(),
+            kind: if failure.is_some() { "login_failed" } else { "login" },
+            user: md.get(pgwire::api::METADATA_USER).cloned().unwrap_or_default(),
+            role: None,
+            client: client.socket_addr().to_string(),
+            application_name: md.get(pgwire::api::METADATA_APPLICATION_NAME).cloned().unwrap_or_default(),
+            statement: String::new(),
+            duration_ms: 0.0,
+            rows: 0,
+            bytes_read: 0,
+            rollups: Vec::new(),
+            sqlstate: failure.as_ref().map_or_else(|| "00000".to_string(), |(code, _)| code.clone()),
+            message: failure.map(|(_, m)| m),
+        });
     }
 }
 

@@ -26,10 +26,19 @@ pub fn app_transactions(txns: &[(String, i64)]) -> Vec<Transaction> {
     txns.iter().map(|(id, version)| Transaction::new(id, *version)).collect()
 }
 
+/// The properties of an ingest batch's commit: its application transactions, and its
+/// provenance (source, kind, files with their SHA-256 and rows), which the commit info keeps
+/// and `lakecube.lake_history` shows.
+pub fn properties(txns: &[(String, i64)], provenance: &serde_json::Value) -> CommitProperties {
+    CommitProperties::default()
+        .with_application_transactions(app_transactions(txns))
+        .with_metadata([(crate::storage::PROVENANCE_KEY.to_string(), provenance.clone())])
+}
+
 /// Merges the batch into `traffic` in one Delta commit that also records the batch's
-/// application transactions (id, version): matching store-department-hours get the new counts added, the others
+/// application transactions (id, version) and provenance ([`properties`]): matching store-department-hours get the new counts added, the others
 /// are inserted. Returns the committed version.
-pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(String, i64)]) -> Result<i64> {
+pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(String, i64)], provenance: &serde_json::Value) -> Result<i64> {
     let mut rows = TrafficRows::with_capacity(batch.len());
     let narrow = |v: i64, what: &str| i32::try_from(v).map_err(|_| Error::new(crate::error::ErrorKind::DataException, format!("{what} {v} does not fit the lake's int4")));
     debug_assert_eq!(MONEY_SCALE, 2, "revenue is summed in cents");
@@ -52,12 +61,11 @@ pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(Stri
     }
     let batch = rows.finish()?;
     let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
-    let txns = app_transactions(txns);
     let (table, _metrics) = traffic
         .merge(source, schema::traffic::KEY.map(|c| format!("t.{c} = s.{c}")).join(" AND "))
         .with_source_alias("s")
         .with_target_alias("t")
-        .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+        .with_commit_properties(properties(txns, provenance))
         .when_matched_update(|u| schema::traffic::COUNTS.into_iter().fold(u, |u, c| u.update(c, format!("t.{c} + s.{c}"))))
         .map_err(Error::from)?
         .when_not_matched_insert(|i| schema::traffic::COLUMNS.into_iter().fold(i, |i, c| i.set(c, format!("s.{c}"))))

@@ -13,7 +13,6 @@ use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
-use deltalake::kernel::transaction::CommitProperties;
 
 use crate::error::{Error, Result};
 use crate::storage::Lake;
@@ -122,9 +121,10 @@ impl Members {
     }
 
     /// Merges the changed rows into the table in one Delta commit carrying the application
-    /// transactions `txns` (id, version): an existing code gets its columns updated, a new one
+    /// transactions `txns` (id, version) and the batch's provenance
+    /// ([`super::commit::properties`]): an existing code gets its columns updated, a new one
     /// is inserted. Returns the version.
-    pub async fn commit(&self, lake: &Lake, txns: &[(String, i64)]) -> Result<i64> {
+    pub async fn commit(&self, lake: &Lake, txns: &[(String, i64)], provenance: &serde_json::Value) -> Result<i64> {
         let delta: DeltaTable = lake.require_table(self.table).await?;
         // Typed as the table (a value that is not of its column's type fails here, before
         // anything is written).
@@ -140,12 +140,11 @@ impl Members {
         let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
         let names: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
         let code = &names[1];
-        let txns = super::commit::app_transactions(txns);
         let (table, _) = delta
             .merge(source, format!("t.\"{code}\" = s.\"{code}\""))
             .with_source_alias("s")
             .with_target_alias("t")
-            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+            .with_commit_properties(super::commit::properties(txns, provenance))
             .when_matched_update(|u| names.iter().skip(2).fold(u, |u, c| u.update(format!("\"{c}\""), format!("s.\"{c}\""))))
             .map_err(Error::from)?
             .when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(format!("\"{c}\""), format!("s.\"{c}\""))))

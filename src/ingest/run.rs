@@ -250,12 +250,18 @@ async fn ingest_inputs(
         Ok(())
     } else {
         let txns: Vec<(String, i64)> = txns.into_iter().collect();
+        let provenance = serde_json::json!({
+            "source": source.name,
+            "kind": source.kind.name(),
+            "files": summary.files.iter().map(|f| serde_json::json!({ "path": f.path, "sha256": f.sha256, "rows_accepted": f.rows_accepted })).collect::<Vec<_>>(),
+            "rows_accepted": summary.rows_accepted,
+        });
         match source.kind {
             Kind::Stores | Kind::Departments => {
                 let members = if source.kind == Kind::Stores { &refs.stores } else { &refs.departments };
                 if members.is_changed() {
                     check_lock()?;
-                    summary.committed_version = Some(members.commit(lake, &txns).await?);
+                    summary.committed_version = Some(members.commit(lake, &txns, &provenance).await?);
                 }
             }
             Kind::SensorCounts | Kind::PosTickets => {
@@ -265,12 +271,12 @@ async fn ingest_inputs(
                 for members in [&refs.stores, &refs.departments] {
                     if members.is_changed() {
                         check_lock()?;
-                        members.commit(lake, &[]).await?;
+                        members.commit(lake, &[], &provenance).await?;
                     }
                 }
                 if !batch.is_empty() {
                     check_lock()?;
-                    summary.committed_version = Some(commit::merge_into_traffic(target, batch, &txns).await?);
+                    summary.committed_version = Some(commit::merge_into_traffic(target, batch, &txns, &provenance).await?);
                 }
             }
         }

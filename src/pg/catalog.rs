@@ -13,7 +13,8 @@
 //! - `pg_views`: the cubes and views served in `public` (they are views: computed, not stored);
 //! - `pg_settings`: every setting of [`super::settings::DEFAULTS`] (pgjdbc reads
 //!   `max_index_keys`, DBeaver `search_path`);
-//! - `pg_user`: the users of `pg_roles`;
+//! - `pg_roles`, `pg_user` and `pg_auth_members`: the users, the config's group roles and who
+//!   has which (the crate numbers every role 0 and knows no membership);
 //! - the ACL columns (`relacl`, `nspacl`, `datacl`, `attacl`, `proacl`) as arrays of aclitem
 //!   text, granting what lakecube grants (`=r/owner`: SELECT to PUBLIC on every relation,
 //!   `=U/owner` on schemas, `=c/owner` on databases), so that psql's `\dp`, `\dn+` and `\l+`
@@ -43,8 +44,9 @@ use datafusion::error::Result as DfResult;
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
+use super::functions::{HasPrivilege, Object, PRIVILEGE_FUNCTIONS};
 use super::settings::DEFAULTS;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// A comment on a table (`column` 0) or on one of its columns (1-based), as PostgreSQL
 /// stores it in `pg_description`.
@@ -65,37 +67,145 @@ const SCRATCH: &str = "__lakecube_descriptions";
 /// name; `None` for a relation without files of its own (catalogs, cubes: views).
 pub type RelationSizes = Arc<dyn Fn(&str, &str) -> Option<u64> + Send + Sync>;
 
-/// Installs `pg_catalog` and `information_schema` into the session's catalog.
-/// The roles `pg_roles` (and `pg_user`, `pg_get_userbyid`) list: the users who may connect.
-/// Until the server says otherwise, the default user `lakecube`.
+/// The roles `pg_roles` lists: the users who may connect, and the group roles the config
+/// grants them (which cannot log in), with their members (`pg_auth_members`). Until the
+/// server says otherwise, the default user `lakecube`.
 #[derive(Debug, Clone)]
-pub struct Roles(Arc<std::sync::RwLock<Vec<String>>>);
+pub struct Roles(Arc<std::sync::RwLock<RoleList>>);
+
+#[derive(Debug, Clone, Default)]
+struct RoleList {
+    logins: Vec<String>,
+    /// Group role → its members.
+    groups: std::collections::BTreeMap<String, Vec<String>>,
+}
 
 impl Default for Roles {
     fn default() -> Self {
-        Roles(Arc::new(std::sync::RwLock::new(vec!["lakecube".to_string()])))
+        Roles(Arc::new(std::sync::RwLock::new(RoleList { logins: vec!["lakecube".to_string()], groups: Default::default() })))
     }
 }
 
 impl Roles {
+    /// The users who may connect.
     pub fn set(&self, names: Vec<String>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = names;
+        self.0.write().unwrap_or_else(|e| e.into_inner()).logins = names;
+    }
+
+    /// The group roles and their members.
+    pub fn set_groups(&self, groups: std::collections::BTreeMap<String, Vec<String>>) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).groups = groups;
+    }
+
+    fn list(&self) -> RoleList {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A role's oid: stable for its name (a hash above PostgreSQL's reserved range), so that
+    /// `pg_auth_members` and `pg_roles` agree across sessions and restarts.
+    pub fn oid(name: &str) -> i32 {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in name.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        16384 + (h % 2_000_000_000) as i32
+    }
+
+    /// `pg_roles`' rows, or with `logins_only` `pg_user`'s, in `pg_roles`' columns.
+    fn batch(&self, logins_only: bool) -> DfResult<RecordBatch> {
+        use datafusion::arrow::array::{BooleanArray, ListBuilder, StringBuilder, TimestampMicrosecondArray};
+        let list = self.list();
+        let mut rows: Vec<(String, bool)> = list.logins.iter().map(|n| (n.clone(), true)).collect();
+        if !logins_only {
+            rows.extend(list.groups.keys().filter(|g| !list.logins.contains(g)).map(|g| (g.clone(), false)));
+        }
+        let n = rows.len();
+        let flag = |v: bool| -> ArrayRef { Arc::new(BooleanArray::from(vec![v; n])) };
+        let mut config = ListBuilder::new(StringBuilder::new());
+        for _ in 0..n {
+            config.append(false);
+        }
+        Ok(RecordBatch::try_new(
+            Self::schema(),
+            vec![
+                Arc::new(StringArray::from(rows.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>())),
+                flag(false),
+                flag(true),
+                flag(false),
+                flag(false),
+                Arc::new(BooleanArray::from(rows.iter().map(|(_, login)| *login).collect::<Vec<_>>())),
+                flag(false),
+                Arc::new(Int32Array::from(vec![-1; n])),
+                Arc::new(StringArray::from(vec![Some("********"); n])),
+                Arc::new(TimestampMicrosecondArray::from(vec![None; n]).with_timezone("UTC")),
+                flag(false),
+                Arc::new(config.finish()),
+                Arc::new(Int32Array::from(rows.iter().map(|(r, _)| Self::oid(r)).collect::<Vec<_>>())),
+            ],
+        )?)
+    }
+
+    fn schema() -> Arc<Schema> {
+        use datafusion::arrow::datatypes::TimeUnit;
+        let b = |n: &str| Field::new(n, DataType::Boolean, true);
+        Arc::new(Schema::new(vec![
+            Field::new("rolname", DataType::Utf8, true),
+            b("rolsuper"),
+            b("rolinherit"),
+            b("rolcreaterole"),
+            b("rolcreatedb"),
+            b("rolcanlogin"),
+            b("rolreplication"),
+            Field::new("rolconnlimit", DataType::Int32, true),
+            Field::new("rolpassword", DataType::Utf8, true),
+            Field::new("rolvaliduntil", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            b("rolbypassrls"),
+            Field::new("rolconfig", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+            Field::new("oid", DataType::Int32, true),
+        ]))
+    }
+
+    /// `pg_auth_members`: each member of each group role (PostgreSQL 16's columns).
+    fn members(&self) -> DfResult<RecordBatch> {
+        use datafusion::arrow::array::BooleanArray;
+        let list = self.list();
+        let pairs: Vec<(i32, i32)> =
+            list.groups.iter().flat_map(|(g, members)| members.iter().map(move |m| (Self::oid(g), Self::oid(m)))).collect();
+        let n = pairs.len();
+        let int = |f: &dyn Fn(usize) -> i32| -> ArrayRef { Arc::new(Int32Array::from((0..n).map(f).collect::<Vec<_>>())) };
+        let flag = |v: bool| -> ArrayRef { Arc::new(BooleanArray::from(vec![v; n])) };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("oid", DataType::Int32, true),
+            Field::new("roleid", DataType::Int32, true),
+            Field::new("member", DataType::Int32, true),
+            Field::new("grantor", DataType::Int32, true),
+            Field::new("admin_option", DataType::Boolean, true),
+            Field::new("inherit_option", DataType::Boolean, true),
+            Field::new("set_option", DataType::Boolean, true),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![int(&|i| 16384 + i as i32), int(&|i| pairs[i].0), int(&|i| pairs[i].1), int(&|_| 10), flag(false), flag(true), flag(true)],
+        )?)
     }
 }
 
 #[async_trait]
 impl PgCatalogContextProvider for Roles {
     async fn roles(&self) -> Vec<String> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let list = self.list();
+        list.logins.iter().chain(list.groups.keys()).cloned().collect()
     }
 
-    /// Every role may log in and read; none is a superuser or may create anything (lakecube
-    /// is read-only for clients).
+    /// Users may log in and read, group roles only read; none is a superuser or may create
+    /// anything (lakecube is read-only for clients).
     async fn role(&self, name: &str) -> Option<Role> {
-        self.roles().await.iter().any(|r| r == name).then(|| Role {
+        let list = self.list();
+        let login = list.logins.iter().any(|r| r == name);
+        (login || list.groups.contains_key(name)).then(|| Role {
             name: name.to_string(),
             is_superuser: false,
-            can_login: true,
+            can_login: login,
             can_create_db: false,
             can_create_role: false,
             can_create_user: false,
@@ -106,8 +216,67 @@ impl PgCatalogContextProvider for Roles {
     }
 }
 
-pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description], roles: Roles, sizes: RelationSizes) -> Result<()> {
-    datafusion_pg_catalog::setup_pg_catalog(ctx, catalog_name, roles)
+/// A catalog table computed when it is read (the roles change when the server's config is
+/// loaded, after the catalog is installed; the audit log and the lake's history all the time).
+struct Live {
+    schema: Arc<Schema>,
+    rows: Arc<dyn Fn() -> futures::future::BoxFuture<'static, DfResult<RecordBatch>> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("schema", &self.schema).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for Live {
+    fn schema(&self) -> Arc<Schema> {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::View
+    }
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        MemTable::try_new(self.schema.clone(), vec![vec![(self.rows)().await?]])?.scan(state, projection, filters, limit).await
+    }
+}
+
+/// A table whose rows are computed each time it is read (catalog rows that change while the
+/// server runs: the roles, the audit log).
+pub fn live(rows: impl Fn() -> DfResult<RecordBatch> + Send + Sync + 'static) -> Result<Arc<dyn TableProvider>> {
+    let schema = rows()?.schema();
+    let rows = Arc::new(rows);
+    Ok(live_async(schema, move || {
+        let rows = rows.clone();
+        Box::pin(async move { rows() })
+    }))
+}
+
+/// [`live`] with rows that take a wait to compute (the lake's history, from its Delta logs).
+pub fn live_async(schema: Arc<Schema>, rows: impl Fn() -> futures::future::BoxFuture<'static, DfResult<RecordBatch>> + Send + Sync + 'static) -> Arc<dyn TableProvider> {
+    Arc::new(Live { schema, rows: Arc::new(rows) })
+}
+
+/// Who a user's catalog is for, for the has_*_privilege functions' user argument: the names
+/// answered from the catalog itself (the user, the role they act as), and the answer for
+/// anyone else (`None` for a role that does not exist).
+#[derive(Clone)]
+pub struct Grantee {
+    pub names: Vec<String>,
+    pub others: Arc<dyn Fn(&str, Object<'_>) -> Option<bool> + Send + Sync>,
+}
+
+/// Installs `pg_catalog` and `information_schema` into the session's catalog. `grantee` is
+/// the user a per-user catalog is for (`None`: the catalog serves everyone alike).
+pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[Description], roles: Roles, sizes: RelationSizes, grantee: Option<Grantee>) -> Result<()> {
+    datafusion_pg_catalog::setup_pg_catalog(ctx, catalog_name, roles.clone())
         .map_err(|e| Error::internal(format!("pg_catalog setup: {e}")))?;
     super::type_names::install(ctx);
     let catalog = ctx
@@ -123,11 +292,37 @@ pub async fn install(ctx: &SessionContext, catalog_name: &str, descriptions: &[D
     }
     ctx.deregister_table(SCRATCH).map_err(Error::from)?;
     overrides.insert("pg_settings".into(), settings_table()?);
+    let r = roles.clone();
+    overrides.insert("pg_roles".into(), live(move || r.batch(false))?);
+    let r = roles.clone();
+    overrides.insert("pg_user".into(), live(move || {
+        let b = r.batch(true)?;
+        // pg_user's columns, from pg_roles'.
+        let pick = |n: &str| b.column_by_name(n).cloned().expect("pg_roles column");
+        let schema = Schema::new(vec![
+            Field::new("usename", DataType::Utf8, true),
+            Field::new("usesysid", DataType::Int32, true),
+            Field::new("usecreatedb", DataType::Boolean, true),
+            Field::new("usesuper", DataType::Boolean, true),
+            Field::new("userepl", DataType::Boolean, true),
+            Field::new("usebypassrls", DataType::Boolean, true),
+            Field::new("passwd", DataType::Utf8, true),
+            Field::new("valuntil", b.schema().field_with_name("rolvaliduntil")?.data_type().clone(), true),
+            Field::new("useconfig", DataType::Utf8, true),
+        ]);
+        let config: ArrayRef = Arc::new(StringArray::from(vec![None::<String>; b.num_rows()]));
+        Ok(RecordBatch::try_new(
+            Arc::new(schema),
+            vec![pick("rolname"), pick("oid"), pick("rolcreatedb"), pick("rolsuper"), pick("rolreplication"), pick("rolbypassrls"), pick("rolpassword"), pick("rolvaliduntil"), config],
+        )?)
+    })?);
+    let r = roles.clone();
+    overrides.insert("pg_auth_members".into(), live(move || r.members())?);
     catalog
         .register_schema(PG_CATALOG, Arc::new(PgCatalog { inner, overrides }))
         .map_err(Error::from)?;
 
-    register_function_info(ctx, sizes).await?;
+    register_function_info(ctx, sizes, grantee).await?;
 
     let info = Arc::new(MemorySchemaProvider::new());
     catalog.register_schema(INFORMATION_SCHEMA, info.clone()).map_err(Error::from)?;
@@ -153,18 +348,13 @@ async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>>
 /// `regproc_oid(name)`, `to_regtype(name)` and `regtype_names(oids)`, from the static
 /// `pg_proc` and `pg_type`; `regclass_oid(name)`, `to_regclass(name)` and the size functions
 /// over the relations and databases served.
-async fn register_function_info(ctx: &SessionContext, sizes: RelationSizes) -> Result<()> {
+async fn register_function_info(ctx: &SessionContext, sizes: RelationSizes, grantee: Option<Grantee>) -> Result<()> {
     use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::compute::cast;
     use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
     let collect = |sql: &'static str| async move {
         ctx.sql(sql).await?.collect().await
     };
-    let as_text = |a: &dyn Array| -> Result<Vec<Option<String>>> {
-        let a = cast(&datafusion::arrow::array::make_array(a.to_data()), &DataType::Utf8)?;
-        let a = a.as_string::<i32>();
-        Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect())
-    };
+    let as_text = texts;
     let oid_list = |s: &str| -> Vec<i64> {
         s.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).filter_map(|t| t.parse().ok()).collect()
     };
@@ -243,6 +433,7 @@ async fn register_function_info(ctx: &SessionContext, sizes: RelationSizes) -> R
         }
     }
     let relations = Arc::new(relations);
+    register_privileges(ctx, &relations, grantee, collect("SELECT CAST(attrelid AS BIGINT), attname, CAST(attnum AS BIGINT) FROM pg_catalog.pg_attribute WHERE attnum > 0").await?, collect("SELECT nspname FROM pg_catalog.pg_namespace").await?)?;
     let r = relations.clone();
     ctx.register_udf(oid_lookup_udf("regclass_oid", move |name| r.resolve(name).map(Some)));
     let r = relations.clone();
@@ -299,6 +490,85 @@ async fn register_function_info(ctx: &SessionContext, sizes: RelationSizes) -> R
     Ok(())
 }
 
+/// The has_*_privilege functions over what this catalog serves: a schema, relation or column
+/// is served when it is in the catalog (a user's catalog holds only what they may read), a
+/// database or function always. A relation named but not served is false, whether it exists
+/// for someone else or not at all (PostgreSQL raises 42P01 for the latter: lakecube does not
+/// tell the two apart, so a name reveals nothing), an unknown oid NULL, as in PostgreSQL. For
+/// another user than the catalog's, [`Grantee::others`] answers.
+fn register_privileges(ctx: &SessionContext, relations: &Arc<Relations>, grantee: Option<Grantee>, attributes: Vec<RecordBatch>, namespaces: Vec<RecordBatch>) -> Result<()> {
+    let text = |a: &ArrayRef| texts(a.as_ref());
+    let mut columns: HashMap<i32, Vec<(String, i64)>> = HashMap::new();
+    for b in &attributes {
+        let (rels, names, nums) = (text(b.column(0))?, text(b.column(1))?, text(b.column(2))?);
+        for i in 0..b.num_rows() {
+            if let (Some(r), Some(n), Some(k)) = (rels[i].as_deref().and_then(|r| r.parse().ok()), &names[i], nums[i].as_deref().and_then(|k| k.parse().ok())) {
+                columns.entry(r).or_default().push((n.clone(), k));
+            }
+        }
+    }
+    let mut schemas = std::collections::HashSet::new();
+    for b in &namespaces {
+        schemas.extend(text(b.column(0))?.into_iter().flatten());
+    }
+    let rels = relations.clone();
+    // A relation argument's oid in this catalog: `Err(())` for an oid it does not hold.
+    let relation = move |r: &str| -> std::result::Result<Option<i32>, ()> {
+        match r.trim().parse::<i32>() {
+            Ok(oid) => rels.by_oid.contains_key(&oid).then_some(Some(oid)).ok_or(()),
+            Err(_) => Ok(rels.resolve(r).ok()),
+        }
+    };
+    let own = move |object: Object<'_>| -> Option<bool> {
+        match object {
+            Object::Database(_) | Object::Function(_) => Some(true),
+            Object::Schema(s) => Some(schemas.contains(s.trim_matches('"'))),
+            Object::Relation(r) => relation(r).ok().map(|oid| oid.is_some()),
+            Object::Column(r, c) => {
+                let Some(oid) = relation(r).ok()? else { return Some(false) };
+                let cols = columns.get(&oid).map(Vec::as_slice).unwrap_or_default();
+                Some(match c.trim().parse::<i64>() {
+                    Ok(k) => cols.iter().any(|(_, n)| *n == k),
+                    Err(_) => cols.iter().any(|(n, _)| n == c),
+                })
+            }
+        }
+    };
+    let rels = relations.clone();
+    let objects: super::functions::Objects = Arc::new(move |user: Option<&str>, object: Object<'_>| match (&grantee, user) {
+        (Some(g), Some(u)) if !g.names.iter().any(|n| n == u) && u.parse::<i64>().is_err() => {
+            // Another user: a relation given by this catalog's oid, by its qualified name.
+            let named = |r: &str| r.trim().parse::<i32>().ok().map(|oid| rels.by_oid.get(&oid).map(|(s, n)| format!("{s}.{n}")));
+            match object {
+                Object::Relation(r) => match named(r) {
+                    Some(Some(q)) => (g.others)(u, Object::Relation(&q)),
+                    Some(None) => None,
+                    None => (g.others)(u, object),
+                },
+                Object::Column(r, c) => match named(r) {
+                    Some(Some(q)) => (g.others)(u, Object::Column(&q, c)),
+                    Some(None) => None,
+                    None => (g.others)(u, object),
+                },
+                _ => (g.others)(u, object),
+            }
+        }
+        _ => own(object),
+    });
+    for name in PRIVILEGE_FUNCTIONS {
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(HasPrivilege::new(name, Some(objects.clone()))));
+    }
+    Ok(())
+}
+
+/// A column's values as text (NULL as `None`).
+fn texts(a: &dyn datafusion::arrow::array::Array) -> Result<Vec<Option<String>>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let a = datafusion::arrow::compute::cast(&datafusion::arrow::array::make_array(a.to_data()), &DataType::Utf8)?;
+    let a = a.as_string::<i32>();
+    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect())
+}
+
 /// The relations served (pg_class), by schema and name and by oid.
 #[derive(Debug, Default)]
 struct Relations {
@@ -333,10 +603,10 @@ fn register_sizes(ctx: &SessionContext, relations: Arc<Relations>, sizes: Relati
         let sizes = sizes.clone();
         move |oid: i32, relations: &Relations| relations.by_oid.get(&oid).map(|(s, n)| sizes(s, n).unwrap_or(0) as i64)
     };
-    let relation = move |relations: &Relations, rel: &str| -> std::result::Result<Option<i32>, String> {
+    let relation = move |relations: &Relations, rel: &str| -> Result<Option<i32>> {
         match rel.trim().parse::<i32>() {
             Ok(oid) => Ok(relations.by_oid.contains_key(&oid).then_some(oid)),
-            Err(_) => relations.resolve(rel).map(Some),
+            Err(_) => relations.resolve(rel).map(Some).map_err(|e| Error::new(ErrorKind::UndefinedTable, e)),
         }
     };
     for name in ["pg_relation_size", "pg_table_size", "pg_total_relation_size", "pg_indexes_size"] {
@@ -345,7 +615,10 @@ fn register_sizes(ctx: &SessionContext, relations: Arc<Relations>, sizes: Relati
             let Some(oid) = relation(&relations, rel)? else { return Ok(None) };
             Ok(match (name, fork.map(str::trim)) {
                 ("pg_indexes_size", _) | ("pg_relation_size", Some("fsm" | "vm" | "init")) => Some(0),
-                ("pg_relation_size", Some(f)) if f != "main" => return Err(format!("invalid fork name \"{f}\"")),
+                ("pg_relation_size", Some(f)) if f != "main" => {
+                    return Err(Error::new(ErrorKind::InvalidParameterValue, format!("invalid fork name \"{f}\""))
+                        .with_hint("the forks are main, fsm, vm and init"));
+                }
                 _ => bytes(oid, &relations),
             })
         }));
@@ -364,7 +637,7 @@ fn register_sizes(ctx: &SessionContext, relations: Arc<Relations>, sizes: Relati
     ctx.register_udf(ObjectMeasure::udf("pg_database_size", move |db, _| {
         let known = names.contains_key(db) || db.trim().parse::<i64>().is_ok_and(|o| names.values().any(|v| *v == o));
         if !known {
-            return Err(format!("database \"{db}\" does not exist"));
+            return Err(Error::new(ErrorKind::UndefinedObject, format!("database \"{db}\" does not exist")));
         }
         Ok(Some(relations.by_oid.keys().filter_map(|oid| bytes(*oid, &relations)).sum()))
     }));
@@ -736,13 +1009,6 @@ const PG_CATALOG_VIEWS: &[(&str, &str)] = &[
                 CASE WHEN confkey IS NULL OR confkey = '' THEN NULL ELSE CAST(string_to_array(btrim(confkey, '[]'), ',') AS SMALLINT[]) END AS confkey,
                 conpfeqop, conppeqop, conffeqop, confdelsetcols, conexclop, conbin
          FROM pg_catalog.pg_constraint",
-    ),
-    (
-        "pg_user",
-        "SELECT rolname AS usename, CAST(oid AS INT) AS usesysid, rolcreatedb AS usecreatedb, rolsuper AS usesuper,
-                rolreplication AS userepl, rolbypassrls AS usebypassrls, '********' AS passwd,
-                rolvaliduntil AS valuntil, CAST(NULL AS VARCHAR) AS useconfig
-         FROM pg_catalog.pg_roles WHERE rolcanlogin",
     ),
 ];
 

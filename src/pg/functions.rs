@@ -147,21 +147,78 @@ impl ScalarUDFImpl for PgSubscript {
     }
 }
 
-/// `has_table_privilege([user,] object, privileges)` and its schema, database and column
-/// siblings, answered truthfully for a read-only server: every user may read (SELECT, USAGE,
-/// CONNECT) everything served, and may do nothing else (INSERT, UPDATE, DELETE, TRUNCATE,
-/// REFERENCES, TRIGGER, CREATE, TEMPORARY, and any `WITH GRANT OPTION`). A comma-separated
-/// list is true when any privilege in it is held, as in PostgreSQL. (Metabase hides tables
-/// whose privilege columns are false.)
-#[derive(Debug, PartialEq, Eq, Hash)]
+/// `has_table_privilege([user,] object, privileges)` and its schema, database, function and
+/// column siblings, answered truthfully for a read-only server: a user may read (SELECT,
+/// USAGE, CONNECT, EXECUTE) what they are served and may do nothing else (INSERT, UPDATE,
+/// DELETE, TRUNCATE, REFERENCES, TRIGGER, CREATE, TEMPORARY, and any `WITH GRANT OPTION`).
+/// A comma-separated list is true when any privilege in it is held, as in PostgreSQL.
+/// (Metabase hides tables whose privilege columns are false.) Which objects a user is served
+/// is the [`Objects`] check of the session's catalog; without one, every object.
 pub struct HasPrivilege {
     name: &'static str,
     signature: Signature,
+    objects: Option<Objects>,
 }
 
+/// An object a has_*_privilege function asks about, as its arguments name it (a relation by
+/// name, possibly qualified, or by oid as digits; a column by name or number).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Object<'a> {
+    Database(&'a str),
+    Function(&'a str),
+    Schema(&'a str),
+    Relation(&'a str),
+    Column(&'a str, &'a str),
+}
+
+/// Whether `user` (`None`: the session's own) is served an object: `Some(false)` for one
+/// they are not served, `None` for an unknown oid (PostgreSQL's NULL).
+pub type Objects = Arc<dyn Fn(Option<&str>, Object<'_>) -> Option<bool> + Send + Sync>;
+
+impl std::fmt::Debug for HasPrivilege {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HasPrivilege").field("name", &self.name).finish()
+    }
+}
+
+impl PartialEq for HasPrivilege {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && match (&self.objects, &other.objects) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
+    }
+}
+
+impl Eq for HasPrivilege {}
+
+impl std::hash::Hash for HasPrivilege {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+/// The has_*_privilege functions.
+pub const PRIVILEGE_FUNCTIONS: &[&str] =
+    &["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege", "has_column_privilege", "has_function_privilege"];
+
 impl HasPrivilege {
-    pub fn new(name: &'static str) -> Self {
-        HasPrivilege { name, signature: Signature::variadic_any(datafusion::logical_expr::Volatility::Stable) }
+    pub fn new(name: &'static str, objects: Option<Objects>) -> Self {
+        HasPrivilege { name, signature: Signature::variadic_any(datafusion::logical_expr::Volatility::Stable), objects }
+    }
+
+    /// The function's object, from its arguments without the leading user and the trailing
+    /// privileges.
+    fn object<'a>(&self, args: &[Option<&'a str>]) -> Option<Object<'a>> {
+        Some(match (self.name, args) {
+            ("has_column_privilege", [table, column]) => Object::Column((*table)?, (*column)?),
+            ("has_database_privilege", [o]) => Object::Database((*o)?),
+            ("has_function_privilege", [o]) => Object::Function((*o)?),
+            ("has_schema_privilege", [o]) => Object::Schema((*o)?),
+            (_, [o]) => Object::Relation((*o)?),
+            _ => return None,
+        })
     }
 }
 
@@ -186,14 +243,29 @@ impl ScalarUDFImpl for HasPrivilege {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::{AsArray, BooleanArray};
         use datafusion::arrow::compute::cast;
-        if !(2..=4).contains(&args.args.len()) {
-            return datafusion::common::plan_err!("{} takes 2 to 4 arguments", self.name);
+        // Without the user: the column function takes (table, column, privileges), the
+        // others (object, privileges).
+        let own = if self.name == "has_column_privilege" { 3 } else { 2 };
+        if args.args.len() != own && args.args.len() != own + 1 {
+            return datafusion::common::plan_err!("{} takes {} or {} arguments", self.name, own, own + 1);
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let privileges = cast(arrays.last().expect("2 to 4 arguments"), &DataType::Utf8)?;
-        let privileges = privileges.as_string::<i32>();
+        let texts = arrays.iter().map(|a| cast(a, &DataType::Utf8)).collect::<Result<Vec<_>, _>>()?;
+        let texts: Vec<_> = texts.iter().map(|a| a.as_string::<i32>()).collect();
+        let with_user = texts.len() == own + 1;
         let out: BooleanArray = (0..args.number_rows)
-            .map(|i| privileges.is_valid(i).then(|| privileges.value(i).split(',').any(read_only_grants)))
+            .map(|i| {
+                let value = |k: usize| texts[k].is_valid(i).then(|| texts[k].value(i));
+                let privileges = value(texts.len() - 1)?;
+                let user = if with_user { Some(value(0)?) } else { None };
+                let named: Vec<Option<&str>> = (usize::from(with_user)..texts.len() - 1).map(value).collect();
+                let object = self.object(&named)?;
+                let served = match &self.objects {
+                    Some(objects) => objects(user, object)?,
+                    None => true,
+                };
+                Some(served && privileges.split(',').any(read_only_grants))
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
@@ -267,8 +339,8 @@ pub fn type_oid(dt: &DataType) -> i64 {
 }
 
 /// How a measure of a database object answers: from the object (an oid or a name, as text)
-/// and an optional second argument, a bigint, NULL, or an error message.
-pub type Measure = Arc<dyn Fn(&str, Option<&str>) -> std::result::Result<Option<i64>, String> + Send + Sync>;
+/// and an optional second argument, a bigint, NULL, or an error with its SQLSTATE.
+pub type Measure = Arc<dyn Fn(&str, Option<&str>) -> std::result::Result<Option<i64>, crate::error::Error> + Send + Sync>;
 
 /// A function of a database object given by oid or by name, with an optional second text
 /// argument, whose answer is a bigint: the size functions (`pg_table_size(oid)`, …), which
@@ -280,7 +352,7 @@ pub struct ObjectMeasure {
 }
 
 impl ObjectMeasure {
-    pub fn udf(name: &'static str, answer: impl Fn(&str, Option<&str>) -> std::result::Result<Option<i64>, String> + Send + Sync + 'static) -> ScalarUDF {
+    pub fn udf(name: &'static str, answer: impl Fn(&str, Option<&str>) -> std::result::Result<Option<i64>, crate::error::Error> + Send + Sync + 'static) -> ScalarUDF {
         let signature = Signature::variadic_any(datafusion::logical_expr::Volatility::Stable);
         ScalarUDF::from(ObjectMeasure { name, signature, answer: Arc::new(answer) })
     }
@@ -334,7 +406,7 @@ impl ScalarUDFImpl for ObjectMeasure {
             }
             match (self.answer)(objects.value(r), second.flatten()) {
                 Ok(v) => out.append_option(v),
-                Err(e) => return Err(DataFusionError::Execution(e)),
+                Err(e) => return Err(super::analyze::external(e)),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
@@ -595,8 +667,8 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(b.finish())))
         }),
     ));
-    for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege", "has_column_privilege", "has_function_privilege"] {
-        ctx.register_udf(ScalarUDF::from(HasPrivilege::new(name)));
+    for name in PRIVILEGE_FUNCTIONS {
+        ctx.register_udf(ScalarUDF::from(HasPrivilege::new(name, None)));
     }
     ctx.register_udf(create_udf(
         "pg_size_pretty",

@@ -59,6 +59,7 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("search_path", "\"$user\", public", "Sets the schema search order for names that are not schema-qualified."),
     ("server_encoding", "UTF8", "Shows the server (database) character set encoding."),
     ("server_version", SERVER_VERSION, "Shows the server version."),
+    ("role", "none", "Sets the current role (SET ROLE: one of the roles granted to the user, which then reads what that role alone gives)."),
     ("server_version_num", SERVER_VERSION_NUM, "Shows the server version as an integer."),
     ("session_authorization", "", "Sets the session user name."),
     ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
@@ -93,6 +94,41 @@ pub struct Settings {
     set: BTreeMap<String, String>,
     /// The server's defaults (config: `statement_timeout`, …), what `RESET` returns to.
     server: std::sync::Arc<BTreeMap<String, String>>,
+    /// Who the session is, which `role` and `session_authorization` are checked against;
+    /// `None` lets any value through (no users configured: no roles to check).
+    identity: Option<std::sync::Arc<Identity>>,
+}
+
+/// Who a session is, for the two settings that name a role: `role` may be set to a role
+/// granted to the user (or back to `none`), `session_authorization` only to the user itself
+/// (lakecube has no superuser to become someone else).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub user: String,
+    /// The roles granted to the user.
+    pub granted: Vec<String>,
+    /// Every role and user there is (for PostgreSQL's two errors: a role that does not
+    /// exist, and one that is not the user's).
+    pub known: Vec<String>,
+}
+
+impl Identity {
+    /// The role named `value` as the user may take it: `Ok(None)` for `none` or the user
+    /// themselves (all their roles), `Ok(Some(role))` for a granted one.
+    pub fn role(&self, value: &str) -> Result<Option<String>, SetError> {
+        let v = value.trim().trim_matches('\'');
+        if v.eq_ignore_ascii_case("none") || v == self.user {
+            return Ok(None);
+        }
+        if let Some(r) = self.granted.iter().find(|r| *r == v) {
+            return Ok(Some(r.clone()));
+        }
+        if self.known.iter().any(|r| r == v) {
+            Err(SetError::Denied { message: format!("permission denied to set role \"{v}\""), hint: format!("roles granted to {}: {}", self.user, if self.granted.is_empty() { "none".to_string() } else { self.granted.join(", ") }) })
+        } else {
+            Err(SetError::NoSuchRole(v.to_string()))
+        }
+    }
 }
 
 /// A setting name the session may not change, with the reason.
@@ -104,12 +140,32 @@ pub enum SetError {
     Unknown(String),
     /// A value lakecube cannot honour (e.g. a client encoding other than UTF8).
     BadValue { name: String, value: String, hint: String },
+    /// A role the user may not take (`SET ROLE`, `SET SESSION AUTHORIZATION`).
+    Denied { message: String, hint: String },
+    /// A role that does not exist.
+    NoSuchRole(String),
 }
 
 impl Settings {
     /// Settings whose defaults are the server's `defaults` (by canonical name) where given.
     pub fn with_server_defaults(defaults: std::sync::Arc<BTreeMap<String, String>>) -> Settings {
-        Settings { set: BTreeMap::new(), server: defaults }
+        Settings { set: BTreeMap::new(), server: defaults, identity: None }
+    }
+
+    /// From now on `role` and `session_authorization` are checked against `identity`.
+    pub fn with_identity(mut self, identity: Option<std::sync::Arc<Identity>>) -> Settings {
+        self.identity = identity;
+        self
+    }
+
+    /// Who the session is, as [`Settings::with_identity`] gave it.
+    pub fn identity(&self) -> Option<std::sync::Arc<Identity>> {
+        self.identity.clone()
+    }
+
+    /// The role taken with `SET ROLE`, `None` when the user acts with all their roles.
+    pub fn role(&self) -> Option<String> {
+        self.get("role").filter(|r| r != "none")
     }
 
     /// The server's defaults these settings were made with.
@@ -122,6 +178,9 @@ impl Settings {
         let key = key_of(name)?;
         if let Some(v) = self.set.get(&key).or_else(|| self.server.get(&key)) {
             return Some(v.clone());
+        }
+        if key == "session_authorization" && let Some(identity) = &self.identity {
+            return Some(identity.user.clone());
         }
         default_of(&key).map(str::to_string)
     }
@@ -163,6 +222,20 @@ impl Settings {
                 }
                 // Other zones are remembered and echoed; lakecube's timestamps carry no zone.
                 _ => value.to_string(),
+            },
+            "role" => match &self.identity {
+                Some(identity) => identity.role(value)?.unwrap_or_else(|| "none".to_string()),
+                None => value.trim().trim_matches('\'').to_string(),
+            },
+            "session_authorization" => match &self.identity {
+                Some(identity) if value.trim().trim_matches('\'') != identity.user && !value.eq_ignore_ascii_case("default") => {
+                    return Err(SetError::Denied {
+                        message: "permission denied to set session authorization".into(),
+                        hint: format!("lakecube has no superuser: a session stays {}'s; SET ROLE takes one of their roles", identity.user),
+                    });
+                }
+                Some(identity) => identity.user.clone(),
+                None => value.to_string(),
             },
             _ => value.to_string(),
         };
@@ -264,6 +337,8 @@ impl From<SetError> for Error {
             Error::new(ErrorKind::InvalidParameterValue, format!("invalid value for parameter \"{name}\": {value}"))
                 .with_hint(hint)
         }
+        SetError::Denied { message, hint } => Error::new(ErrorKind::InsufficientPrivilege, message).with_hint(hint),
+        SetError::NoSuchRole(name) => Error::new(ErrorKind::InvalidParameterValue, format!("role \"{name}\" does not exist")),
     }
 }
 }
@@ -271,6 +346,28 @@ impl From<SetError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_and_session_authorization_are_checked_against_the_identity() {
+        let identity = Identity { user: "marc".into(), granted: vec!["manager".into()], known: vec!["boss".into(), "manager".into(), "marc".into(), "partner".into()] };
+        let mut s = Settings::default().with_identity(Some(std::sync::Arc::new(identity)));
+        assert_eq!(s.role(), None);
+        s.set("role", "manager").unwrap();
+        assert_eq!(s.role().as_deref(), Some("manager"));
+        assert!(matches!(s.set("role", "partner"), Err(SetError::Denied { .. })));
+        assert_eq!(s.set("role", "nobody"), Err(SetError::NoSuchRole("nobody".into())));
+        assert_eq!(s.role().as_deref(), Some("manager"), "a refused SET ROLE changes nothing");
+        s.set("role", "marc").unwrap();
+        assert_eq!((s.role(), s.get("role").as_deref()), (None, Some("none")));
+        assert!(matches!(s.set("session_authorization", "boss"), Err(SetError::Denied { .. })));
+        s.set("session_authorization", "marc").unwrap();
+        s.reset("session_authorization").unwrap();
+        assert_eq!(s.get("session_authorization").as_deref(), Some("marc"));
+        // Without users (no identity) any value is remembered, as before.
+        let mut open = Settings::default();
+        open.set("role", "whoever").unwrap();
+        assert_eq!(open.role().as_deref(), Some("whoever"));
+    }
 
     #[test]
     fn names_are_case_insensitive_and_custom_names_need_a_dot() {

@@ -10,6 +10,10 @@
 //! `generate` can be read back) and `s3` (built from the environment, without a cloud SDK).
 
 pub mod latest;
+
+/// The key of an ingest commit's provenance (source, kind, files) in its Delta commit info,
+/// written by `ingest::commit::properties`, read by `engine::history` (`lakecube.lake_history`).
+pub const PROVENANCE_KEY: &str = "lakecubeIngest";
 pub mod schema;
 
 use std::collections::HashMap;

@@ -8,6 +8,9 @@
 //!   looked up by `regclass_oid()`, which searches pg_catalog for unqualified names as
 //!   PostgreSQL's search path does (the crate's rewrite searches the current schema only, so
 //!   `'pg_class'::regclass` came back NULL);
+//! - `current_user` as `"pg_catalog"."current_user"` (a column reference, which no rule of the
+//!   crate touches): the crate renames `current_user` to `session_user`, which is another user
+//!   after `SET ROLE` (rewrite::current_user turns it into the current role's name);
 //! - array literals, `'{a,"b,c"}'::text[]`, `CAST('{…}' AS int[])` and `= ANY('{r,v}')`: read by
 //!   `pg_array_in` ([`crate::pg::array`]); datafusion-pg-catalog splits their text at every
 //!   comma, quotes included (`'{"a,b",c}'::text[]` came back as three elements).
@@ -173,6 +176,18 @@ pub fn substitute(sql: &str) -> std::borrow::Cow<'_, str> {
             }
             _ => None,
         });
+        // current_user, which the crate renames to session_user (they differ after SET ROLE).
+        let found = found.or_else(|| match &tokens[i] {
+            (Token::Word(w), start, end)
+                if w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("current_user")
+                    && !matches!(tokens.get(i + 1), Some((Token::LParen, ..)))
+                    && (i == 0 || !matches!(tokens[i - 1].0, Token::Period)) =>
+            {
+                Some((r#""pg_catalog"."current_user""#.to_string(), *start, *end))
+            }
+            _ => None,
+        });
         if let Some((replacement, start, end)) = found
             && start >= copied
         {
@@ -198,6 +213,7 @@ mod tests {
         let sql = "SELECT a, array(select 'toast.' ||  x\n from pg_catalog.unnest(tc.reloptions) x) FROM t";
         assert_eq!(substitute(sql), "SELECT a, CAST(NULL AS VARCHAR[]) FROM t");
         assert_eq!(substitute("SELECT 1"), "SELECT 1");
+        assert_eq!(substitute("SELECT CURRENT_USER, t.current_user, \"current_user\" FROM t"), "SELECT \"pg_catalog\".\"current_user\", t.current_user, \"current_user\" FROM t");
         assert_eq!(
             substitute("SELECT E'to: ' || pg_catalog.array_to_string(\n ARRAY(\n SELECT rolname\n FROM pg_catalog.pg_roles\n WHERE oid = ANY (polroles)\n ORDER BY 1\n ), E', ') FROM pg_policy"),
             "SELECT E'to: ' || pg_catalog.array_to_string(CAST(polroles AS VARCHAR[]), ', ') FROM pg_policy"

@@ -227,7 +227,12 @@ pub(crate) mod test {
     /// `sql` with one rule applied to each of its expressions, as SQL text again (the session
     /// is user `alice` with the default settings).
     fn run(rule: &Rule, sql: &str) -> Result<String> {
-        let session = SessionInfo { user: "alice".into(), ..Default::default() };
+        run_in(rule, sql, &SessionInfo { user: "alice".into(), ..Default::default() })
+    }
+
+    /// `sql` with one rule applied, in `session`.
+    pub fn run_in(rule: &Rule, sql: &str, session: &SessionInfo) -> Result<String> {
+        let session = session.clone();
         let mut stmt = parsed(sql);
         let mut changes = Vec::new();
         walk(&mut stmt, std::slice::from_ref(rule), &mut Context { session: &session, changes: &mut changes })?;

@@ -18,7 +18,7 @@ pub fn apply(stmt: &mut Statement) {
 }
 
 fn is_rewritten(e: &Expr) -> bool {
-    matches!(e, Expr::Identifier(Ident { value, quote_style: None, .. }) if value.eq_ignore_ascii_case("user"))
+    super::current_user::bare_keyword(e).is_some()
         || function_name(e).is_some_and(|n| RULES.iter().any(|r| r.calls.contains(&n.as_str())))
 }
 
