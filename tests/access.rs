@@ -459,6 +459,7 @@ roles:
         ("SELECT COUNT(*) FROM pg_namespace WHERE nspname = 'lake'".into(), rows(&["0"])),
         ("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'lake'".into(), rows(&["0"])),
         ("SELECT COUNT(*) FROM lake.traffic".into(), Want::Code("42P01")),
+        ("SELECT COUNT(*) FROM traffic".into(), Want::Code("42P01")),
         ("SELECT pg_table_size('lake.traffic')".into(), Want::Code("42P01")),
         ("SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = 'marc'".into(), rows(&["regional_manager"])),
         ("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'regional_manager'".into(), rows(&["f"])),
@@ -501,7 +502,7 @@ roles:
         let mut failures = Vec::new();
         let mut ran = 0;
         for (user, probes, secrets) in [
-            ("marc", &marc_probes, others.clone()),
+            ("marc", &marc_probes, others.iter().cloned().chain(["schema lake".to_string()]).collect::<Vec<_>>()),
             ("lea", &lea_probes, other_stores.iter().cloned().chain(hidden_members.iter().map(|s| s.to_string())).collect::<Vec<_>>()),
             ("duo", &duo_probes, vec![]),
             ("nobody", &nobody_probes, vec!["retail".to_string()]),

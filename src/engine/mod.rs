@@ -584,10 +584,15 @@ impl Engine {
         }
         let pg_names = pg::names::pg_column_names(&stmt);
         let setting_changes = pg::rewrite::rewrite_session(&mut stmt, session)?;
-        let plan = state
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
-            .await
-            .map_err(Error::from)?;
+        let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await.map_err(|e| {
+            let e = Error::from(e);
+            // A user who does not see the lake is not told where its tables are.
+            if e.kind == ErrorKind::UndefinedTable && self.access.sees_lake(&session.user, session.settings.role().as_deref()) == Some(false) {
+                e.with_hint("the tables you may read are in schema public (psql: \\dt)")
+            } else {
+                e
+            }
+        })?;
         Self::client_options().verify_plan(&plan).map_err(read_only_error)?;
         // The rollups' state (a `head` per followed table) only for a statement that reads a
         // cube table with rollups.
