@@ -212,7 +212,22 @@ impl From<std::io::Error> for Error {
 
 impl From<deltalake::DeltaTableError> for Error {
     fn from(e: deltalake::DeltaTableError) -> Self {
-        Error::lake(format!("lake table error: {e}"))
+        let message = format!("lake table error: {e}");
+        match encryption_hint(&message) {
+            Some(hint) => Error::lake(message).with_hint(hint),
+            None => Error::lake(message),
+        }
+    }
+}
+
+/// The hint for an encrypted lake read without its keys, or with others (storage::crypto).
+fn encryption_hint(message: &str) -> Option<&'static str> {
+    if message.contains("encrypted footer but decryption properties were not provided") {
+        Some("the lake's files are encrypted: give lakecube its keys in LAKECUBE_ENCRYPTION_KEY or LAKECUBE_ENCRYPTION_KEY_FILE (docs/security.md)")
+    } else if message.contains("unable to decrypt parquet footer") || message.contains("which is not among the keys given") {
+        Some("the keys given are not those the lake's files were written with; after a rotation, keep the old key listed in the key file")
+    } else {
+        None
     }
 }
 
@@ -235,6 +250,12 @@ fn classify_datafusion(e: DataFusionError) -> Error {
     // Look through context wrappers to the error that decides the class.
     let root = e.find_root();
     let message = strip_df_prefix(&root.to_string());
+    // Only errors of reading files (a user's SQL quoting the phrase stays what it is).
+    if matches!(root, DataFusionError::ParquetError(_) | DataFusionError::External(_) | DataFusionError::Execution(_) | DataFusionError::ArrowError(..))
+        && let Some(hint) = encryption_hint(&message)
+    {
+        return Error::new(ErrorKind::Lake, message).with_hint(hint);
+    }
     match root {
         DataFusionError::SQL(..) => Error::new(ErrorKind::Syntax, message),
         DataFusionError::SchemaError(se, _) => match se.as_ref() {

@@ -25,7 +25,8 @@
 //! - [`ingest`]: `lakecube ingest`, raw exports (CSV, JSON, Parquet, spreadsheets, a
 //!   PostgreSQL query, an HTTP API) into the lake by YAML source definitions, streamed,
 //!   exactly once, in one Delta commit per batch.
-//! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas.
+//! - [`storage`]: the lake: locations (local, S3, memory), Delta tables, their schemas, and
+//!   encryption at rest of their Parquet files (`crypto`).
 //! - Leaves: [`config`] (layered settings; it imports only `error` and `pg::settings`'s
 //!   duration grammar), [`error`] (one error type, one SQLSTATE map), [`telemetry`] (logging,
 //!   the record of recent failed statements), [`audit`] (the audit log of statements and

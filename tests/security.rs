@@ -187,3 +187,94 @@ async fn tls_can_be_required_and_user_add_keeps_the_config_private() {
     assert_eq!(stdout(&o).trim(), "1", "{}", stderr(&o));
     server.stop().await;
 }
+
+/// Every Parquet data file under `dir` (lake tables and rollups; not the Delta logs'
+/// checkpoints, which hold the log in plain text: docs/security.md), with its bytes.
+fn parquet_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("_delta_log") {
+                    stack.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Encryption at rest (issue 17): a lake generated, its rollups built, a batch ingested and
+/// its files compacted (`maintain`) with `LAKECUBE_ENCRYPTION_KEY` answers as the same lake in plain Parquet; every Parquet file
+/// (tables and rollups) has an encrypted footer (`PARE`) and no store code in its bytes;
+/// without the key, or with a wrong one, a read is a clear error; after a rotation (a key file
+/// whose first key writes, the old one still listed) new batches use the new key and old files
+/// stay readable, and dropping the old key makes them a clear error.
+#[test]
+fn an_encrypted_lake_answers_as_a_plain_one_and_keeps_no_plaintext() {
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let key = [("LAKECUBE_ENCRYPTION_KEY", KEY)];
+    let (plain, secret) = (fresh_dir("crypto-plain"), fresh_dir("crypto-secret"));
+    let sensors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ingest");
+    let reports = fresh_dir("crypto-reports");
+    for (dir, env) in [(&plain, &[][..]), (&secret, &key[..])] {
+        let lake = dir.to_str().unwrap();
+        for args in [
+            vec!["generate", "--lake", lake, "--preset", "tiny"],
+            vec!["rollups", "build", "--full", "--lake", lake],
+            vec!["ingest", sensors.join("sensors.yaml").to_str().unwrap(), "--file", sensors.join("sensors_utf8_comma.csv").to_str().unwrap(), "--lake", lake, "--report-dir", reports.to_str().unwrap()],
+            vec!["maintain", "--lake", lake],
+        ] {
+            let o = lakecube(&args, env);
+            assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        }
+    }
+    let query = |dir: &std::path::Path, env: &[(&str, &str)], sql: &str| lakecube(&["query", "--format", "csv", "--lake", dir.to_str().unwrap(), sql], env);
+    for sql in [
+        "SELECT region, SUM(footfall), SUM(revenue), MEASURE(conversion) FROM retail GROUP BY 1 ORDER BY 1",
+        "SELECT store_code, date_trunc('month', period) AS m, MEASURE(store_count), SUM(units) FROM retail GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT COUNT(*), SUM(footfall) FROM lake.traffic",
+        "SELECT store_code, city FROM lake.stores ORDER BY 1",
+    ] {
+        let (a, b) = (query(&plain, &[], sql), query(&secret, &key, sql));
+        assert!(b.status.success(), "{sql}: {}", stderr(&b));
+        assert_eq!(stdout(&a), stdout(&b), "{sql}");
+    }
+    let store = "FR-PAR-001";
+    let secret_files = parquet_files(&secret);
+    assert!(secret_files.len() >= 4 && secret_files.iter().any(|(p, _)| p.to_string_lossy().contains("_rollups")), "{} files", secret_files.len());
+    for (path, bytes) in &secret_files {
+        assert!(bytes.ends_with(b"PARE"), "{} has no encrypted footer", path.display());
+        assert!(!bytes.windows(store.len()).any(|w| w == store.as_bytes()), "{} holds a store code in plain text", path.display());
+    }
+    // The same check finds the plain lake's files plain (the check can fail).
+    assert!(parquet_files(&plain).iter().any(|(_, b)| b.ends_with(b"PAR1") && b.windows(store.len()).any(|w| w == store.as_bytes())));
+    // Without the key, with a wrong key: clear errors, no rows.
+    let sql = "SELECT SUM(footfall) FROM lake.traffic";
+    let none = query(&secret, &[], sql);
+    assert!(!none.status.success() && stderr(&none).contains("hint: the lake's files are encrypted"), "{}", stderr(&none));
+    let wrong = query(&secret, &[("LAKECUBE_ENCRYPTION_KEY", &KEY.replace("00", "ff"))], sql);
+    assert!(!wrong.status.success() && stdout(&wrong).is_empty() && stderr(&wrong).contains("hint: the keys given are not"), "{}{}", stdout(&wrong), stderr(&wrong));
+    // Rotation: k2 writes, the old key (id `default`) still reads.
+    let keys = secret.join("keys.txt");
+    let new_key = KEY.replace('0', "a");
+    std::fs::write(&keys, format!("# rotated\nk2 {new_key}\ndefault {KEY}\n")).unwrap();
+    let rotated = [("LAKECUBE_ENCRYPTION_KEY_FILE", keys.to_str().unwrap())];
+    let before: std::collections::HashSet<_> = secret_files.iter().map(|(p, _)| p.clone()).collect();
+    let o = lakecube(
+        &["ingest", sensors.join("sensors.yaml").to_str().unwrap(), "--file", sensors.join("sensors_fr.txt").to_str().unwrap(), "--lake", secret.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()],
+        &rotated,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let both = query(&secret, &rotated, sql);
+    assert!(both.status.success(), "{}", stderr(&both));
+    let newer: Vec<_> = parquet_files(&secret).into_iter().filter(|(p, _)| !before.contains(p)).collect();
+    assert!(!newer.is_empty() && newer.iter().all(|(_, b)| b.windows(2).any(|w| w == b"k2")), "new files carry key id k2");
+    std::fs::write(&keys, format!("k2 {new_key}\n")).unwrap();
+    let old_dropped = query(&secret, &rotated, sql);
+    assert!(!old_dropped.status.success() && stderr(&old_dropped).contains("key `default`"), "{}", stderr(&old_dropped));
+}

@@ -17,7 +17,6 @@ use std::io::Write;
 use std::path::Path;
 
 use datafusion::arrow::array::{Array, Decimal128Array, Int32Array, StringArray, TimestampMicrosecondArray};
-use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -110,7 +109,7 @@ fn split(n: i64, parts: i64) -> impl Iterator<Item = i64> {
 /// Writes the raw exports of the last `days` days of the lake's `traffic` into `dir`.
 pub async fn write_raw(lake: &Lake, dir: &Path, days: u32) -> Result<Manifest> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let ctx = SessionContext::new();
+    let ctx = lake.context();
     lake.register_tables(&ctx, &schema::ALL_TABLES).await?;
     let sql = format!(
         "SELECT s.store_code, d.department_code, t.ts, t.footfall, t.transactions, t.revenue, t.units \

@@ -664,6 +664,12 @@ impl Rollups {
         let mut write = table
             .write(batches)
             .with_commit_properties(CommitProperties::default().with_metadata([(RECORD_KEY.to_string(), meta)]));
+        if let Some(properties) = self.lake.writer_properties() {
+            write = write.with_writer_properties(properties);
+        }
+        if let Some(session) = self.lake.read_session() {
+            write = write.with_session_state(session);
+        }
         if let Some(t) = def.time.as_ref().filter(|_| timed) {
             write = write.with_partition_columns([t.partition_column.clone()]);
         }

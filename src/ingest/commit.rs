@@ -38,7 +38,7 @@ pub fn properties(txns: &[(String, i64)], provenance: &serde_json::Value) -> Com
 /// Merges the batch into `traffic` in one Delta commit that also records the batch's
 /// application transactions (id, version) and provenance ([`properties`]): matching store-department-hours get the new counts added, the others
 /// are inserted. Returns the committed version.
-pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(String, i64)], provenance: &serde_json::Value) -> Result<i64> {
+pub async fn merge_into_traffic(lake: &crate::storage::Lake, traffic: DeltaTable, batch: Batch, txns: &[(String, i64)], provenance: &serde_json::Value) -> Result<i64> {
     let mut rows = TrafficRows::with_capacity(batch.len());
     let narrow = |v: i64, what: &str| i32::try_from(v).map_err(|_| Error::new(crate::error::ErrorKind::DataException, format!("{what} {v} does not fit the lake's int4")));
     debug_assert_eq!(MONEY_SCALE, 2, "revenue is summed in cents");
@@ -61,8 +61,14 @@ pub async fn merge_into_traffic(traffic: DeltaTable, batch: Batch, txns: &[(Stri
     }
     let batch = rows.finish()?;
     let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
-    let (table, _metrics) = traffic
-        .merge(source, schema::traffic::KEY.map(|c| format!("t.{c} = s.{c}")).join(" AND "))
+    let mut merge = traffic.merge(source, schema::traffic::KEY.map(|c| format!("t.{c} = s.{c}")).join(" AND "));
+    if let Some(p) = lake.writer_properties() {
+        merge = merge.with_writer_properties(p);
+    }
+    if let Some(session) = lake.read_session() {
+        merge = merge.with_session_state(session);
+    }
+    let (table, _metrics) = merge
         .with_source_alias("s")
         .with_target_alias("t")
         .with_commit_properties(properties(txns, provenance))

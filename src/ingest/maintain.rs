@@ -59,7 +59,14 @@ async fn maintain_locked(lake: &Lake, opts: &MaintainOptions, lock: &super::lock
             (table, 0, 0)
         } else {
             lock.check()?;
-            let (table, m) = table.optimize().with_target_size(target).await.map_err(Error::from)?;
+            let mut optimize = table.optimize().with_target_size(target);
+            if let Some(p) = lake.writer_properties() {
+                optimize = optimize.with_writer_properties(p);
+            }
+            if let Some(session) = lake.read_session() {
+                optimize = optimize.with_session_state(session);
+            }
+            let (table, m) = optimize.await.map_err(Error::from)?;
             (table, m.num_files_removed, m.num_files_added)
         };
         let mut vacuum = table.vacuum().with_dry_run(opts.dry_run);

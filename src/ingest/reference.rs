@@ -39,7 +39,7 @@ impl Members {
             schema::DEPARTMENTS => schema::departments_schema(),
             other => return Err(Error::internal(format!("{other} is no reference table"))),
         };
-        let ctx = SessionContext::new();
+        let ctx = lake.context();
         lake.register_tables(&ctx, &[table]).await?;
         let columns: Vec<String> = schema.fields().iter().map(|f| format!("\"{}\"", f.name())).collect();
         let batches = ctx.sql(&format!("SELECT {} FROM {table} ORDER BY 1", columns.join(", "))).await.map_err(Error::from)?.collect().await.map_err(Error::from)?;
@@ -140,8 +140,14 @@ impl Members {
         let source = SessionContext::new().read_batch(batch).map_err(Error::from)?;
         let names: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
         let code = &names[1];
-        let (table, _) = delta
-            .merge(source, format!("t.\"{code}\" = s.\"{code}\""))
+        let mut merge = delta.merge(source, format!("t.\"{code}\" = s.\"{code}\""));
+        if let Some(p) = lake.writer_properties() {
+            merge = merge.with_writer_properties(p);
+        }
+        if let Some(session) = lake.read_session() {
+            merge = merge.with_session_state(session);
+        }
+        let (table, _) = merge
             .with_source_alias("s")
             .with_target_alias("t")
             .with_commit_properties(super::commit::properties(txns, provenance))

@@ -276,7 +276,7 @@ async fn ingest_inputs(
                 }
                 if !batch.is_empty() {
                     check_lock()?;
-                    summary.committed_version = Some(commit::merge_into_traffic(target, batch, &txns, &provenance).await?);
+                    summary.committed_version = Some(commit::merge_into_traffic(lake, target, batch, &txns, &provenance).await?);
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! registers ours for `memory` (one shared store for the process, so a lake written by
 //! `generate` can be read back) and `s3` (built from the environment, without a cloud SDK).
 
+pub mod crypto;
 pub mod latest;
 
 /// The key of an ingest commit's provenance (source, kind, files) in its Delta commit info,
@@ -38,9 +39,52 @@ use crate::error::{Error, Result};
 pub struct Lake {
     /// The root URL, always ending with `/`.
     root: Url,
+    /// The keys its Parquet files are encrypted with ([`crypto`]); `None`: plain Parquet.
+    keys: Option<Arc<crypto::Keys>>,
 }
 
 impl Lake {
+    /// The keys the lake's files are encrypted with, if any.
+    pub fn keys(&self) -> Option<&Arc<crypto::Keys>> {
+        self.keys.as_ref()
+    }
+
+    /// The Parquet writer properties of the lake's and its rollups' files when the lake has
+    /// keys: zstd (level 3, deltalake's and DataFusion's default for writes) and the lake's
+    /// encryption; `None` for plain files with deltalake's defaults.
+    pub fn writer_properties(&self) -> Option<datafusion::parquet::file::properties::WriterProperties> {
+        let zstd = datafusion::parquet::basic::ZstdLevel::try_new(3).expect("a valid zstd level");
+        let base = datafusion::parquet::file::properties::WriterProperties::builder()
+            .set_compression(datafusion::parquet::basic::Compression::ZSTD(zstd))
+            .build();
+        self.keys.as_ref().map(|k| k.writer_properties(base))
+    }
+
+    /// A DataFusion context to read the lake's tables in (with [`Lake::register_tables`]):
+    /// with the lake's keys when it has them.
+    pub fn context(&self) -> datafusion::prelude::SessionContext {
+        match &self.keys {
+            Some(keys) => datafusion::prelude::SessionContext::new_with_state(
+                datafusion::execution::SessionStateBuilder::new()
+                    .with_default_features()
+                    .with_physical_optimizer_rule(Arc::new(crypto::Decrypt(keys.clone())))
+                    .build(),
+            ),
+            None => datafusion::prelude::SessionContext::new(),
+        }
+    }
+
+    /// A session for deltalake's operations that read the lake's files (merge, optimize):
+    /// with the lake's keys when it has them, `None` for deltalake's own.
+    pub fn read_session(&self) -> Option<Arc<dyn datafusion::catalog::Session>> {
+        let keys = self.keys.clone()?;
+        // deltalake's own session (its planner plans its write and merge nodes), with the keys.
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(deltalake::delta_datafusion::create_session().state())
+            .with_physical_optimizer_rule(Arc::new(crypto::Decrypt(keys)))
+            .build();
+        Some(Arc::new(state))
+    }
+
     /// Parses a lake location (`path`, `file://…`, `s3://bucket/prefix`, `memory://`).
     ///
     /// With `create`, a missing local folder is created; without it, a missing local folder is
@@ -88,7 +132,7 @@ impl Lake {
             let p = format!("{}/", root.path());
             root.set_path(&p);
         }
-        Ok(Lake { root })
+        Ok(Lake { root, keys: crypto::Keys::from_env()? })
     }
 
     pub fn root(&self) -> &Url {

@@ -208,12 +208,15 @@ impl TableWriter {
     pub fn new(lake: &Lake, table: &str, schema: SchemaRef, partitions: &[&str]) -> Result<Self> {
         let url = lake.table_url(table);
         let partitions: Vec<String> = partitions.iter().map(|s| s.to_string()).collect();
-        let writer = RecordBatchWriter::try_new(
+        let mut writer = RecordBatchWriter::try_new(
             url.as_str(),
             schema.clone(),
             Some(partitions.clone()),
             None,
         )?;
+        if let Some(properties) = lake.writer_properties() {
+            writer = writer.with_writer_properties(properties);
+        }
         Ok(TableWriter {
             lake: lake.clone(),
             table: table.to_string(),
