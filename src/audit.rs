@@ -120,7 +120,13 @@ impl AuditLog {
     pub fn record(&self, mut record: Record) {
         if self.redact == Redaction::Literals {
             record.statement = redact_literals(&record.statement);
+            // Errors echo values too (a cast, a setting).
+            record.message = record.message.as_deref().map(redact_literals);
         }
+        // A statement may be as large as a message (64 MiB by default): the record keeps its
+        // beginning, so that no client can fill the server's memory or disk through the log.
+        record.statement = bounded(record.statement);
+        record.message = record.message.map(bounded);
         if let Some(file) = &self.file {
             let mut line = serde_json::to_vec(&record).unwrap_or_default();
             line.push(b'\n');
@@ -188,12 +194,23 @@ impl AuditLog {
     }
 }
 
-/// `sql` with its string and number literals as `?` (comments and layout kept); the text
-/// itself when it does not tokenize.
+/// The most bytes of a statement or message a record keeps.
+pub const MAX_TEXT: usize = 16 << 10;
+
+/// `text` cut at [`MAX_TEXT`] bytes, saying how long it was.
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_TEXT {
+        return text;
+    }
+    format!("{}… ({} bytes in all)", &text[..text.floor_char_boundary(MAX_TEXT)], text.len())
+}
+
+/// `sql` with its string and number literals as `?` (comments and layout kept); a text that
+/// does not tokenize (an unterminated quote) is not kept at all.
 pub fn redact_literals(sql: &str) -> String {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return sql.to_string() };
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return format!("<not tokenized, {} bytes>", sql.len()) };
     tokens
         .into_iter()
         .map(|t| match t {
@@ -238,6 +255,9 @@ mod tests {
             "SELECT SUM(x) FROM retail WHERE store_code = ? AND n > ? -- why"
         );
         assert_eq!(redact_literals("SELECT $$secret$$, E'a\\nb'"), "SELECT ?, ?");
+        assert_eq!(redact_literals("SELECT 'unterminated secret"), "<not tokenized, 27 bytes>");
+        let long = bounded("x".repeat(MAX_TEXT + 10));
+        assert!(long.len() < MAX_TEXT + 40 && long.ends_with(&format!("({} bytes in all)", MAX_TEXT + 10)), "{}", &long[long.len() - 40..]);
     }
 
     #[test]

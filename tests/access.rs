@@ -450,8 +450,11 @@ roles:
         ("SELECT has_table_privilege('lake.no_such_table', 'SELECT')".into(), rows(&["f"])),
         ("SELECT has_schema_privilege('lake', 'USAGE')".into(), rows(&["f"])),
         ("SELECT has_table_privilege('retail', 'INSERT')".into(), rows(&["f"])),
-        ("SELECT has_table_privilege('sam', 'lake.traffic', 'SELECT')".into(), rows(&["t"])),
+        // About others, only what the manager sees: the lake is hidden from him, so nothing
+        // is said of it (false), though the engineer reads it.
+        ("SELECT has_table_privilege('sam', 'lake.traffic', 'SELECT')".into(), rows(&["f"])),
         ("SELECT has_column_privilege('lea', 'retail', 'revenue', 'SELECT')".into(), rows(&["f"])),
+        ("SELECT has_column_privilege('boss', 'retail', 'revenue', 'SELECT')".into(), rows(&["t"])),
         ("SELECT has_column_privilege('lea', 'retail', 'footfall', 'SELECT')".into(), rows(&["t"])),
         ("SELECT has_table_privilege('nobody', 'retail', 'SELECT')".into(), rows(&["f"])),
         ("SELECT has_table_privilege(c.oid, 'SELECT') FROM pg_class c WHERE c.relname = 'retail'".into(), rows(&["t"])),
@@ -480,6 +483,8 @@ roles:
         ("SELECT string_agg(a.attname, ',') FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'retail'".into(), Want::Anything),
         ("SELECT has_column_privilege('retail', 'revenue', 'SELECT')".into(), rows(&["f"])),
         ("SELECT has_column_privilege('retail', 'footfall', 'SELECT')".into(), rows(&["t"])),
+        // Head office reads revenue, but the partner is not told so.
+        ("SELECT has_column_privilege('boss', 'retail', 'revenue', 'SELECT')".into(), rows(&["f"])),
         ("EXPLAIN SELECT SUM(footfall) FROM retail".into(), Want::Anything),
         ("SET ROLE regional_manager".into(), Want::Code("42501")),
     ];
@@ -528,6 +533,19 @@ roles:
             }
         }
         assert!(ran >= 40, "{ran} probes");
+        // A statement prepared before SET ROLE answers for the role taken since.
+        let duo = connect("duo").await;
+        let regions = duo.prepare("SELECT DISTINCT region FROM retail").await.unwrap();
+        let revenue = duo.prepare("SELECT SUM(revenue) FROM retail").await.unwrap();
+        duo.simple_query("SET ROLE partner").await.unwrap();
+        let now: Vec<String> = duo.query(&regions, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        if now != [lea_region.clone()] {
+            failures.push(format!("duo: a statement prepared before SET ROLE partner answered {now:?}"));
+        }
+        match duo.query(&revenue, &[]).await {
+            Err(e) if e.code().is_some_and(|c| c.code() == "42703") => {}
+            other => failures.push(format!("duo: revenue prepared before SET ROLE partner gave {other:?}")),
+        }
         // PostgreSQL's names for the user functions.
         let names: Vec<String> = connect("duo").await.prepare("SELECT current_user, session_user, current_role, user").await.unwrap().columns().iter().map(|c| c.name().to_string()).collect();
         if names != ["current_user", "session_user", "current_role", "user"] {

@@ -70,6 +70,7 @@ impl QueryParser for Parser {
         let token = self.cancels.start(cell.pid, &cell.secret);
         cell.clock.restart();
         let timeout = info.settings.statement_timeout_ms();
+        let role = info.settings.role();
         if let Some(command) = parse_command(sql).map_err(to_pg_error)? {
             // A DECLARE's query is planned now for its parameters (psycopg's server-side
             // cursors send `DECLARE … FOR SELECT … $1` with values).
@@ -84,7 +85,7 @@ impl QueryParser for Parser {
             };
             let session = cell.session.lock().await;
             let columns = command_columns(&command, &session);
-            return Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Command { command, columns, params, declared } }));
+            return Ok(Some(Prepared { sql: sql.to_string(), role, kind: PreparedKind::Command { command, columns, params, declared } }));
         }
         // COPY … TO STDOUT: its query is planned now, its rows copied out at Execute.
         let copy = crate::pg::copy::parse_copy(sql).transpose().map_err(fail)?;
@@ -93,7 +94,7 @@ impl QueryParser for Parser {
             return Ok(None);
         };
         let params = Params::of(&planned.plan, types).map_err(fail)?;
-        Ok(Some(Prepared { sql: sql.to_string(), kind: PreparedKind::Query { planned, params, copy } }))
+        Ok(Some(Prepared { sql: sql.to_string(), role, kind: PreparedKind::Query { planned, params, copy } }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {

@@ -171,6 +171,8 @@ pub fn session_timeouts<C: ClientInfo>(client: &C, in_transaction: bool) -> Opti
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub sql: String,
+    /// The role the session had taken when it was planned (`SET ROLE`).
+    pub role: Option<String>,
     pub kind: PreparedKind,
 }
 
@@ -262,7 +264,25 @@ impl Backend {
             let mut session = cell.session.lock().await;
             let timeout = session.settings.statement_timeout_ms();
             let (planned, copy) = match prepared {
-                Some(Prepared { kind: PreparedKind::Query { planned, copy, .. }, .. }) => (planned.clone().bind(params)?, copy.clone()),
+                Some(Prepared { kind: PreparedKind::Query { planned, copy, .. }, role, .. }) if *role == session.settings.role() => {
+                    (planned.clone().bind(params)?, copy.clone())
+                }
+                // Planned under another role (a SET ROLE since Parse): planned again, in the
+                // catalog of the role the session acts as now.
+                Some(Prepared { kind: PreparedKind::Query { planned, copy, .. }, .. }) => {
+                    let text = copy.as_ref().map_or(sql, |c| c.query.as_str());
+                    let Some(again) = plan_in_task(&self.engine, text, session.info(), &token, &cell.clock, timeout).await? else {
+                        return Ok(Outcome::Empty);
+                    };
+                    // The client was told the columns at Parse (PostgreSQL's own error when a
+                    // replanned statement's columns change).
+                    let names = |p: &crate::engine::Planned| p.plan.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+                    if names(&again) != names(planned) {
+                        return Err(Error::new(ErrorKind::FeatureNotSupported, "cached plan must not change result type")
+                            .with_hint("the role taken since the statement was prepared shows other columns: prepare it again"));
+                    }
+                    (again.bind(params)?, copy.clone())
+                }
                 _ => {
                     // COPY … TO STDOUT runs its query like a SELECT (pg::copy).
                     let copy = crate::pg::copy::parse_copy(sql).transpose()?;

@@ -495,7 +495,8 @@ async fn register_function_info(ctx: &SessionContext, sizes: RelationSizes, gran
 /// database or function always. A relation named but not served is false, whether it exists
 /// for someone else or not at all (PostgreSQL raises 42P01 for the latter: lakecube does not
 /// tell the two apart, so a name reveals nothing), an unknown oid NULL, as in PostgreSQL. For
-/// another user than the catalog's, [`Grantee::others`] answers.
+/// another user than the catalog's, [`Grantee::others`] answers, about what this catalog
+/// serves only (anything else is false, so that no name hidden from the session is confirmed).
 fn register_privileges(ctx: &SessionContext, relations: &Arc<Relations>, grantee: Option<Grantee>, attributes: Vec<RecordBatch>, namespaces: Vec<RecordBatch>) -> Result<()> {
     let text = |a: &ArrayRef| texts(a.as_ref());
     let mut columns: HashMap<i32, Vec<(String, i64)>> = HashMap::new();
@@ -537,7 +538,12 @@ fn register_privileges(ctx: &SessionContext, relations: &Arc<Relations>, grantee
     let rels = relations.clone();
     let objects: super::functions::Objects = Arc::new(move |user: Option<&str>, object: Object<'_>| match (&grantee, user) {
         (Some(g), Some(u)) if !g.names.iter().any(|n| n == u) && u.parse::<i64>().is_err() => {
-            // Another user: a relation given by this catalog's oid, by its qualified name.
+            // Another user, about what this session is served only: of a table or column
+            // hidden from it, nothing is said (not even whether someone else may read it).
+            if !own(object)? {
+                return Some(false);
+            }
+            // A relation given by this catalog's oid, by its qualified name.
             let named = |r: &str| r.trim().parse::<i32>().ok().map(|oid| rels.by_oid.get(&oid).map(|(s, n)| format!("{s}.{n}")));
             match object {
                 Object::Relation(r) => match named(r) {
