@@ -55,6 +55,13 @@ struct Config {
     roles: BTreeMap<String, RoleSettings>,
 }
 
+impl Config {
+    /// Whether any of `roles` has what `what` asks of a role's settings (`lake`, `audit`).
+    fn grants(&self, roles: &[String], what: impl Fn(&RoleSettings) -> bool) -> bool {
+        roles.iter().any(|r| self.roles.get(r).is_some_and(&what))
+    }
+}
+
 /// The users' access and their session states.
 pub struct Access {
     ctx: SessionContext,
@@ -107,7 +114,7 @@ impl Access {
     /// (everyone reads everything).
     pub fn sees_lake(&self, user: &str, role: Option<&str>) -> Option<bool> {
         let config = self.config.read().unwrap_or_else(|e| e.into_inner()).clone()?;
-        Some(Self::acting_roles(&config, user, role).iter().any(|r| config.roles.get(r).is_some_and(|r| r.lake)))
+        Some(config.grants(&Self::acting_roles(&config, user, role), |r| r.lake))
     }
 
     /// The state `user` acting as `role` (`None`: with all their roles) plans in; `None`
@@ -139,10 +146,10 @@ impl Access {
         }
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog.register_schema(CUBE_SCHEMA, public).map_err(Error::from)?;
-        if who.roles.iter().any(|r| config.roles.get(r).is_some_and(|r| r.lake)) {
+        if config.grants(&who.roles, |r| r.lake) {
             catalog.register_schema(LAKE_SCHEMA, self.lake.clone()).map_err(Error::from)?;
         }
-        if who.roles.iter().any(|r| config.roles.get(r).is_some_and(|r| r.audit)) {
+        if config.grants(&who.roles, |r| r.audit) {
             catalog.register_schema(ADMIN_SCHEMA, self.admin.clone()).map_err(Error::from)?;
         }
         let list = Arc::new(MemoryCatalogProviderList::new());
@@ -171,8 +178,7 @@ fn serves(config: &Config, semantic: &Semantic, lake: &dyn SchemaProvider, admin
         }
         None => return None,
     };
-    let lake_granted = who.roles.iter().any(|r| config.roles.get(r).is_some_and(|r| r.lake));
-    let audit_granted = who.roles.iter().any(|r| config.roles.get(r).is_some_and(|r| r.audit));
+    let (lake_granted, audit_granted) = (config.grants(&who.roles, |r| r.lake), config.grants(&who.roles, |r| r.audit));
     let cube = |table: &str| {
         semantic.tables().find(|t| t.name == table).and_then(|t| {
             let names: Vec<&str> = t.members.iter().map(|m| m.name.as_str()).collect();

@@ -263,11 +263,7 @@ impl Engine {
                 .with_query_planner(Arc::new(crate::semantic::barrier::Planner)),
         );
         // An encrypted lake's scans get its keys (storage::crypto).
-        let state = match lake.keys() {
-            Some(keys) => state.with_physical_optimizer_rule(Arc::new(crate::storage::crypto::Decrypt(keys.clone()))),
-            None => state,
-        }
-        .build();
+        let state = lake.with_keys(state).build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = ctx
             .catalog(CATALOG)

@@ -274,12 +274,12 @@ pub struct Audited {
 }
 
 impl Audited {
-    pub fn new(log: Arc<crate::audit::AuditLog>, session: &SessionInfo, client: &str) -> Audited {
+    pub fn new(log: Arc<crate::audit::AuditLog>, user: &str, settings: &crate::pg::settings::Settings, client: &str) -> Audited {
         Audited {
             log,
-            user: session.user.clone(),
-            role: session.settings.role(),
-            application_name: session.settings.get("application_name").unwrap_or_default(),
+            user: user.to_string(),
+            role: settings.role(),
+            application_name: settings.get("application_name").unwrap_or_default(),
             client: client.to_string(),
             start: Instant::now(),
             rollups: Vec::new(),

@@ -60,7 +60,7 @@ impl QueryParser for Parser {
         let cell = session_of(client, &self.engine, &self.cancels, &self.defaults)?;
         let info = cell.session.lock().await.info();
         // A statement that fails at Parse is audited as one that fails at Execute.
-        let audited = Audited::new(self.engine.audit().clone(), &info, super::handler::address(&who(client)));
+        let audited = Audited::new(self.engine.audit().clone(), &info.user, &info.settings, super::handler::address(&who(client)));
         let fail = |e: Error| {
             log_failure(&self.failures, &who(client), sql, &e);
             audited.clone().record(sql, 0, 0, Some((e.sqlstate().to_string(), e.message.clone())));

@@ -230,9 +230,11 @@ impl Backend {
     /// becomes the status after it. Its audit record is written when it ends: for a query,
     /// when its rows have gone out ([`QueryLog`]); otherwise here.
     pub(super) async fn statement(&self, cell: &SessionCell, request: Request<'_>, status: &mut TransactionStatus) -> Result<Outcome, Error> {
-        let info = cell.session.lock().await.info();
         let (sql, who) = (request.sql, request.who);
-        let mut audited = Some(Audited::new(self.engine.audit().clone(), &info, address(who)));
+        let mut audited = {
+            let session = cell.session.lock().await;
+            Some(Audited::new(self.engine.audit().clone(), &session.user, &session.settings, address(who)))
+        };
         let outcome = self.run_statement(cell, request, status, &mut audited).await;
         if let Some(a) = audited {
             let failure = outcome.as_ref().err().map(|e| (e.sqlstate().to_string(), e.message.clone()));

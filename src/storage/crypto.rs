@@ -102,20 +102,16 @@ impl Keys {
         Ok(Keys { current, keys })
     }
 
-    /// The Parquet writer properties of an encrypted file: footer and every column under the
-    /// current key, its id in the footer's key metadata; `base`'s other settings kept.
-    pub fn writer_properties(&self, base: WriterProperties) -> WriterProperties {
-        let key = self.keys[&self.current].clone();
-        let encryption = FileEncryptionProperties::builder(key)
-            .with_footer_key_metadata(self.current.as_bytes().to_vec())
-            .build()
-            .expect("a checked AES key");
-        base.into_builder().with_file_encryption_properties(encryption).build()
+    /// How a new file is encrypted: footer and every column under the current key, its id
+    /// in the footer's key metadata.
+    fn encryption(&self) -> datafusion::parquet::errors::Result<Arc<FileEncryptionProperties>> {
+        FileEncryptionProperties::builder(self.keys[&self.current].clone()).with_footer_key_metadata(self.current.as_bytes().to_vec()).build()
     }
 
-    /// How files written with any listed key are read.
-    pub fn decryption(self: &Arc<Self>) -> Arc<FileDecryptionProperties> {
-        FileDecryptionProperties::with_key_retriever(self.clone()).build().expect("a key retriever")
+    /// The Parquet writer properties of an encrypted file ([`Keys::encryption`]); `base`'s
+    /// other settings kept.
+    pub fn writer_properties(&self, base: WriterProperties) -> WriterProperties {
+        base.into_builder().with_file_encryption_properties(self.encryption().expect("a checked AES key")).build()
     }
 }
 
@@ -130,16 +126,20 @@ impl KeyRetriever for Keys {
     }
 }
 
+/// The keys as DataFusion's [`EncryptionFactory`] (what [`Decrypt`] gives the scans): every
+/// file is read through the one key retriever, shared.
+#[derive(Debug)]
+struct Factory(Arc<Keys>);
+
 #[async_trait::async_trait]
-impl EncryptionFactory for Keys {
+impl EncryptionFactory for Factory {
     async fn get_file_encryption_properties(
         &self,
         _config: &EncryptionFactoryOptions,
         _schema: &datafusion::arrow::datatypes::SchemaRef,
         _file_path: &object_store::path::Path,
     ) -> datafusion::error::Result<Option<Arc<FileEncryptionProperties>>> {
-        let key = self.keys[&self.current].clone();
-        Ok(Some(FileEncryptionProperties::builder(key).with_footer_key_metadata(self.current.as_bytes().to_vec()).build()?))
+        Ok(Some(self.0.encryption()?))
     }
 
     async fn get_file_decryption_properties(
@@ -147,13 +147,19 @@ impl EncryptionFactory for Keys {
         _config: &EncryptionFactoryOptions,
         _file_path: &object_store::path::Path,
     ) -> datafusion::error::Result<Option<Arc<FileDecryptionProperties>>> {
-        Ok(Some(FileDecryptionProperties::with_key_retriever(Arc::new(self.clone())).build()?))
+        Ok(Some(FileDecryptionProperties::with_key_retriever(self.0.clone()).build()?))
     }
 }
 
 /// Gives every Parquet scan of a plan the lake's keys (see the module documentation).
 #[derive(Debug)]
-pub struct Decrypt(pub Arc<Keys>);
+pub struct Decrypt(Arc<Factory>);
+
+impl Decrypt {
+    pub fn new(keys: Arc<Keys>) -> Decrypt {
+        Decrypt(Arc::new(Factory(keys)))
+    }
+}
 
 impl PhysicalOptimizerRule for Decrypt {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {

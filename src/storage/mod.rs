@@ -44,11 +44,6 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// The keys the lake's files are encrypted with, if any.
-    pub fn keys(&self) -> Option<&Arc<crypto::Keys>> {
-        self.keys.as_ref()
-    }
-
     /// The Parquet writer properties of the lake's and its rollups' files when the lake has
     /// keys: zstd (level 3, deltalake's and DataFusion's default for writes) and the lake's
     /// encryption; `None` for plain files with deltalake's defaults.
@@ -60,29 +55,27 @@ impl Lake {
         self.keys.as_ref().map(|k| k.writer_properties(base))
     }
 
-    /// A DataFusion context to read the lake's tables in (with [`Lake::register_tables`]):
-    /// with the lake's keys when it has them.
-    pub fn context(&self) -> datafusion::prelude::SessionContext {
+    /// `state` with the lake's keys given to its Parquet scans ([`crypto::Decrypt`]) when the
+    /// lake has keys: every session that reads the lake's files is made through this.
+    pub fn with_keys(&self, state: datafusion::execution::SessionStateBuilder) -> datafusion::execution::SessionStateBuilder {
         match &self.keys {
-            Some(keys) => datafusion::prelude::SessionContext::new_with_state(
-                datafusion::execution::SessionStateBuilder::new()
-                    .with_default_features()
-                    .with_physical_optimizer_rule(Arc::new(crypto::Decrypt(keys.clone())))
-                    .build(),
-            ),
-            None => datafusion::prelude::SessionContext::new(),
+            Some(keys) => state.with_physical_optimizer_rule(Arc::new(crypto::Decrypt::new(keys.clone()))),
+            None => state,
         }
     }
 
+    /// A DataFusion context to read the lake's tables in (with [`Lake::register_tables`]).
+    pub fn context(&self) -> datafusion::prelude::SessionContext {
+        datafusion::prelude::SessionContext::new_with_state(self.with_keys(datafusion::execution::SessionStateBuilder::new().with_default_features()).build())
+    }
+
     /// A session for deltalake's operations that read the lake's files (merge, optimize):
-    /// with the lake's keys when it has them, `None` for deltalake's own.
+    /// deltalake's own (its planner plans its write and merge nodes) with the lake's keys;
+    /// `None` without keys, for deltalake to make its own.
     pub fn read_session(&self) -> Option<Arc<dyn datafusion::catalog::Session>> {
-        let keys = self.keys.clone()?;
-        // deltalake's own session (its planner plans its write and merge nodes), with the keys.
-        let state = datafusion::execution::SessionStateBuilder::new_from_existing(deltalake::delta_datafusion::create_session().state())
-            .with_physical_optimizer_rule(Arc::new(crypto::Decrypt(keys)))
-            .build();
-        Some(Arc::new(state))
+        self.keys.as_ref()?;
+        let own = datafusion::execution::SessionStateBuilder::new_from_existing(deltalake::delta_datafusion::create_session().state());
+        Some(Arc::new(self.with_keys(own).build()))
     }
 
     /// Parses a lake location (`path`, `file://…`, `s3://bucket/prefix`, `memory://`).
